@@ -1,0 +1,10 @@
+"""Specs and types shared by every part of robot_rl. Imports no simulator, ROS or network client."""
+
+from robot_rl.core.check_env import EnvCheckError, check_env
+from robot_rl.core.env import Obs, RobotEnv, SimEnv, StepResult, validate_action
+from robot_rl.core.specs import ActionSpec, ArraySpec, EnvSpec, StateSlice
+
+__all__ = [
+    "ActionSpec", "ArraySpec", "EnvCheckError", "EnvSpec", "Obs", "RobotEnv", "SimEnv", "StateSlice",
+    "StepResult", "check_env", "validate_action",
+]
