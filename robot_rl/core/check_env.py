@@ -73,6 +73,16 @@ def check_env(env: RobotEnv, max_steps: int | None = None, check_render: bool = 
     ``max_steps`` bounds the wait for an autoreset (default: the spec's episode length + 1).
     Leaves the env in an arbitrary state; reset it afterwards.
     """
+    _check_attributes(env)
+    gen = torch.Generator().manual_seed(0)
+    _check_reset(env)
+    _check_actions(env, gen)
+    if isinstance(env, SimEnv):
+        _check_sim(env, gen, check_render)
+    _check_autoreset(env, gen, max_steps)
+
+
+def _check_attributes(env: RobotEnv) -> None:
     if not isinstance(env, RobotEnv):
         raise EnvCheckError(f"{type(env).__name__} does not implement RobotEnv (num_envs, device, spec, reset, step)")
     if not isinstance(env.spec, EnvSpec):
@@ -81,9 +91,10 @@ def check_env(env: RobotEnv, max_steps: int | None = None, check_render: bool = 
         raise _fail(env, f"num_envs must be a positive int, got {env.num_envs!r}")
     if env.spec.action.dim < 1:
         raise _fail(env, "action dim must be >= 1")
-    gen = torch.Generator().manual_seed(0)
 
-    # Reset and seeding: the same seed gives the same first observation.
+
+def _check_reset(env: RobotEnv) -> None:
+    """The same seed gives the same first observation."""
     obs0, info0 = env.reset(seed=123)
     _check_obs(env, obs0, "reset")
     if not isinstance(info0, dict):
@@ -95,8 +106,10 @@ def check_env(env: RobotEnv, max_steps: int | None = None, check_render: bool = 
     if isinstance(env, SimEnv):
         _check_sim_state(env, info0.get("sim_state"), "reset")
 
-    # One step, then bad actions.
-    res = _check_step(env, env.step(_random_action(env, gen)), "step")
+
+def _check_actions(env: RobotEnv, gen: torch.Generator) -> None:
+    """A random step works; a NaN action raises naming the env; an out-of-range action is clipped and counted."""
+    _check_step(env, env.step(_random_action(env, gen)), "step")
     bad = torch.zeros(env.num_envs, env.spec.action.dim, device=env.device)
     bad[env.num_envs - 1, 0] = float("nan")
     try:
@@ -112,27 +125,24 @@ def check_env(env: RobotEnv, max_steps: int | None = None, check_render: bool = 
         raise _fail(env, f"out-of-range action: info['action_clipped'] = {res.info['action_clipped'].tolist()}, "
                          f"expected {env.spec.action.dim} per env")
 
-    if isinstance(env, SimEnv):
-        _check_sim(env, gen, check_render)
 
-    # Autoreset: run until some env finishes; the step's obs is the new episode, final_obs the old one.
+def _check_autoreset(env: RobotEnv, gen: torch.Generator, max_steps: int | None) -> None:
+    """Run until some env finishes: the step's obs starts the new episode, final_obs ends the old one."""
     env.reset(seed=7)
     limit = max_steps if max_steps is not None else env.spec.max_episode_steps + 1
     for t in range(limit):
         res = _check_step(env, env.step(_random_action(env, gen)), f"step {t}")
-        done = res.terminated | res.truncated
-        if bool(done.any()):
+        if bool((res.terminated | res.truncated).any()):
             if "final_obs" not in res.info:
                 raise _fail(env, f"step {t}: an env finished but info has no 'final_obs'")
             _check_obs(env, res.info["final_obs"], f"step {t} final_obs")
             if isinstance(env, SimEnv):
                 _check_sim_state(env, res.info.get("final_sim_state"), f"step {t} final_sim_state")
-            break
+            return
         if t + 1 > env.spec.max_episode_steps:
             raise _fail(env, f"no episode ended within max_episode_steps={env.spec.max_episode_steps}")
-    else:
-        if max_steps is None:
-            raise _fail(env, f"no episode ended within {limit} steps")
+    if max_steps is None:
+        raise _fail(env, f"no episode ended within {limit} steps")
 
 
 def _check_sim(env: SimEnv, gen: torch.Generator, check_render: bool) -> None:

@@ -92,9 +92,9 @@ class ActionSpec:
         for what, seq in (("scale", self.scale), ("offset", self.offset)):
             if len(seq) != self.dim:
                 raise ValueError(f"ActionSpec.{what} has {len(seq)} entries, expected dim={self.dim}")
-        for what, seq in (("names", self.names), ("units", self.units)):
-            if seq and len(seq) != self.dim:
-                raise ValueError(f"ActionSpec.{what} has {len(seq)} entries, expected dim={self.dim}")
+        for what, labels in (("names", self.names), ("units", self.units)):
+            if labels and len(labels) != self.dim:
+                raise ValueError(f"ActionSpec.{what} has {len(labels)} entries, expected dim={self.dim}")
 
     def to_physical(self, action: torch.Tensor) -> torch.Tensor:
         """``[N, dim]`` normalized action -> ``[N, dim]`` physical command."""

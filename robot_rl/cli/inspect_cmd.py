@@ -1,0 +1,146 @@
+"""``robot-rl inspect``: summarize a dataset (table) and plot its returns and a filmstrip (PNG)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p.add_argument("dataset", type=Path, help="HDF5 dataset")
+    p.add_argument("--png", type=Path, default=None, help="where to write the plot (default: next to the dataset)")
+    p.add_argument("--frames", type=int, default=8, help="frames in the filmstrip")
+    p.add_argument("--no-plot", action="store_true", help="print the tables only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.data.reader import Dataset
+
+    console = Console()
+    with Dataset(args.dataset) as ds:
+        summaries = ds.episode_summaries()
+        episodes = {name: ds.load_episode(name) for name in ds.episode_names}
+        console.print(f"[bold]{ds.path}[/]  task [cyan]{ds.spec.name}[/]: \"{ds.task_text}\"")
+        console.print(f"source: {ds.source}")
+        console.print(_summary_table(summaries))
+        console.print(_behaviour_table(summaries, episodes))
+        console.print(_keys_table(ds.describe()))
+        if not args.no_plot:
+            png = args.png or args.dataset.with_suffix(".inspect.png")
+            _plot(ds, summaries, episodes, png, args.frames, console)
+            console.print(f"plot: {png}")
+    return 0
+
+
+def _summary_table(summaries: list) -> Table:
+    lengths = np.array([s[1] for s in summaries])
+    returns = np.array([s[2] for s in summaries], dtype=np.float64)
+    success = np.array([bool(s[3]) for s in summaries])
+    t = Table(title="episodes", show_header=True)
+    for col in ("episodes", "transitions", "length min/mean/max", "return mean ± std", "return min/max", "success"):
+        t.add_column(col, justify="right")
+    labeled = np.isfinite(returns)
+    ret = (f"{returns[labeled].mean():.1f} ± {returns[labeled].std():.1f}" if labeled.any() else "unlabeled")
+    rng = f"{returns[labeled].min():.1f} / {returns[labeled].max():.1f}" if labeled.any() else "-"
+    t.add_row(str(len(summaries)), str(int(lengths.sum())),
+              f"{lengths.min()} / {lengths.mean():.1f} / {lengths.max()}", ret, rng,
+              f"{success.mean():.0%} ({success.sum()}/{len(success)})")
+    return t
+
+
+def _behaviour_table(summaries: list, episodes: dict) -> Table:
+    groups: dict[str, list] = defaultdict(list)
+    for name, _length, ret, succ in summaries:
+        groups[str(episodes[name].attrs.get("behaviour", "unknown"))].append((ret, succ))
+    t = Table(title="by behaviour")
+    for col in ("behaviour", "episodes", "success rate", "mean return"):
+        t.add_column(col, justify="right")
+    for kind, rows in sorted(groups.items()):
+        rets = np.array([r for r, _ in rows], dtype=np.float64)
+        t.add_row(kind, str(len(rows)), f"{np.mean([s for _, s in rows]):.0%}",
+                  f"{np.nanmean(rets):.1f}" if np.isfinite(rets).any() else "-")
+    return t
+
+
+def _keys_table(described: list) -> Table:
+    t = Table(title="keys (per episode)")
+    for col in ("key", "dtype", "shape"):
+        t.add_column(col)
+    for key, dtype, shape in described:
+        t.add_row(str(key), str(dtype), str(shape))
+    return t
+
+
+def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, list[int], str]:  # type: ignore[no-untyped-def]
+    """uint8 [F, H, W, 3] frames of one episode: stored images, else rendered from stored sim states."""
+    length = ep.states.shape[0]
+    steps = np.unique(np.linspace(0, length - 1, count).round().astype(int))
+    if ep.images:
+        camera, frames = next(iter(ep.images.items()))
+        idx = np.unique(np.minimum(steps // ep.image_every, len(frames) - 1))
+        return frames[idx], [int(i * ep.image_every) for i in idx], f"stored images, camera '{camera}'"
+    if ep.sim_states is None:
+        return None, [], "no images and no sim states stored"
+    import torch
+
+    from robot_rl.envs import make_env
+    from robot_rl.envs.task_cards import load_task_card
+
+    try:
+        env = make_env(ds.spec.name)
+    except ValueError as e:
+        return None, [], f"cannot render: {e}"
+    try:
+        card = load_task_card(ds.spec.name)
+        camera = card.camera if card is not None else env.spec.cameras[0]
+        frames = env.render(torch.from_numpy(ep.sim_states[steps]), camera, 160, 160).numpy()
+    finally:
+        env.close()
+    return frames, [int(s) for s in steps], f"rendered from stored sim states, camera '{camera}'"
+
+
+def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: Console) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    returns = np.array([s[2] for s in summaries], dtype=np.float64)
+    success = np.array([bool(s[3]) for s in summaries])
+    # Filmstrip of the best episode (successful first, then highest return).
+    best = max(summaries, key=lambda s: (bool(s[3]), np.nan_to_num(s[2], nan=-np.inf)))
+    frames, steps, how = _frames(ds, episodes[best[0]], count, console)
+    ncols = max(len(steps), 1)
+    fig = plt.figure(figsize=(max(2.0 * ncols, 8), 6.5), constrained_layout=True)
+    grid = fig.add_gridspec(2, ncols, height_ratios=[1.4, 1])
+    ax = fig.add_subplot(grid[0, :])
+    if np.isfinite(returns).any():
+        bins = np.histogram_bin_edges(returns[np.isfinite(returns)], bins=min(30, max(5, len(returns) // 2)))
+        ax.hist([returns[success], returns[~success & np.isfinite(returns)]], bins=bins, stacked=True,
+                color=["tab:green", "tab:gray"], label=[f"success ({success.sum()})", f"failure ({(~success).sum()})"])
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no rewards (unlabeled dataset)", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("episode return")
+    ax.set_ylabel("episodes")
+    ax.set_title(f"{ds.spec.name}: \"{ds.task_text}\" — {len(summaries)} episodes, success {success.mean():.0%}")
+    for j in range(ncols):
+        fa = fig.add_subplot(grid[1, j])
+        fa.axis("off")
+        if frames is not None and j < len(frames):
+            fa.imshow(frames[j])
+            fa.set_title(f"t={steps[j]}", fontsize=9)
+    if frames is None:
+        fig.text(0.5, 0.2, how, ha="center")
+    else:
+        fig.text(0.5, 0.01, f"{best[0]} (return {best[2]:.1f}, {'success' if best[3] else 'failure'}): {how}",
+                 ha="center", fontsize=9)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,41 @@
+"""``robot-rl``: the command line. Each subcommand lives in its own module with ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from robot_rl.cli import collect_cmd, inspect_cmd
+
+COMMANDS = {"collect": collect_cmd, "inspect": inspect_cmd}
+
+
+class UserError(Exception):
+    """A problem with the user's input; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from robot_rl.data.errors import DatasetError
+
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except (UserError, DatasetError, ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"robot-rl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robot-rl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
