@@ -1,0 +1,80 @@
+"""Atomic, complete checkpoints: ``RUN_DIR/checkpoints/step_<n>.pt``.
+
+A checkpoint is written to a temporary file in the same folder, fsynced, renamed over its final name and
+the folder fsynced, so a crash leaves either the old set of checkpoints or the new one, never a torn file.
+Loading takes the newest checkpoint that reads back; a corrupt newest one falls back to the previous
+one with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint; the message names the run folder and what is wrong."""
+
+
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    """Checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Path:
+    """Write ``payload`` (plus ``step``) atomically as ``step_<step>.pt``; keep the newest ``keep``."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step_{step:09d}.pt"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({**payload, "step": step}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
+    """Newest readable checkpoint of ``run_dir`` and its path; falls back past corrupt ones with a warning."""
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise CheckpointError(f"{run_dir}: no checkpoints in {Path(run_dir) / CHECKPOINT_DIR}")
+    for path in reversed(paths):
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=False)
+            if not isinstance(payload, dict) or "step" not in payload:
+                raise ValueError("not a robot_rl checkpoint")
+            return payload, path
+        except Exception as e:  # a torn or foreign file: try the previous one
+            warnings.warn(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                          "falling back to the previous one", stacklevel=2)
+    raise CheckpointError(f"{run_dir}: none of the {len(paths)} checkpoints could be read")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

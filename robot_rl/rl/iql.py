@@ -1,0 +1,121 @@
+"""Implicit Q-Learning (Kostrikov et al., 2021) on state observations.
+
+One update reads top to bottom in ``IQL.update``: expectile value loss, TD loss for the twin critics
+(one batched module), advantage-weighted actor loss. The three parameter sets are disjoint and every
+cross-term is detached, so one backward pass and one optimizer step serve all three losses. As in CORL
+and d3rlpy, the Q target and the actor's advantages use the value net *before* this step's update (the
+JAX reference updates V first).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robot_rl.rl.networks import Critic, GaussianActor, ValueNet
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """IQL hyperparameters; defaults are the reference implementation's (locomotion settings)."""
+
+    expectile: float = 0.7
+    """Expectile tau of the value loss (0.7 locomotion / kitchen, 0.9 antmaze)."""
+    temperature: float = 3.0
+    """Inverse temperature beta of the advantage weights exp(beta * adv)."""
+    weight_clip: float = 100.0
+    """Upper clip of the advantage weights."""
+    discount: float = 0.99
+    target_rate: float = 0.005
+    """Polyak rate of the target critic."""
+    batch_size: int = 256
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of every network."""
+    critics: int = 2
+    """Members of the critic ensemble (the min is the target)."""
+    actor_dropout: float = 0.0
+    """Dropout in the actor (0.1 for kitchen / adroit in the reference)."""
+    cosine_actor_schedule: bool = True
+    """Decay the actor learning rate to 0 over ``steps`` with a cosine."""
+    steps: int = 100_000
+    """Planned number of updates (for the cosine schedule)."""
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Asymmetric L2: ``mean(|tau - 1(diff < 0)| * diff^2)`` over ``diff [B]``."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+class IQL(nn.Module):
+    """IQL agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig = IQLConfig()):
+        super().__init__()
+        self.config = config
+        self.critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
+        self.target_critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
+        self.target_critic.load_state_dict(self.critic.state_dict())
+        self.target_critic.requires_grad_(False)
+        self.value = ValueNet(obs_dim, config.hidden)
+        self.actor = GaussianActor(obs_dim, act_dim, config.hidden, config.actor_dropout)
+        self.optimizer = torch.optim.Adam([
+            {"params": self.critic.parameters(), "lr": config.critic_lr},
+            {"params": self.value.parameters(), "lr": config.value_lr},
+            {"params": self.actor.parameters(), "lr": config.actor_lr},
+        ])
+        steps = max(config.steps, 1)
+        actor_factor = (lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))) \
+            if config.cosine_actor_schedule else (lambda t: 1.0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [lambda t: 1.0, lambda t: 1.0, actor_factor])
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The three losses and diagnostics for one batch (``obs``, ``actions``, ``rewards``, ``next_obs``,
+        ``terminals``; rewards already scaled)."""
+        cfg = self.config
+        obs, actions = batch["obs"], batch["actions"]
+        with torch.no_grad():
+            target_q = self.target_critic(obs, actions).min(dim=0).values  # [B]
+            next_v = self.value(batch["next_obs"])  # [B]
+            q_target = batch["rewards"] + cfg.discount * (1.0 - batch["terminals"].float()) * next_v
+        v = self.value(obs)
+        adv = target_q - v
+        value_loss = expectile_loss(adv, cfg.expectile)
+        qs = self.critic(obs, actions)  # [E, B]
+        critic_loss = (qs - q_target).pow(2).mean(dim=1).sum()
+        weights = torch.exp(cfg.temperature * adv.detach()).clamp(max=cfg.weight_clip)
+        actor_loss = -(weights * self.actor.log_prob(obs, actions)).mean()
+        return {
+            "value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
+            "q_mean": qs.detach().mean(), "v_mean": v.detach().mean(), "adv_mean": adv.detach().mean(),
+            "weight_mean": weights.mean(),
+        }
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient step on all three losses, then the target update. Returns detached metrics
+        (0-dim tensors on the training device; reading them syncs, so accumulate and log every k steps)."""
+        out = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (out["value_loss"] + out["critic_loss"] + out["actor_loss"]).backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()),
+                                 self.config.target_rate)
+        return {k: v.detach() for k, v in out.items()}
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+        """``obs [N, D] -> action [N, A]`` in [-1, 1] (the mean, or a clipped sample)."""
+        mean, std = self.actor(obs)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
+        return (mean + std * noise).clamp(-1.0, 1.0)
