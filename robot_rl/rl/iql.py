@@ -9,6 +9,7 @@ JAX reference updates V first).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,18 @@ class IQLConfig:
     """Planned number of updates (for the cosine schedule)."""
 
 
+def actor_lr_factor(config: IQLConfig, step: int) -> float:
+    """Multiplier of the actor learning rate at ``step``: cosine decay to 0 over ``config.steps`` (or 1)."""
+    if not config.cosine_actor_schedule:
+        return 1.0
+    steps = max(config.steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def _constant(step: int) -> float:
+    return 1.0
+
+
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """Asymmetric L2: ``mean(|tau - 1(diff < 0)| * diff^2)`` over ``diff [B]``."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
@@ -56,8 +69,9 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 class IQL(nn.Module):
     """IQL agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig = IQLConfig()):
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | None = None):
         super().__init__()
+        config = config or IQLConfig()
         self.config = config
         self.critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
         self.target_critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
@@ -70,10 +84,8 @@ class IQL(nn.Module):
             {"params": self.value.parameters(), "lr": config.value_lr},
             {"params": self.actor.parameters(), "lr": config.actor_lr},
         ])
-        steps = max(config.steps, 1)
-        actor_factor = (lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))) \
-            if config.cosine_actor_schedule else (lambda t: 1.0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [lambda t: 1.0, lambda t: 1.0, actor_factor])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [_constant, _constant, functools.partial(actor_lr_factor, config)])
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The three losses and diagnostics for one batch (``obs``, ``actions``, ``rewards``, ``next_obs``,
@@ -110,12 +122,3 @@ class IQL(nn.Module):
                                  self.config.target_rate)
         return {k: v.detach() for k, v in out.items()}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
-            ) -> torch.Tensor:
-        """``obs [N, D] -> action [N, A]`` in [-1, 1] (the mean, or a clipped sample)."""
-        mean, std = self.actor(obs)
-        if deterministic:
-            return mean
-        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
-        return (mean + std * noise).clamp(-1.0, 1.0)

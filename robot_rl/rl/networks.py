@@ -106,6 +106,16 @@ class GaussianActor(nn.Module):
         z = (action - mean) / std
         return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+        """``obs [N, D] -> action [N, A]`` in [-1, 1]: the mean, or a sample clipped to [-1, 1]."""
+        mean, std = self(obs)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+        return (mean + std * noise).clamp(-1.0, 1.0)
+
 
 class ConvEncoder(nn.Module):
     """DrQ-style encoder for uint8 images ``[B, H, W, 3] -> [B, feature_dim]`` (scaled to [0, 1] inside)."""

@@ -18,7 +18,8 @@ class ObsNormalizer:
     @staticmethod
     def fit(states: np.ndarray, min_std: float = 1e-3) -> ObsNormalizer:
         """From float32 ``[T, D]`` states."""
-        return ObsNormalizer(tuple(states.mean(0).astype(float)), tuple(np.maximum(states.std(0), min_std).astype(float)))
+        std = np.maximum(states.std(0), min_std)
+        return ObsNormalizer(tuple(states.mean(0).astype(float)), tuple(std.astype(float)))
 
     @staticmethod
     def identity(dim: int) -> ObsNormalizer:

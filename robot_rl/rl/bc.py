@@ -1,0 +1,34 @@
+"""Behaviour cloning baseline on the same Gaussian actor and data as IQL (IQL with every weight = 1)."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from robot_rl.rl.iql import IQLConfig, actor_lr_factor
+from robot_rl.rl.networks import GaussianActor
+
+
+class BC(nn.Module):
+    """Maximum-likelihood behaviour cloning: ``obs [B, D] -> action [B, A]``; uses IQLConfig's actor settings."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | None = None):
+        super().__init__()
+        config = config or IQLConfig()
+        self.config = config
+        self.actor = GaussianActor(obs_dim, act_dim, config.hidden, config.actor_dropout)
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(actor_lr_factor, config))
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"actor_loss": -self.actor.log_prob(batch["obs"], batch["actions"]).mean()}
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["actor_loss"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {k: v.detach() for k, v in out.items()}

@@ -1,0 +1,229 @@
+"""Offline training (IQL or BC) from an HDF5 dataset into a run folder.
+
+``RUN_DIR`` gets ``config.yaml``, ``metrics.jsonl`` and TensorBoard events, ``checkpoints/``, ``curves.png``
+and ``report.md``. The dataset and the sampler live on the training device; the hot loop accumulates
+metrics on the device and syncs only every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from robot_rl.core import EnvSpec
+from robot_rl.data import Dataset, DatasetError, TransitionSampler
+from robot_rl.rl.bc import BC
+from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.rl.iql import IQL, IQLConfig
+from robot_rl.rl.logger import MetricsLogger
+from robot_rl.rl.normalize import ObsNormalizer, reward_scale
+
+ALGOS = ("iql", "bc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """An offline training run."""
+
+    dataset: str
+    """Path of the HDF5 dataset."""
+    algo: str = "iql"
+    """``iql`` or ``bc``."""
+    steps: int = 30_000
+    """Gradient updates."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``."""
+    reward_key: str = "rewards"
+    """Which reward to learn from: ``rewards`` (the active one) or a labeler id such as ``ground_truth``."""
+    normalize_rewards: bool = True
+    """Scale rewards by 1000 / (max - min episode return), as the reference IQL does, whatever their source."""
+    normalize_obs: bool = True
+    """Standardize states with the dataset's mean and std."""
+    log_every: int = 1000
+    checkpoint_every: int = 5000
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)."""
+    iql: IQLConfig = field(default_factory=IQLConfig)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGOS)}")
+        if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, log_every and checkpoint_every must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["iql"]["hidden"] = list(self.iql.hidden)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
+        iql = IQLConfig(**{**d.get("iql", {}), "hidden": tuple(d.get("iql", {}).get("hidden", (256, 256)))})
+        return TrainConfig(**{**d, "iql": iql})
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became non-finite; the message gives the step, the last finite metrics and the kept checkpoint."""
+
+
+@dataclass
+class OfflineData:
+    spec: EnvSpec
+    task_text: str
+    arrays: dict[str, np.ndarray]
+    """``obs``, ``actions``, ``rewards`` (scaled), ``next_obs``, ``terminals`` (normalized obs)."""
+    normalizer: ObsNormalizer
+    reward_scale: float
+    episode_returns: np.ndarray
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
+                      scale: float | None = None) -> OfflineData:
+    """Read the dataset; refuse unlabeled or NaN rewards naming the episode; fit (or reuse) normalizers."""
+    with Dataset(cfg.dataset) as ds:
+        t = ds.transitions(reward_key=cfg.reward_key)
+        names = ds.episode_names
+        spec, task_text = ds.spec, ds.task_text
+    bad = ~np.isfinite(t["rewards"])
+    if bad.any():
+        ep = names[int(t["episode_index"][np.argmax(bad)])]
+        raise DatasetError(f"{cfg.dataset}: episode {ep}: reward '{cfg.reward_key}' has NaN values "
+                           f"({int(bad.sum())} steps in the dataset); label the dataset first "
+                           "(robot-rl label / robot-rl relabel --activate) or pick --reward-key ground_truth")
+    returns = np.bincount(t["episode_index"], weights=t["rewards"].astype(np.float64), minlength=len(names))
+    if normalizer is None:
+        normalizer = ObsNormalizer.fit(t["states"]) if cfg.normalize_obs else ObsNormalizer.identity(spec.state_dim)
+    if scale is None:
+        scale = reward_scale(returns) if cfg.normalize_rewards else 1.0
+    mean, std = np.asarray(normalizer.mean, np.float32), np.asarray(normalizer.std, np.float32)
+    arrays = {
+        "obs": (t["states"] - mean) / std,
+        "actions": t["actions"],
+        "rewards": (t["rewards"] * scale).astype(np.float32),
+        "next_obs": (t["next_states"] - mean) / std,
+        "terminals": t["terminals"],
+    }
+    return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns)
+
+
+def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> IQL | BC:
+    iql_cfg = dataclasses.replace(cfg.iql, steps=cfg.steps)
+    return IQL(obs_dim, act_dim, iql_cfg) if cfg.algo == "iql" else BC(obs_dim, act_dim, iql_cfg)
+
+
+def _payload(cfg: TrainConfig, data: OfflineData, agent: IQL | BC, sampler: TransitionSampler, step: int,
+             last: dict[str, float]) -> dict[str, Any]:
+    return {
+        "format": 1, "algo": cfg.algo, "config": cfg.to_dict(), "env_spec": data.spec.to_json(),
+        "task_text": data.task_text, "agent": agent.state_dict(), "optimizer": agent.optimizer.state_dict(),
+        "scheduler": agent.scheduler.state_dict(), "normalizer": dataclasses.asdict(data.normalizer),
+        "reward_scale": data.reward_scale, "metrics": last,
+        "rng": {"torch": torch.get_rng_state(), "sampler": sampler.generator.get_state(),
+                "numpy": np.random.get_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+
+
+def _restore(payload: dict[str, Any], agent: IQL | BC, sampler: TransitionSampler) -> int:
+    agent.load_state_dict(payload["agent"])
+    agent.optimizer.load_state_dict(payload["optimizer"])
+    agent.scheduler.load_state_dict(payload["scheduler"])
+    rng = payload["rng"]
+    torch.set_rng_state(rng["torch"])
+    sampler.generator.set_state(rng["sampler"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(payload["step"])
+
+
+def _params_finite(agent: torch.nn.Module) -> bool:
+    return bool(torch.stack([torch.isfinite(p).all() for p in agent.parameters()]).all())
+
+
+ProgressFn = Callable[[int, dict[str, float]], None]
+
+
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: ProgressFn | None = None
+          ) -> tuple[IQL | BC, OfflineData, dict[str, float]]:
+    """Run (or, with ``resume``, continue) offline training. Returns the agent, the data and the last metrics.
+
+    ``on_log(step, metrics)`` is called every ``log_every`` steps (progress bars, early looks).
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    payload = None
+    if resume:
+        payload, _ = load_checkpoint(run_dir, map_location=device)
+        cfg = TrainConfig.from_dict({**payload["config"], "steps": cfg.steps, "device": cfg.device,
+                                     "threads": cfg.threads})
+    elif checkpoint_paths(run_dir):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or pick a new --out")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    data = load_offline_data(cfg, *((ObsNormalizer(**payload["normalizer"]), payload["reward_scale"])
+                                    if payload else (None, None)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    sampler = TransitionSampler(data.arrays, device, seed=cfg.seed)
+    agent = make_agent(cfg, data.spec.state_dim, data.spec.action.dim).to(device)
+    agent.train()
+    step = _restore(payload, agent, sampler) if payload else 0
+    logger = MetricsLogger(run_dir)
+    last: dict[str, float] = dict(payload.get("metrics", {})) if payload else {}
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    try:
+        while step < cfg.steps:
+            metrics = agent.update(sampler.sample(cfg.iql.batch_size))
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            count += 1
+            step += 1
+            at_log = step % cfg.log_every == 0 or step == cfg.steps
+            at_ckpt = step % cfg.checkpoint_every == 0 or step == cfg.steps
+            if at_log or at_ckpt:
+                means = {k: float(v) / count for k, v in sums.items()}  # the one host sync per log interval
+                if not all(math.isfinite(v) for v in means.values()) or not _params_finite(agent):
+                    raise _diverged(run_dir, step, means, last)
+                if at_log:
+                    means["actor_lr"] = agent.optimizer.param_groups[-1]["lr"]
+                    logger.log(step, means)
+                    last = {**means, "step": step}
+                    sums, count = {}, 0
+                    if on_log is not None:
+                        on_log(step, means)
+                if at_ckpt:
+                    save_checkpoint(run_dir, step, _payload(cfg, data, agent, sampler, step, last))
+    finally:
+        logger.close()
+    return agent, data, last
+
+
+def _diverged(run_dir: Path, step: int, means: dict[str, float], last: dict[str, float]) -> TrainingDiverged:
+    bad = sorted(k for k, v in means.items() if not math.isfinite(v)) or ["parameters"]
+    kept = checkpoint_paths(run_dir)
+    finite = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step") or "none logged yet"
+    return TrainingDiverged(
+        f"training diverged at step {step}: {', '.join(bad)} non-finite; last finite metrics "
+        f"(step {last.get('step', 0):.0f}): {finite}; last good checkpoint: {kept[-1] if kept else 'none'}")
