@@ -211,10 +211,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
                     logger.log(step, means)
                     last = {**means, "step": step}
                     sums, count = {}, 0
-                    if on_log is not None:
-                        on_log(step, means)
-                if at_ckpt:
+                if at_ckpt:  # only ever after the finiteness check above
                     save_checkpoint(run_dir, step, _payload(cfg, data, agent, sampler, step, last))
+                if at_log and on_log is not None:
+                    on_log(step, means)
     finally:
         logger.close()
     return agent, data, last
