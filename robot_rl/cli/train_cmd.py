@@ -1,0 +1,72 @@
+"""``robot-rl train``: offline IQL (or the BC baseline) from an HDF5 dataset into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from robot_rl.cli.overrides import apply_overrides, load_yaml
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p.add_argument("--dataset", type=Path, help="HDF5 dataset (required unless --resume)")
+    p.add_argument("--algo", choices=("iql", "bc"), default=None, help="default: iql")
+    p.add_argument("--steps", type=int, default=None, help="gradient updates (default 30000)")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    p.add_argument("--reward-key", default=None, help="rewards (active, default) or a labeler id, e.g. ground_truth")
+    p.add_argument("--config", type=Path, default=None, help="YAML with TrainConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set iql.temperature=10 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--eval-episodes", type=int, default=10, help="evaluate in the dataset's sim task (0: skip)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.rl.train import TrainConfig, train
+
+    console = Console(stderr=True)
+    cfg_dict = load_yaml(args.config)
+    for field, value in (("dataset", args.dataset), ("algo", args.algo), ("steps", args.steps),
+                         ("seed", args.seed), ("device", args.device), ("reward_key", args.reward_key)):
+        if value is not None:
+            cfg_dict[field] = str(value) if isinstance(value, Path) else value
+    cfg_dict = apply_overrides(cfg_dict, args.set)
+    if args.resume and "dataset" not in cfg_dict:
+        import yaml
+
+        saved = yaml.safe_load((args.out / "config.yaml").read_text()) if (args.out / "config.yaml").exists() else {}
+        cfg_dict = {**saved, **cfg_dict}
+    if "dataset" not in cfg_dict:
+        raise ValueError("--dataset is required (or --resume a run folder)")
+    try:
+        cfg = TrainConfig.from_dict(cfg_dict)
+    except TypeError as e:
+        raise ValueError(f"bad config: {e}") from None
+    start = time.time()
+    columns = (TextColumn(f"[bold]train {cfg.algo}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("train", total=cfg.steps, rate="", loss="")
+
+        def on_log(step: int, m: dict[str, float]) -> None:
+            shown = ", ".join(f"{k} {m[k]:.3g}" for k in ("critic_loss", "actor_loss") if k in m)
+            rate = step / max(time.time() - start, 1e-9)
+            progress.update(bar, completed=step, rate=f"{rate:.0f} upd/s", loss=shown)
+
+        agent, data, last = train(cfg, args.out, resume=args.resume, on_log=on_log)
+    console.print(f"trained {cfg.algo} for {cfg.steps} updates in {time.time() - start:.0f} s -> {args.out}")
+    from robot_rl.cli.eval_cmd import evaluate_run
+
+    evaluate_run(args.out, data.spec.name, args.eval_episodes, console, title=f"{cfg.algo.upper()} on {cfg.dataset}",
+                 extra={"dataset": cfg.dataset, "algo": cfg.algo, "updates": cfg.steps,
+                        "reward": cfg.reward_key, "reward scale": data.reward_scale,
+                        **{k: v for k, v in last.items() if k != "step"}})
+    return 0
