@@ -19,7 +19,7 @@ class BC(nn.Module):
         config = config or IQLConfig()
         self.config = config
         self.actor = GaussianActor(obs_dim, act_dim, config.hidden, config.actor_dropout)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(actor_lr_factor, config))
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
