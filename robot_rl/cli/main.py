@@ -6,9 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from robot_rl.cli import collect_cmd, eval_cmd, inspect_cmd, train_cmd
+from robot_rl.cli import collect_cmd, eval_cmd, finetune_cmd, inspect_cmd, train_cmd
 
-COMMANDS = {"collect": collect_cmd, "inspect": inspect_cmd, "train": train_cmd, "eval": eval_cmd}
+COMMANDS = {
+    "collect": collect_cmd, "inspect": inspect_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd,
+}
 
 
 class UserError(Exception):

@@ -1,0 +1,177 @@
+"""Online fine-tuning: continue IQL from an offline checkpoint on a mix of offline and new transitions.
+
+Each env step, the (stochastic) policy acts in ``num_envs`` envs; new transitions are labeled by a
+``RewardSource``, scaled like the offline rewards, and stored in a device-resident ring buffer. Every
+update draws ``offline_ratio`` of the batch from the offline data and the rest from the new transitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robot_rl.core import RobotEnv
+from robot_rl.data import TransitionSampler
+from robot_rl.rl.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.rl.evaluate import evaluate
+from robot_rl.rl.iql import IQL
+from robot_rl.rl.logger import MetricsLogger
+from robot_rl.rl.normalize import ObsNormalizer
+from robot_rl.rl.policy import Policy
+from robot_rl.rl.rewards import RewardSource
+from robot_rl.rl.train import TrainConfig, TrainingDiverged, load_offline_data, make_agent, resolve_device
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """An online fine-tuning run that starts from an offline IQL checkpoint."""
+
+    env_steps: int = 10_000
+    """Environment steps (summed over the batch of envs)."""
+    updates_per_env_step: float = 1.0
+    """Gradient updates per environment step."""
+    offline_ratio: float = 0.5
+    """Fraction of each batch drawn from the offline dataset (the rest from new transitions)."""
+    warmup_env_steps: int = 1000
+    """New transitions collected before updates start."""
+    capacity: int = 1_000_000
+    """Ring-buffer size for new transitions."""
+    log_every: int = 1000
+    """Log (and check for divergence) every this many env steps."""
+    eval_every: int = 5000
+    eval_episodes: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+
+
+class OnlineReplay:
+    """Ring buffer of normalized transitions on the training device."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.data = {
+            "obs": torch.zeros(capacity, obs_dim, device=device),
+            "actions": torch.zeros(capacity, act_dim, device=device),
+            "rewards": torch.zeros(capacity, device=device),
+            "next_obs": torch.zeros(capacity, obs_dim, device=device),
+            "terminals": torch.zeros(capacity, dtype=torch.bool, device=device),
+        }
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def add(self, batch: dict[str, torch.Tensor]) -> None:
+        n = batch["obs"].shape[0]
+        idx = (torch.arange(n, device=self.data["obs"].device) + self.pos) % self.capacity
+        for k, v in batch.items():
+            self.data[k][idx] = v.to(self.data[k].dtype)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        idx = torch.randint(self.size, (batch_size,), device=self.data["obs"].device, generator=self.generator)
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
+             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[IQL, dict[str, float]]:
+    """Fine-tune the IQL agent of ``checkpoint_dir`` online in ``env``; write checkpoints and metrics to ``run_dir``."""
+    payload, _ = load_checkpoint(checkpoint_dir)
+    if payload["algo"] != "iql":
+        raise ValueError(f"{checkpoint_dir}: online fine-tuning continues IQL; this checkpoint is {payload['algo']}")
+    train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})
+    device = resolve_device(train_cfg.device)
+    normalizer = ObsNormalizer(**payload["normalizer"])
+    offline = load_offline_data(train_cfg, normalizer, payload["reward_scale"])
+    problems = offline.spec.compatible_with(env.spec)
+    if problems:
+        raise ValueError(f"checkpoint trained on '{offline.spec.name}' does not fit '{env.spec.name}': "
+                         + "; ".join(problems))
+    total_updates = int(cfg.env_steps * cfg.updates_per_env_step)
+    train_cfg = dataclasses.replace(train_cfg, steps=total_updates)
+    agent = make_agent(train_cfg, offline.spec.state_dim, offline.spec.action.dim).to(device)
+    agent.load_state_dict(payload["agent"])
+    assert isinstance(agent, IQL)
+    torch.manual_seed(cfg.seed)
+    offline_sampler = TransitionSampler(offline.arrays, device, seed=cfg.seed)
+    replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1)
+    policy = Policy(agent.actor, normalizer, offline.spec)
+    logger = MetricsLogger(run_dir)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    batch = train_cfg.iql.batch_size
+    n_off = int(round(batch * cfg.offline_ratio))
+    obs, _ = env.reset(seed=cfg.seed)
+    env_steps, updates, episode_return = 0, 0, torch.zeros(env.num_envs)
+    returns: list[float] = []
+    sums: dict[str, torch.Tensor] = {}
+    last: dict[str, float] = {}
+    next_log = cfg.log_every
+    next_eval = cfg.eval_every
+    try:
+        while env_steps < cfg.env_steps:
+            agent.actor.eval()
+            action = policy(obs, deterministic=False, generator=gen)
+            res = env.step(action.to(env.device))
+            next_obs = dict(res.obs)
+            done = res.terminated | res.truncated
+            if bool(done.any()):
+                final = res.info["final_obs"]["state"]
+                next_obs["state"] = torch.where(done[:, None], final, res.obs["state"])
+            r = reward(obs, action, next_obs, res.reward)
+            replay.add({"obs": normalizer(obs["state"].to(device).float()), "actions": action,
+                        "rewards": (r * offline.reward_scale).to(device),
+                        "next_obs": normalizer(next_obs["state"].to(device).float()),
+                        "terminals": res.terminated.to(device)})
+            episode_return += r.cpu()
+            for i in torch.nonzero(done).flatten().tolist():
+                returns.append(float(episode_return[i]))
+                episode_return[i] = 0.0
+            obs = res.obs
+            env_steps += env.num_envs
+            agent.actor.train()
+            while env_steps >= cfg.warmup_env_steps and updates < env_steps * cfg.updates_per_env_step:
+                parts = [offline_sampler.sample(n_off)] if n_off else []
+                if batch - n_off:
+                    parts.append(replay.sample(batch - n_off))
+                mixed = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+                for k, v in agent.update(mixed).items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                updates += 1
+            if env_steps >= next_log or env_steps >= cfg.env_steps:
+                next_log += cfg.log_every
+                n = max(updates - int(last.get("updates", 0)), 1)
+                means = {k: float(v) / n for k, v in sums.items()}
+                if not all(math.isfinite(v) for v in means.values()):
+                    raise TrainingDiverged(f"fine-tuning diverged at env step {env_steps}: {means}; "
+                                           f"last checkpoint kept in {run_dir}")
+                recent = returns[-20:]
+                means.update({"updates": float(updates), "train/return_mean": sum(recent) / max(len(recent), 1)})
+                if env_steps >= next_eval or env_steps >= cfg.env_steps:
+                    next_eval += cfg.eval_every
+                    agent.actor.eval()
+                    means.update(evaluate(policy, env, cfg.eval_episodes, seed=10_000).as_metrics())
+                    obs, _ = env.reset(seed=cfg.seed + env_steps)
+                    episode_return.zero_()
+                logger.log(env_steps, means)
+                last, sums = means, {}
+                save_checkpoint(run_dir, env_steps, _payload(payload, train_cfg, agent, cfg, last))
+                if on_log is not None:
+                    on_log(env_steps, means)
+    finally:
+        logger.close()
+    return agent, last
+
+
+def _payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, cfg: FinetuneConfig,
+             last: dict[str, float]) -> dict[str, Any]:
+    return {**base, "config": train_cfg.to_dict(), "finetune": dataclasses.asdict(cfg), "agent": agent.state_dict(),
+            "optimizer": agent.optimizer.state_dict(), "scheduler": agent.scheduler.state_dict(), "metrics": last}
