@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from robot_rl.data.episode import Episode
-from robot_rl.data.writer import DatasetWriter
 
 from robot_rl.core import RobotEnv, SimEnv
 from robot_rl.data.behaviours import TARGET_SLICE_NAMES, Behaviour, BehaviourSpec, Expert, choose_behaviour
+from robot_rl.data.episode import Episode
+from robot_rl.data.writer import DatasetWriter
 
 
 @dataclass(frozen=True)
