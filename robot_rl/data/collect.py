@@ -108,7 +108,7 @@ def collect(
         for i, slot in enumerate(slots):
             for key, value in per_step.items():
                 slot.add(key, value[i])
-        for i in np.flatnonzero(done):
+        for i in np.flatnonzero(done).tolist():
             if len(names) >= episodes:
                 break
             ep = _finish(env, slots[i], images)
