@@ -39,7 +39,7 @@ class FinetuneConfig:
     offline_ratio: float = 0.5
     """Fraction of each batch drawn from the offline dataset (the rest from new transitions)."""
     warmup_env_steps: int = 1000
-    """New transitions collected before updates start."""
+    """New transitions collected before updates start (then ``updates_per_env_step`` per env step)."""
     capacity: int = 1_000_000
     """Ring-buffer size for new transitions."""
     log_every: int = 1000
@@ -95,7 +95,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     if problems:
         raise ValueError(f"checkpoint trained on '{offline.spec.name}' does not fit '{env.spec.name}': "
                          + "; ".join(problems))
-    total_updates = int(cfg.env_steps * cfg.updates_per_env_step)
+    total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
     train_cfg = dataclasses.replace(train_cfg, steps=total_updates)
     agent = make_agent(train_cfg, offline.spec.state_dim, offline.spec.action.dim).to(device)
     agent.load_state_dict(payload["agent"])
@@ -138,7 +138,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
             obs = res.obs
             env_steps += env.num_envs
             agent.actor.train()
-            while env_steps >= cfg.warmup_env_steps and updates < env_steps * cfg.updates_per_env_step:
+            while updates < (env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step:
                 parts = [offline_sampler.sample(n_off)] if n_off else []
                 if batch - n_off:
                     parts.append(replay.sample(batch - n_off))

@@ -1,0 +1,74 @@
+"""Online fine-tuning in a real MetaWorld env, from a short offline IQL run."""
+
+import json
+
+import pytest
+import torch
+
+from robot_rl.cli.main import main
+from robot_rl.envs import make_env
+from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint
+from robot_rl.rl.finetune import FinetuneConfig, OnlineReplay, finetune
+from robot_rl.rl.rewards import GroundTruthReward, dataset_reward_source
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    data = root / "d.h5"
+    assert main(["collect", "--task", "metaworld/drawer-open-v3", "--episodes", "4", "--episode-length", "30",
+                 "--out", str(data)]) == 0
+    assert main(["train", "--dataset", str(data), "--steps", "100", "--out", str(root / "iql"), "--device", "cpu",
+                 "--set", "iql.hidden=[32,32]", "--set", "log_every=50", "--eval-episodes", "2"]) == 0
+    return root
+
+
+def test_dataset_reward_source_is_ground_truth_for_sim_data(offline_run):
+    assert isinstance(dataset_reward_source(str(offline_run / "d.h5")), GroundTruthReward)
+    with pytest.raises(ValueError, match="no finite reward"):
+        GroundTruthReward()({}, torch.zeros(1, 4), {}, torch.tensor([float("nan")]))
+
+
+def test_finetune_mixes_data_and_checkpoints(offline_run, tmp_path):
+    env = make_env("metaworld/drawer-open-v3", num_envs=2, episode_length=30)
+    cfg = FinetuneConfig(env_steps=200, warmup_env_steps=50, log_every=100, eval_every=100, eval_episodes=2)
+    agent, last = finetune(offline_run / "iql", env, GroundTruthReward(), cfg, tmp_path / "ft")
+    env.close()
+    assert last["updates"] == 150  # one update per env step after the 50-step warm-up
+    assert 0.0 <= last["eval/success_rate"] <= 1.0
+    payload, _ = load_checkpoint(tmp_path / "ft")
+    assert payload["step"] == 200 and payload["finetune"]["offline_ratio"] == 0.5
+    before, _ = load_checkpoint(offline_run / "iql")
+    changed = [k for k in payload["agent"] if not torch.equal(payload["agent"][k], before["agent"][k])]
+    assert any(k.startswith("actor.") for k in changed) and any(k.startswith("critic.") for k in changed)
+
+
+def test_finetune_refuses_a_mismatched_task(offline_run, tmp_path):
+    env = make_env("gym/HalfCheetah-v5")
+    with pytest.raises(ValueError, match="does not fit 'gym/HalfCheetah-v5': state dim 39 != 17"):
+        finetune(offline_run / "iql", env, GroundTruthReward(), FinetuneConfig(env_steps=10), tmp_path / "x")
+    env.close()
+
+
+def test_online_replay_ring_buffer():
+    r = OnlineReplay(4, 2, 1, torch.device("cpu"), seed=0)
+    for i in range(3):
+        r.add({"obs": torch.full((2, 2), float(i)), "actions": torch.zeros(2, 1), "rewards": torch.full((2,), float(i)),
+               "next_obs": torch.zeros(2, 2), "terminals": torch.zeros(2, dtype=torch.bool)})
+    assert r.size == 4
+    assert sorted(r.data["rewards"].tolist()) == [1.0, 1.0, 2.0, 2.0]  # the oldest pair was overwritten
+    assert set(r.sample(64)["rewards"].tolist()) <= {1.0, 2.0}
+
+
+def test_finetune_and_eval_cli(offline_run, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--checkpoint", str(offline_run / "iql"), "--steps", "120", "--warmup", "60",
+                 "--eval-every", "120", "--eval-episodes", "2", "--out", str(out)]) == 0
+    assert checkpoint_paths(out) and (out / "report.md").exists() and (out / "curves.png").exists()
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), "--episodes", "2", "--num-envs", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["eval/success_rate"] <= 1.0
+    assert (out / "episode.gif").stat().st_size > 1000
+    assert main(["eval", "--checkpoint", str(out), "--task", "gym/Hopper-v5", "--episodes", "1"]) == 2
+    assert "does not fit" in capsys.readouterr().err
