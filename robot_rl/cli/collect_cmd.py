@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image_every < 0:
         raise ValueError("--image-every must be >= 0")
     preset = resolve_preset(args.preset)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     env = make_env(args.task, num_envs=args.num_envs, episode_length=args.episode_length)
     expert = None
