@@ -127,6 +127,9 @@ def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: C
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no rewards (unlabeled dataset)", ha="center", transform=ax.transAxes)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("episode return")
     ax.set_ylabel("episodes")
     ax.set_title(f"{ds.spec.name}: \"{ds.task_text}\" — {len(summaries)} episodes, success {success.mean():.0%}")
