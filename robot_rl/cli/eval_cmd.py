@@ -40,7 +40,9 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
     task = task or policy.spec.name
     metrics: dict[str, float] = {}
     if episodes > 0 and task in list_tasks():
-        env = make_env(task, num_envs=min(num_envs, episodes))
+        size = policy.image_size or 128  # an image policy gets its camera's images at its training size
+        env = make_env(task, num_envs=min(num_envs, episodes), cameras=(policy.camera,) if policy.camera else (),
+                       image_size=(size, size))
         try:
             policy.check_spec(env.spec)
             with console.status(f"evaluating on {task} ({episodes} episodes)"):

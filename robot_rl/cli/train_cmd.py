@@ -21,6 +21,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
     p.add_argument("--reward-key", default=None, help="rewards (active, default) or a labeler id, e.g. ground_truth")
+    p.add_argument("--obs", choices=("state", "image", "image_only"), default=None,
+                   help="policy input: state (default), image (camera image + state) or image_only")
+    p.add_argument("--camera", default=None, help="camera of image observations (default: the dataset's)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square image size (default: the stored frames', else 64); missing frames are rendered "
+                        "once from the dataset's sim states")
     p.add_argument("--config", type=Path, default=None, help="YAML with TrainConfig fields")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set iql.temperature=10 (repeatable)")
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     cfg_dict = load_yaml(args.config)
     for field, value in (("dataset", args.dataset), ("algo", args.algo), ("steps", args.steps),
-                         ("seed", args.seed), ("device", args.device), ("reward_key", args.reward_key)):
+                         ("seed", args.seed), ("device", args.device), ("reward_key", args.reward_key),
+                         ("obs", args.obs), ("camera", args.camera), ("image_size", args.image_size)):
         if value is not None:
             cfg_dict[field] = str(value) if isinstance(value, Path) else value
     cfg_dict = apply_overrides(cfg_dict, args.set)
@@ -50,18 +57,31 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as e:
         raise ValueError(f"bad config: {e}") from None
     start = time.time()
-    columns = (TextColumn(f"[bold]train {cfg.algo}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
     with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("train", total=cfg.steps, rate="", loss="")
+        bar = progress.add_task(f"train {cfg.algo}", total=cfg.steps, rate="", loss="")
+        render_bar = None
+
+        def on_render(done: int, total: int) -> None:  # image frames rendered from sim states at load time
+            nonlocal render_bar, start
+            if render_bar is None:
+                render_bar = progress.add_task("render frames", total=total, rate="", loss="")
+                start = time.time()
+            rate = done / max(time.time() - start, 1e-9)
+            progress.update(render_bar, completed=done, rate=f"{rate:.0f} frames/s")
+            if done == total:  # the training bar's time and rate count training only
+                start = time.time()
+                progress.reset(bar)
 
         def on_log(step: int, m: dict[str, float]) -> None:
             shown = ", ".join(f"{k} {m[k]:.3g}" for k in ("critic_loss", "actor_loss") if k in m)
             rate = step / max(time.time() - start, 1e-9)
-            progress.update(bar, completed=step, rate=f"{rate:.0f} upd/s", loss=shown)
+            progress.update(bar, completed=step, rate=f"{rate:.0f} upd/s" if rate >= 10 else f"{rate:.2g} upd/s",
+                            loss=shown)
 
-        agent, data, last = train(cfg, args.out, resume=args.resume, on_log=on_log)
+        agent, data, last = train(cfg, args.out, resume=args.resume, on_log=on_log, on_render=on_render)
     console.print(f"trained {cfg.algo} for {cfg.steps} updates in {time.time() - start:.0f} s -> {args.out}")
     from robot_rl.cli.eval_cmd import evaluate_run
 

@@ -1,10 +1,10 @@
 """Implicit Q-Learning (Kostrikov et al., 2021) on state observations.
 
-One update reads top to bottom in ``IQL.update``: expectile value loss, TD loss for the twin critics
-(one batched module), advantage-weighted actor loss. The three parameter sets are disjoint and every
-cross-term is detached, so one backward pass and one optimizer step serve all three losses. As in CORL
+One update reads top to bottom in ``iql_losses`` and ``IQL.update``: expectile value loss, TD loss for the
+twin critics (one batched module), advantage-weighted actor loss. The three parameter sets are disjoint and
+every cross-term is detached, so one backward pass and one optimizer step serve all three losses. As in CORL
 and d3rlpy, the Q target and the actor's advantages use the value net *before* this step's update (the
-JAX reference updates V first).
+JAX reference updates V first). ``image_iql.py`` feeds the same losses with image features.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -60,10 +61,55 @@ def _constant(step: int) -> float:
     return 1.0
 
 
+def iql_scheduler(optimizer: torch.optim.Optimizer, config: IQLConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning-rate schedule of an optimizer with (critic, value, actor) param groups: the actor's is
+    ``actor_lr_factor``, the others constant."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [_constant, _constant, functools.partial(actor_lr_factor, config)])
+
+
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """Asymmetric L2: ``mean(|tau - 1(diff < 0)| * diff^2)`` over ``diff [B]``."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
     return (weight * diff.pow(2)).mean()
+
+
+class IQLNets(Protocol):
+    """What ``iql_losses`` needs: the config and the four networks (``IQL`` and ``ImageIQL`` both have them)."""
+
+    config: IQLConfig
+    critic: Critic
+    target_critic: Critic
+    value: ValueNet
+    actor: GaussianActor
+
+
+def iql_losses(nets: IQLNets, batch: dict[str, torch.Tensor], target_obs: torch.Tensor | None = None,
+               actor_obs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """IQL's three losses and diagnostics (0-dim tensors) for one batch of ``obs [B, D]``, ``actions [B, A]``,
+    ``rewards [B]`` (already scaled), ``next_obs [B, D]``, ``terminals [B]``.
+
+    The value and the critics see ``obs``; the target critic sees ``target_obs`` and the actor ``actor_obs``
+    (both default to ``obs``; with an image encoder they are the target encoder's and detached features).
+    """
+    cfg = nets.config
+    obs, actions = batch["obs"], batch["actions"]
+    with torch.no_grad():
+        target_q = nets.target_critic(obs if target_obs is None else target_obs, actions).min(dim=0).values  # [B]
+        next_v = nets.value(batch["next_obs"])  # [B]
+        q_target = batch["rewards"] + cfg.discount * (1.0 - batch["terminals"].float()) * next_v
+    v = nets.value(obs)
+    adv = target_q - v
+    value_loss = expectile_loss(adv, cfg.expectile)
+    qs = nets.critic(obs, actions)  # [E, B]
+    critic_loss = (qs - q_target).pow(2).mean(dim=1).sum()
+    weights = torch.exp(cfg.temperature * adv.detach()).clamp(max=cfg.weight_clip)
+    actor_loss = -(weights * nets.actor.log_prob(obs if actor_obs is None else actor_obs, actions)).mean()
+    return {
+        "value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
+        "q_mean": qs.detach().mean(), "v_mean": v.detach().mean(), "adv_mean": adv.detach().mean(),
+        "weight_mean": weights.mean(),
+    }
 
 
 class IQL(nn.Module):
@@ -84,30 +130,12 @@ class IQL(nn.Module):
             {"params": self.value.parameters(), "lr": config.value_lr},
             {"params": self.actor.parameters(), "lr": config.actor_lr},
         ], fused=True)  # one kernel per step instead of a loop of small ops (CPU and CUDA)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [_constant, _constant, functools.partial(actor_lr_factor, config)])
+        self.scheduler = iql_scheduler(self.optimizer, config)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The three losses and diagnostics for one batch (``obs``, ``actions``, ``rewards``, ``next_obs``,
         ``terminals``; rewards already scaled)."""
-        cfg = self.config
-        obs, actions = batch["obs"], batch["actions"]
-        with torch.no_grad():
-            target_q = self.target_critic(obs, actions).min(dim=0).values  # [B]
-            next_v = self.value(batch["next_obs"])  # [B]
-            q_target = batch["rewards"] + cfg.discount * (1.0 - batch["terminals"].float()) * next_v
-        v = self.value(obs)
-        adv = target_q - v
-        value_loss = expectile_loss(adv, cfg.expectile)
-        qs = self.critic(obs, actions)  # [E, B]
-        critic_loss = (qs - q_target).pow(2).mean(dim=1).sum()
-        weights = torch.exp(cfg.temperature * adv.detach()).clamp(max=cfg.weight_clip)
-        actor_loss = -(weights * self.actor.log_prob(obs, actions)).mean()
-        return {
-            "value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
-            "q_mean": qs.detach().mean(), "v_mean": v.detach().mean(), "adv_mean": adv.detach().mean(),
-            "weight_mean": weights.mean(),
-        }
+        return iql_losses(self, batch)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on all three losses, then the target update. Returns detached metrics

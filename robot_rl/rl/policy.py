@@ -1,4 +1,4 @@
-"""A trained policy as robots and evaluators use it: normalizer + actor, loaded from a run folder."""
+"""A trained policy as robots and evaluators use it: normalizer (+ image encoder) + actor, loaded from a run folder."""
 
 from __future__ import annotations
 
@@ -10,18 +10,34 @@ import torch
 
 from robot_rl.core import EnvSpec
 from robot_rl.rl.checkpoint import load_checkpoint
+from robot_rl.rl.image_iql import EncoderConfig, ObsEncoder
 from robot_rl.rl.iql import IQLConfig
 from robot_rl.rl.networks import GaussianActor
 from robot_rl.rl.normalize import ObsNormalizer
 
 
 class Policy:
-    """``obs {"state": [N, D]} -> action [N, A]`` in [-1, 1], on the device the policy lives on."""
+    """``obs {"state": [N, D]} -> action [N, A]`` in [-1, 1], on the device the policy lives on.
 
-    def __init__(self, actor: GaussianActor, normalizer: ObsNormalizer, spec: EnvSpec):
+    With an ``encoder`` (image policies), ``obs`` also needs ``"image/<camera>"`` uint8 ``[N, S, S, 3]``
+    (``S = encoder.image_size``; make the env with ``cameras=(policy.camera,)`` and ``image_size=(S, S)``).
+    """
+
+    def __init__(self, actor: GaussianActor, normalizer: ObsNormalizer, spec: EnvSpec,
+                 encoder: ObsEncoder | None = None, camera: str | None = None):
+        if (encoder is None) != (camera is None):
+            raise ValueError("an image policy needs both an encoder and a camera; a state policy neither")
         self.actor = actor.eval()
         self.normalizer = normalizer
         self.spec = spec
+        self.encoder = encoder.eval() if encoder is not None else None
+        self.camera = camera
+        """Camera of the image observation (``None``: a state policy)."""
+
+    @property
+    def image_size(self) -> int | None:
+        """Square image size in pixels the policy expects (``None``: a state policy)."""
+        return self.encoder.image_size if self.encoder is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -30,8 +46,15 @@ class Policy:
     @torch.no_grad()
     def __call__(self, obs: dict[str, torch.Tensor], deterministic: bool = True,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        state = obs["state"].to(self.device, torch.float32)
-        return self.actor.act(self.normalizer(state), deterministic, generator)
+        features = self.normalizer(obs["state"].to(self.device, torch.float32))
+        if self.encoder is not None:
+            key, size = f"image/{self.camera}", self.encoder.image_size
+            image = obs.get(key)
+            if image is None or image.shape[-3:] != (size, size, 3):
+                got = "none" if image is None else list(image.shape)
+                raise ValueError(f"this policy needs obs['{key}'] uint8 [N, {size}, {size}, 3], got {got}")
+            features = self.encoder(image.to(self.device), features)
+        return self.actor.act(features, deterministic, generator)
 
     def check_spec(self, spec: EnvSpec) -> None:
         """Raise ``ValueError`` saying what differs if this policy cannot drive an env with ``spec``."""
@@ -43,12 +66,24 @@ class Policy:
 
 def policy_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu") -> Policy:
     spec = EnvSpec.from_json(payload["env_spec"])
-    cfg = IQLConfig(**{**payload["config"]["iql"], "hidden": tuple(payload["config"]["iql"]["hidden"])})
-    actor = GaussianActor(spec.state_dim, spec.action.dim, cfg.hidden, cfg.actor_dropout)
-    prefix = "actor."
-    actor.load_state_dict({k[len(prefix):]: v for k, v in payload["agent"].items() if k.startswith(prefix)})
+    config = payload["config"]
+    cfg = IQLConfig(**{**config["iql"], "hidden": tuple(config["iql"]["hidden"])})
+    obs_type = config.get("obs", "state")
+    encoder = None
+    if obs_type != "state":
+        encoder = ObsEncoder(config["image_size"], spec.state_dim, EncoderConfig(**config.get("encoder", {})),
+                             use_state=obs_type == "image")
+        encoder.load_state_dict(_sub_state(payload["agent"], "encoder."))
+        encoder.to(device)
+    actor = GaussianActor(encoder.out_dim if encoder else spec.state_dim, spec.action.dim, cfg.hidden,
+                          cfg.actor_dropout)
+    actor.load_state_dict(_sub_state(payload["agent"], "actor."))
     norm = ObsNormalizer(**payload["normalizer"])
-    return Policy(actor.to(device), norm, spec)
+    return Policy(actor.to(device), norm, spec, encoder, config.get("camera") if encoder else None)
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_policy(run_dir: Path, device: str | torch.device = "cpu") -> Policy:

@@ -23,11 +23,15 @@ from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.rl.bc import BC
 from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
+from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.normalize import ObsNormalizer, reward_scale
 
 ALGOS = ("iql", "bc")
+OBS_TYPES = ("state", "image", "image_only")
+Agent = IQL | BC | ImageIQL | ImageBC
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,25 @@ class TrainConfig:
     checkpoint_every: int = 5000
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
+    obs: str = "state"
+    """What the policy sees: ``state``, ``image`` (a camera image and the state) or ``image_only``."""
+    camera: str | None = None
+    """Camera of image observations (default: the dataset's only stored camera, else the task's)."""
+    image_size: int | None = None
+    """Square image size in pixels (default: the stored frames' when every step is stored, else 64); frames
+    that the dataset lacks at this size are rendered once from its sim states at load time."""
     iql: IQLConfig = field(default_factory=IQLConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The image encoder (``obs`` = ``image`` / ``image_only``)."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGOS)}")
+        if self.obs not in OBS_TYPES:
+            raise ValueError(f"unknown obs '{self.obs}'; choose one of: {', '.join(OBS_TYPES)}")
+        if self.image_size is not None and self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16 pixels (the conv encoder's receptive field), got "
+                             f"{self.image_size}")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, log_every and checkpoint_every must be >= 1")
 
@@ -69,7 +87,11 @@ class TrainConfig:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
         iql = IQLConfig(**{**d.get("iql", {}), "hidden": tuple(d.get("iql", {}).get("hidden", (256, 256)))})
-        return TrainConfig(**{**d, "iql": iql})
+        return TrainConfig(**{**d, "iql": iql, "encoder": EncoderConfig(**d.get("encoder", {}))})
+
+    @property
+    def images(self) -> bool:
+        return self.obs != "state"
 
 
 class TrainingDiverged(RuntimeError):
@@ -81,10 +103,15 @@ class OfflineData:
     spec: EnvSpec
     task_text: str
     arrays: dict[str, np.ndarray]
-    """``obs``, ``actions``, ``rewards`` (scaled), ``next_obs``, ``terminals`` (normalized obs)."""
+    """``obs``, ``actions``, ``rewards`` (scaled), ``next_obs``, ``terminals`` (normalized obs); with images also
+    ``frame`` and ``next_frame`` (int64 rows of ``frames``)."""
     normalizer: ObsNormalizer
     reward_scale: float
     episode_returns: np.ndarray
+    frames: np.ndarray | None = None
+    """uint8 ``[N, S, S, 3]`` frame before every step (image observations only)."""
+    camera: str | None = None
+    image_size: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,19 +120,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
-                      scale: float | None = None) -> OfflineData:
-    """Read the dataset; refuse unlabeled or NaN rewards naming the episode; fit (or reuse) normalizers."""
+def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None, scale: float | None = None,
+                      on_render: RenderProgress | None = None) -> OfflineData:
+    """Read the dataset; refuse unlabeled or NaN rewards naming the episode; fit (or reuse) normalizers.
+
+    With image observations, also a frame for every step (``image_data.step_frames``: stored, or rendered from
+    sim states with ``on_render(done, total)`` progress).
+    """
     with Dataset(cfg.dataset) as ds:
         t = ds.transitions(reward_key=cfg.reward_key)
         names = ds.episode_names
         spec, task_text = ds.spec, ds.task_text
-    bad = ~np.isfinite(t["rewards"])
-    if bad.any():
-        ep = names[int(t["episode_index"][np.argmax(bad)])]
-        raise DatasetError(f"{cfg.dataset}: episode {ep}: reward '{cfg.reward_key}' has NaN values "
-                           f"({int(bad.sum())} steps in the dataset); label the dataset first "
-                           "(robot-rl label / robot-rl relabel --activate) or pick --reward-key ground_truth")
+        bad = ~np.isfinite(t["rewards"])
+        if bad.any():
+            ep = names[int(t["episode_index"][np.argmax(bad)])]
+            raise DatasetError(f"{cfg.dataset}: episode {ep}: reward '{cfg.reward_key}' has NaN values "
+                               f"({int(bad.sum())} steps in the dataset); label the dataset first "
+                               "(robot-rl label / robot-rl relabel --activate) or pick --reward-key ground_truth")
+        frames = step_frames(ds, cfg.camera, cfg.image_size, on_render) if cfg.images else None  # after the check
     returns = np.bincount(t["episode_index"], weights=t["rewards"].astype(np.float64), minlength=len(names))
     if normalizer is None:
         normalizer = ObsNormalizer.fit(t["states"]) if cfg.normalize_obs else ObsNormalizer.identity(spec.state_dim)
@@ -119,15 +151,26 @@ def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
         "next_obs": (t["next_states"] - mean) / std,
         "terminals": t["terminals"],
     }
-    return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns)
+    if frames is None:
+        return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns)
+    arrays["frame"] = np.arange(len(t["episode_index"]), dtype=np.int64)
+    arrays["next_frame"] = next_frame_rows(t["episode_index"])
+    return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns, frames.frames, frames.camera,
+                       frames.image_size)
 
 
-def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> IQL | BC:
+def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Agent:
+    """IQL or BC on states, or (``cfg.obs`` image / image_only, with ``cfg.image_size`` resolved) on images."""
     iql_cfg = dataclasses.replace(cfg.iql, steps=cfg.steps)
-    return IQL(obs_dim, act_dim, iql_cfg) if cfg.algo == "iql" else BC(obs_dim, act_dim, iql_cfg)
+    if not cfg.images:
+        return IQL(obs_dim, act_dim, iql_cfg) if cfg.algo == "iql" else BC(obs_dim, act_dim, iql_cfg)
+    if cfg.image_size is None:
+        raise ValueError("an image agent needs cfg.image_size (train() resolves it from the dataset)")
+    image_agent = ImageIQL if cfg.algo == "iql" else ImageBC
+    return image_agent(obs_dim, act_dim, cfg.image_size, iql_cfg, cfg.encoder, use_state=cfg.obs == "image")
 
 
-def _payload(cfg: TrainConfig, data: OfflineData, agent: IQL | BC, sampler: TransitionSampler, step: int,
+def _payload(cfg: TrainConfig, data: OfflineData, agent: Agent, sampler: TransitionSampler, step: int,
              last: dict[str, float]) -> dict[str, Any]:
     return {
         "format": 1, "algo": cfg.algo, "config": cfg.to_dict(), "env_spec": data.spec.to_json(),
@@ -140,7 +183,7 @@ def _payload(cfg: TrainConfig, data: OfflineData, agent: IQL | BC, sampler: Tran
     }
 
 
-def _restore(payload: dict[str, Any], agent: IQL | BC, sampler: TransitionSampler) -> int:
+def _restore(payload: dict[str, Any], agent: Agent, sampler: TransitionSampler) -> int:
     agent.load_state_dict(payload["agent"])
     agent.optimizer.load_state_dict(payload["optimizer"])
     agent.scheduler.load_state_dict(payload["scheduler"])
@@ -161,11 +204,12 @@ def _params_finite(agent: torch.nn.Module) -> bool:
 ProgressFn = Callable[[int, dict[str, float]], None]
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: ProgressFn | None = None
-          ) -> tuple[IQL | BC, OfflineData, dict[str, float]]:
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: ProgressFn | None = None,
+          on_render: RenderProgress | None = None) -> tuple[Agent, OfflineData, dict[str, float]]:
     """Run (or, with ``resume``, continue) offline training. Returns the agent, the data and the last metrics.
 
-    ``on_log(step, metrics)`` is called every ``log_every`` steps (progress bars, early looks).
+    ``on_log(step, metrics)`` is called every ``log_every`` steps (progress bars, early looks);
+    ``on_render(done, total)`` while image observations are rendered from sim states at load time.
     """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
@@ -181,11 +225,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    data = load_offline_data(cfg, *((ObsNormalizer(**payload["normalizer"]), payload["reward_scale"])
-                                    if payload else (None, None)))
+    normalizer, scale = (ObsNormalizer(**payload["normalizer"]), payload["reward_scale"]) if payload else (None, None)
+    data = load_offline_data(cfg, normalizer, scale, on_render)
+    if data.frames is not None:  # record the camera and size the data resolved to: policies and resumes use them
+        cfg = dataclasses.replace(cfg, camera=data.camera, image_size=data.image_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    sampler = TransitionSampler(data.arrays, device, seed=cfg.seed)
+    sampler = (TransitionSampler(data.arrays, device, seed=cfg.seed) if data.frames is None
+               else FrameSampler(data.arrays, data.frames, device, seed=cfg.seed))
     agent = make_agent(cfg, data.spec.state_dim, data.spec.action.dim).to(device)
     agent.train()
     step = _restore(payload, agent, sampler) if payload else 0
