@@ -85,6 +85,9 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
              on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[IQL, dict[str, float]]:
     """Fine-tune the IQL agent of ``checkpoint_dir`` online in ``env``; write checkpoints and metrics to ``run_dir``."""
     payload, _ = load_checkpoint(checkpoint_dir)
+    if payload["config"].get("obs", "state") != "state":
+        raise ValueError(f"{checkpoint_dir}: online fine-tuning supports state-observation checkpoints only; this one "
+                         f"uses obs={payload['config']['obs']}")
     if payload["algo"] != "iql":
         raise ValueError(f"{checkpoint_dir}: online fine-tuning continues IQL; this checkpoint is {payload['algo']}")
     train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})

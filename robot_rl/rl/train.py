@@ -23,6 +23,7 @@ from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.rl.bc import BC
 from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.rl.compiled import compile_losses, step_begin
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
@@ -57,6 +58,8 @@ class TrainConfig:
     checkpoint_every: int = 5000
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
+    compile: bool = False
+    """Compile the loss computation with torch.compile (CUDA graphs on a GPU; the first update compiles)."""
     obs: str = "state"
     """What the policy sees: ``state``, ``image`` (a camera image and the state) or ``image_only``."""
     camera: str | None = None
@@ -236,12 +239,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
     agent = make_agent(cfg, data.spec.state_dim, data.spec.action.dim).to(device)
     agent.train()
     step = _restore(payload, agent, sampler) if payload else 0
+    if cfg.compile:
+        compile_losses(agent, device)
     logger = MetricsLogger(run_dir)
     last: dict[str, float] = dict(payload.get("metrics", {})) if payload else {}
     sums: dict[str, torch.Tensor] = {}
     count = 0
     try:
         while step < cfg.steps:
+            if cfg.compile:
+                step_begin(device)
             metrics = agent.update(sampler.sample(cfg.iql.batch_size))
             for k, v in metrics.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
