@@ -2,7 +2,8 @@
 
 For each task: collect one `suboptimal` dataset, then for each seed train IQL and BC with the same networks,
 data and number of updates, and evaluate each policy on the same evaluation layouts. Also IQL with reward
-normalization turned off, to show why it is on by default (MetaWorld's raw rewards reach ~10 per step).
+normalization turned off, and with the reference's fixed 1000 / (max - min return) scale instead of the
+episode length (MetaWorld's raw rewards reach ~10 per step on 150-step episodes).
 
     python benchmarks/iql_quality.py                       # defaults below; ~25 min on 2 CPU cores
     python benchmarks/iql_quality.py --steps 20000 --tasks drawer-open-v3
@@ -49,6 +50,7 @@ def main() -> None:
         variants = [("IQL", "iql", []), ("BC", "bc", [])]
         if not args.no_raw:
             variants.append(("IQL, raw rewards", "iql", ["--set", "normalize_rewards=false"]))
+            variants.append(("IQL, scale 1000", "iql", ["--set", "reward_scale_numerator=1000"]))
         for label, algo, extra in variants:
             rates = []
             for seed in args.seeds:

@@ -31,8 +31,10 @@ class ObsNormalizer:
         return (obs - mean) / std
 
 
-def reward_scale(episode_returns: np.ndarray) -> float:
-    """The reference IQL's scale: ``1000 / (max - min episode return)``; 1 where returns do not vary.
+def reward_scale(episode_returns: np.ndarray, numerator: float = 1000.0) -> float:
+    """The reference IQL's scale: ``numerator / (max - min episode return)``; 1 where returns do not vary.
+
+    The reference uses 1000 on D4RL's 1000-step episodes; the trainer passes the episode length.
 
     Applied to every reward source alike (raw MetaWorld rewards reach ~10 per step and returns near 4,000,
     which without scaling drive exp(beta * adv) into the weight clip everywhere).
@@ -41,4 +43,4 @@ def reward_scale(episode_returns: np.ndarray) -> float:
     if finite.size < 2:
         return 1.0
     spread = float(finite.max() - finite.min())
-    return 1000.0 / spread if spread > 1e-6 else 1.0
+    return numerator / spread if spread > 1e-6 else 1.0
