@@ -9,11 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.help_text import command_help
 from robot_rl.data.behaviours import NEEDS_EXPERT, PRESETS, resolve_preset
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--task", default="metaworld/drawer-open-v3", help="task name, e.g. metaworld/drawer-open-v3")
     p.add_argument("--episodes", type=int, default=20, help="number of episodes to record")
     p.add_argument("--preset", default="suboptimal", choices=sorted(PRESETS),

@@ -9,9 +9,11 @@ from typing import Any
 
 from rich.console import Console
 
+from robot_rl.cli.help_text import command_help
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--checkpoint", type=Path, required=True, help="run folder")
     p.add_argument("--task", default=None, help="sim task (default: the one the policy was trained on)")
     p.add_argument("--episodes", type=int, default=20)

@@ -9,9 +9,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.help_text import command_help
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--checkpoint", type=Path, required=True, help="run folder of an offline IQL run")
     p.add_argument("--task", default=None, help="sim task (default: the dataset's)")
     p.add_argument("--steps", type=int, default=10_000, help="environment steps")

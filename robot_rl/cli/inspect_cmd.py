@@ -10,9 +10,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from robot_rl.cli.help_text import command_help
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset")
     p.add_argument("--png", type=Path, default=None, help="where to write the plot (default: next to the dataset)")
     p.add_argument("--frames", type=int, default=8, help="frames in the filmstrip")

@@ -18,7 +18,8 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="robot-rl", description="Unlabeled robot data plus one task sentence in, a working policy out.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         module.add_parser(sub, name)

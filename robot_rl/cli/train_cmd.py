@@ -9,11 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.help_text import command_help
 from robot_rl.cli.overrides import apply_overrides, load_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help=__doc__, description=__doc__)
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--dataset", type=Path, help="HDF5 dataset (required unless --resume)")
     p.add_argument("--algo", choices=("iql", "bc"), default=None, help="default: iql")
     p.add_argument("--steps", type=int, default=None, help="gradient updates (default 30000)")
