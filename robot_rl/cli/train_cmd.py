@@ -76,9 +76,14 @@ def run(args: argparse.Namespace) -> int:
                 start = time.time()
                 progress.reset(bar)
 
+        first: list[tuple[int, float]] = []  # (step, time) of the first log: a resumed run starts past 0
+
         def on_log(step: int, m: dict[str, float]) -> None:
             shown = ", ".join(f"{k} {m[k]:.3g}" for k in ("critic_loss", "actor_loss") if k in m)
-            rate = step / max(time.time() - start, 1e-9)
+            now = time.time()
+            if not first:
+                first.append((step - min(cfg.log_every, step), start))
+            rate = (step - first[0][0]) / max(now - first[0][1], 1e-9)
             progress.update(bar, completed=step, rate=f"{rate:.0f} upd/s" if rate >= 10 else f"{rate:.2g} upd/s",
                             loss=shown)
 
