@@ -6,5 +6,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 echo "[test] ruff"; ruff check .
-echo "[test] mypy"; mypy robot_rl/core robot_rl/data
+echo "[test] mypy"; mypy robot_rl
 echo "[test] pytest"; pytest -q "$@"

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 Progress(*columns, console=console, transient=False) as progress:
             bar = progress.add_task("collect", total=args.episodes, rate="", succ="0")
 
-            def on_episode(name: str, ep) -> None:  # type: ignore[no-untyped-def]
+            def on_episode(name: str, ep) -> None:
                 nonlocal successes
                 successes += int(ep.success)
                 done = progress.tasks[bar].completed + 1
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expert_for(task: str):  # type: ignore[no-untyped-def]
+def _expert_for(task: str):
     if not task.startswith("metaworld/"):
         raise ValueError(f"task '{task}' has no scripted expert; use --preset random")
     from robot_rl.envs.metaworld_env import metaworld_expert

@@ -79,7 +79,7 @@ def _keys_table(described: list) -> Table:
     return t
 
 
-def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, list[int], str]:  # type: ignore[no-untyped-def]
+def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, list[int], str]:
     """uint8 [F, H, W, 3] frames of one episode: stored images, else rendered from stored sim states."""
     length = ep.states.shape[0]
     steps = np.unique(np.linspace(0, length - 1, count).round().astype(int))
@@ -107,7 +107,7 @@ def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, li
     return frames, [int(s) for s in steps], f"rendered from stored sim states, camera '{camera}'"
 
 
-def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: Console) -> None:  # type: ignore[no-untyped-def]
+def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: Console) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +123,7 @@ def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: C
     grid = fig.add_gridspec(2, ncols, height_ratios=[1.4, 1])
     ax = fig.add_subplot(grid[0, :])
     if np.isfinite(returns).any():
-        bins = np.histogram_bin_edges(returns[np.isfinite(returns)], bins=min(30, max(5, len(returns) // 2)))
+        bins = list(np.histogram_bin_edges(returns[np.isfinite(returns)], bins=min(30, max(5, len(returns) // 2))))
         ax.hist([returns[success], returns[~success & np.isfinite(returns)]], bins=bins, stacked=True,
                 color=["tab:green", "tab:gray"], label=[f"success ({success.sum()})", f"failure ({(~success).sum()})"])
         ax.legend()
