@@ -7,7 +7,7 @@ import functools
 import torch
 from torch import nn
 
-from robot_rl.rl.iql import IQLConfig, actor_lr_factor
+from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step
 from robot_rl.rl.networks import GaussianActor
 
 
@@ -26,9 +26,4 @@ class BC(nn.Module):
         return {"actor_loss": -self.actor.log_prob(batch["obs"], batch["actions"]).mean()}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        out["actor_loss"].backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {k: v.detach() for k, v in out.items()}
+        return gradient_step(self, self.losses(batch))

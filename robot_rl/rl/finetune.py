@@ -147,7 +147,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                     parts.append(replay.sample(batch - n_off))
                 mixed = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
                 for k, v in agent.update(mixed).items():
-                    sums[k] = sums[k] + v if k in sums else v.clone()
+                    sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
                 updates += 1
             if env_steps >= next_log or env_steps >= cfg.env_steps:
                 next_log += cfg.log_every

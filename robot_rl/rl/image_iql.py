@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robot_rl.rl.iql import IQLConfig, actor_lr_factor, iql_losses, iql_scheduler
+from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step, iql_losses, iql_scheduler
 from robot_rl.rl.networks import ConvEncoder, Critic, GaussianActor, ValueNet, random_shift
 
 
@@ -93,15 +93,8 @@ class ImageIQL(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on all three losses, then the Polyak update of the target critic and target encoder.
         Returns detached 0-dim metrics on the training device."""
-        out = self.losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        (out["value_loss"] + out["critic_loss"] + out["actor_loss"]).backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        with torch.no_grad():
-            torch._foreach_lerp_([*self.target_critic.parameters(), *self.target_encoder.parameters()],
-                                 [*self.critic.parameters(), *self.encoder.parameters()], self.config.target_rate)
-        return {k: v.detach() for k, v in out.items()}
+        return gradient_step(self, self.losses(batch),
+                             targets=[(self.target_critic, self.critic), (self.target_encoder, self.encoder)])
 
 
 class ImageBC(nn.Module):
@@ -124,9 +117,4 @@ class ImageBC(nn.Module):
         return {"actor_loss": -self.actor.log_prob(obs, batch["actions"]).mean()}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        out["actor_loss"].backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {k: v.detach() for k, v in out.items()}
+        return gradient_step(self, self.losses(batch))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -112,6 +113,30 @@ def iql_losses(nets: IQLNets, batch: dict[str, torch.Tensor], target_obs: torch.
     }
 
 
+LOSS_KEYS = ("value_loss", "critic_loss", "actor_loss")
+
+
+def gradient_step(agent: Any, out: dict[str, torch.Tensor],
+                  targets: Sequence[tuple[nn.Module, nn.Module]] = ()) -> dict[str, torch.Tensor]:
+    """One optimizer step of ``agent`` (its ``optimizer`` and ``scheduler``) on the sum of the losses in ``out``,
+    then a Polyak update of each ``(target, source)`` pair at ``agent.config.target_rate``.
+
+    The parameter sets of the losses are disjoint and their cross-terms detached, so one backward serves all.
+    Returns ``out`` detached (0-dim tensors on the training device).
+    """
+    agent.optimizer.zero_grad(set_to_none=True)
+    losses = [out[k] for k in LOSS_KEYS if k in out]
+    sum(losses[1:], losses[0]).backward()
+    agent.optimizer.step()
+    agent.scheduler.step()
+    if targets:
+        with torch.no_grad():
+            torch._foreach_lerp_([p for target, _ in targets for p in target.parameters()],
+                                 [p for _, source in targets for p in source.parameters()],
+                                 agent.config.target_rate)
+    return {k: v.detach() for k, v in out.items()}
+
+
 class IQL(nn.Module):
     """IQL agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
 
@@ -140,13 +165,5 @@ class IQL(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on all three losses, then the target update. Returns detached metrics
         (0-dim tensors on the training device; reading them syncs, so accumulate and log every k steps)."""
-        out = self.losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        (out["value_loss"] + out["critic_loss"] + out["actor_loss"]).backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()),
-                                 self.config.target_rate)
-        return {k: v.detach() for k, v in out.items()}
+        return gradient_step(self, self.losses(batch), targets=[(self.target_critic, self.critic)])
 

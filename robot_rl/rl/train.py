@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
                 step_begin(device)
             metrics = agent.update(sampler.sample(cfg.iql.batch_size))
             for k, v in metrics.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
+                sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
             count += 1
             step += 1
             at_log = step % cfg.log_every == 0 or step == cfg.steps
