@@ -33,12 +33,14 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
     """Evaluate the run's newest policy (when ``episodes`` > 0 and the task is a sim task), then write
     ``eval.json``, ``curves.png`` and ``report.md``. Returns the eval metrics."""
     from robot_rl.envs import list_tasks, make_env
+    from robot_rl.rl.checkpoint import load_checkpoint
     from robot_rl.rl.evaluate import evaluate
     from robot_rl.rl.logger import MetricsLogger
-    from robot_rl.rl.policy import load_policy
+    from robot_rl.rl.policy import policy_from_payload
     from robot_rl.rl.report import plot_curves, write_report
 
-    policy = load_policy(run_dir)
+    payload, _ = load_checkpoint(run_dir)  # read once: the policy and the step it was saved at
+    policy = policy_from_payload(payload)
     task = task or policy.spec.name
     metrics: dict[str, float] = {}
     if episodes > 0 and task in list_tasks():
@@ -53,9 +55,7 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
             env.close()
         metrics = res.as_metrics()
         (Path(run_dir) / "eval.json").write_text(json.dumps({"task": task, **metrics}, indent=1))
-        from robot_rl.rl.checkpoint import load_checkpoint
-
-        step = int(load_checkpoint(run_dir)[0]["step"])
+        step = int(payload["step"])
         logger = MetricsLogger(run_dir, tensorboard=False)
         logger.log(step, metrics)
         logger.close()

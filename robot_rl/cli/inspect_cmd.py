@@ -27,15 +27,15 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     with Dataset(args.dataset) as ds:
         summaries = ds.episode_summaries()
-        episodes = {name: ds.load_episode(name) for name in ds.episode_names}
+        behaviours = {name: str(ds.episode_attrs(name).get("behaviour", "unknown")) for name in ds.episode_names}
         console.print(f"[bold]{ds.path}[/]  task [cyan]{ds.spec.name}[/]: \"{ds.task_text}\"")
         console.print(f"source: {ds.source}")
         console.print(_summary_table(summaries))
-        console.print(_behaviour_table(summaries, episodes))
+        console.print(_behaviour_table(summaries, behaviours))
         console.print(_keys_table(ds.describe()))
         if not args.no_plot:
             png = args.png or args.dataset.with_suffix(".inspect.png")
-            _plot(ds, summaries, episodes, png, args.frames, console)
+            _plot(ds, summaries, png, args.frames, console)
             console.print(f"plot: {png}")
     return 0
 
@@ -56,10 +56,10 @@ def _summary_table(summaries: list) -> Table:
     return t
 
 
-def _behaviour_table(summaries: list, episodes: dict) -> Table:
+def _behaviour_table(summaries: list, behaviours: dict[str, str]) -> Table:
     groups: dict[str, list] = defaultdict(list)
     for name, _length, ret, succ in summaries:
-        groups[str(episodes[name].attrs.get("behaviour", "unknown"))].append((ret, succ))
+        groups[behaviours[name]].append((ret, succ))
     t = Table(title="by behaviour")
     for col in ("behaviour", "episodes", "success rate", "mean return"):
         t.add_column(col, justify="right")
@@ -107,7 +107,7 @@ def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, li
     return frames, [int(s) for s in steps], f"rendered from stored sim states, camera '{camera}'"
 
 
-def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: Console) -> None:
+def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +117,7 @@ def _plot(ds, summaries: list, episodes: dict, png: Path, count: int, console: C
     success = np.array([bool(s[3]) for s in summaries])
     # Filmstrip of the best episode (successful first, then highest return).
     best = max(summaries, key=lambda s: (bool(s[3]), np.nan_to_num(s[2], nan=-np.inf)))
-    frames, steps, how = _frames(ds, episodes[best[0]], count, console)
+    frames, steps, how = _frames(ds, ds.load_episode(best[0], images=True), count, console)
     ncols = max(len(steps), 1)
     fig = plt.figure(figsize=(max(2.0 * ncols, 8), 6.5), constrained_layout=True)
     grid = fig.add_gridspec(2, ncols, height_ratios=[1.4, 1])

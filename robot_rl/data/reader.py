@@ -131,6 +131,15 @@ class Dataset:
             out.append((name, meta.length, float(np.sum(rewards, dtype=np.float64)), meta.success))
         return out
 
+    def episode_attrs(self, name: str) -> dict[str, Any]:
+        """The free-form attrs of one episode (e.g. ``behaviour``), without reading its arrays."""
+        self._episode_meta(name)
+        try:
+            group = self._f()[DATA][name]
+            return {k: plain(v) for k, v in group.attrs.items() if k not in RESERVED_ATTRS}
+        except Exception as e:
+            raise DatasetError(f"{self.path}: episode {name}: cannot read attrs ({one_line(e)})") from None
+
     def describe(self) -> list[tuple[str, str, str]]:
         """``(key, dtype, shape pattern)`` for every array key, e.g. ``("obs/state", "float32", "[T, 39]")``;
         ``T`` is the episode length. Keys absent from some episodes say in how many they are."""

@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from robot_rl.core import RobotEnv
+from robot_rl.core import EnvSpec, RobotEnv
 from robot_rl.data import TransitionSampler
 from robot_rl.rl.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.iql import IQL
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.normalize import ObsNormalizer
-from robot_rl.rl.policy import Policy
+from robot_rl.rl.policy import Policy, require_fit
 from robot_rl.rl.rewards import RewardSource
 from robot_rl.rl.train import TrainConfig, TrainingDiverged, load_offline_data, make_agent, resolve_device
 
@@ -93,11 +93,8 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})
     device = resolve_device(train_cfg.device)
     normalizer = ObsNormalizer(**payload["normalizer"])
+    require_fit(EnvSpec.from_json(payload["env_spec"]), env.spec)  # before loading (maybe rendering) the data
     offline = load_offline_data(train_cfg, normalizer, payload["reward_scale"])
-    problems = offline.spec.compatible_with(env.spec)
-    if problems:
-        raise ValueError(f"checkpoint trained on '{offline.spec.name}' does not fit '{env.spec.name}': "
-                         + "; ".join(problems))
     total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
     train_cfg = dataclasses.replace(train_cfg, steps=total_updates)
     agent = make_agent(train_cfg, offline.spec.state_dim, offline.spec.action.dim).to(device)

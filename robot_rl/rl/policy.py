@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +57,7 @@ class Policy:
 
     def check_spec(self, spec: EnvSpec) -> None:
         """Raise ``ValueError`` saying what differs if this policy cannot drive an env with ``spec``."""
-        problems = self.spec.compatible_with(spec)
-        if problems:
-            raise ValueError(f"checkpoint trained on '{self.spec.name}' does not fit '{spec.name}': "
-                             + "; ".join(problems))
+        require_fit(self.spec, spec)
 
 
 def policy_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu") -> Policy:
@@ -86,11 +82,15 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def require_fit(trained: EnvSpec, target: EnvSpec) -> None:
+    """Raise ``ValueError`` naming what differs if a checkpoint trained on ``trained`` cannot run on ``target``."""
+    problems = trained.compatible_with(target)
+    if problems:
+        raise ValueError(f"checkpoint trained on '{trained.name}' does not fit '{target.name}': " + "; ".join(problems))
+
+
 def load_policy(run_dir: Path, device: str | torch.device = "cpu") -> Policy:
     """The newest readable checkpoint's policy (falls back past a corrupt newest checkpoint with a warning)."""
     payload, _ = load_checkpoint(run_dir, map_location=device)
     return policy_from_payload(payload, device)
 
-
-def normalizer_dict(n: ObsNormalizer) -> dict[str, Any]:
-    return asdict(n)
