@@ -232,6 +232,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
                                      "threads": cfg.threads})
     elif checkpoint_paths(run_dir):
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or pick a new --out")
+    else:  # finetune, eval and resume may run from another folder: record where the data is
+        cfg = dataclasses.replace(cfg, dataset=str(Path(cfg.dataset).resolve()))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
