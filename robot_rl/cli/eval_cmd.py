@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
 
@@ -49,8 +50,12 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
                        image_size=(size, size))
         try:
             policy.check_spec(env.spec)
-            with console.status(f"evaluating on {task} ({episodes} episodes)"):
-                res = evaluate(policy, env, episodes, seed=seed, gif=Path(run_dir) / "episode.gif")
+            columns = (TextColumn(f"[bold]eval {task}"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            with Progress(*columns, console=console) as progress:
+                bar = progress.add_task("eval", total=episodes)
+                res = evaluate(policy, env, episodes, seed=seed, gif=Path(run_dir) / "episode.gif",
+                               on_episode=lambda done, _total: progress.update(bar, completed=done))
         finally:
             env.close()
         metrics = res.as_metrics()

@@ -30,10 +30,12 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000, gif: Path | None = None,
-             camera: str | None = None, image_size: int = 128) -> EvalResult:
+             camera: str | None = None, image_size: int = 128,
+             on_episode: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run ``episodes`` episodes (spread over the env's batch); the first episode of env 0 goes to ``gif``.
 
     Frames are rendered from stored sim states after the episode, so evaluation itself runs at full speed.
+    ``on_episode(done, episodes)`` is called as episodes finish (progress bars).
     """
     n = env.num_envs
     obs, info = env.reset(seed=seed)
@@ -65,6 +67,8 @@ def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000,
                 done_returns.append(float(returns[i]))
                 done_lengths.append(int(lengths[i]))
                 done_success.append(bool(ever_success[i]))
+                if on_episode is not None:
+                    on_episode(len(done_returns), episodes)
             returns[i], lengths[i], ever_success[i] = 0.0, 0, False
         obs, info = res.obs, res.info
     r = np.array(done_returns)
