@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--updates-per-step", type=float, default=1.0)
     p.add_argument("--warmup", type=int, default=1000, help="env steps before updates start")
     p.add_argument("--reward", default="dataset",
-                   help="reward of new transitions: 'dataset' (the source of the dataset's active reward) or "
-                        "'ground_truth' (the simulator's)")
+                   help="reward of new transitions: 'dataset' (the source of the dataset's active reward, e.g. "
+                        "the reward model it was relabeled with), 'ground_truth' (the simulator's), "
+                        "reward-model:RUN_DIR or code:FILE.py")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)

@@ -6,10 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from robot_rl.cli import collect_cmd, eval_cmd, finetune_cmd, inspect_cmd, train_cmd
+from robot_rl.cli import (
+    collect_cmd,
+    eval_cmd,
+    finetune_cmd,
+    inspect_cmd,
+    label_cmd,
+    relabel_cmd,
+    train_cmd,
+    train_reward_cmd,
+)
 
 COMMANDS = {
-    "collect": collect_cmd, "inspect": inspect_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd,
+    "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
+    "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd,
 }
 
 
@@ -29,10 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from robot_rl.data.errors import DatasetError
+    from robot_rl.llm.errors import LLMError
+    from robot_rl.rewards.code_reward import RewardCodeError
+    from robot_rl.rewards.store import LabelStoreError
 
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (UserError, DatasetError, ValueError, FileExistsError, FileNotFoundError) as e:
+    except (UserError, DatasetError, ValueError, FileExistsError, FileNotFoundError, LLMError, RewardCodeError,
+            LabelStoreError) as e:
         print(f"robot-rl {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

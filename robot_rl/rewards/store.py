@@ -85,14 +85,22 @@ class LabelStore:
         return int(self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
 
     def get(self, key: str) -> Label | None:
-        """The stored answer for ``key`` (``None`` if never asked; a stored can't-tell is ``Label(None)``)."""
+        """The stored answer for ``key`` (``None`` if never asked; a stored can't-tell is ``Label(None)``).
+
+        A can't-tell that records a transport ``error`` (the labeler got no answer: server down, deadline) counts
+        as never asked, so that a rerun asks it again; every real answer is final."""
         row = self._db.execute("SELECT value, provenance FROM labels WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Label(row[0], json.loads(row[1]))
+        if row is None:
+            return None
+        label = Label(row[0], json.loads(row[1]))
+        return None if _unanswered(label) else label
 
     def put(self, key: str, label: Label, *, labeler: str, identity: dict[str, Any], dataset: str, digest: str,
             first: SegmentRef, second: SegmentRef) -> bool:
         """Store an answer (durably, before returning). The first answer for a key wins: returns False, changing
-        nothing, if ``key`` is already stored."""
+        nothing, if ``key`` is already stored (unless what is stored is an unanswered error, see ``get``)."""
+        if self.get(key) is None:
+            self._db.execute("DELETE FROM labels WHERE key = ?", (key,))
         cur = self._db.execute(
             "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, labeler, json.dumps(identity, sort_keys=True), os.path.abspath(dataset), digest,
@@ -136,6 +144,10 @@ class LabelStore:
             yield StoredLabel(key, labeler, json.loads(identity), dataset, digest,
                               SegmentRef.from_json(json.loads(first)), SegmentRef.from_json(json.loads(second)),
                               Label(value, json.loads(provenance)), created)
+
+
+def _unanswered(label: Label) -> bool:
+    return label.value is None and "error" in label.provenance
 
 
 def default_store_path(dataset: str) -> str:

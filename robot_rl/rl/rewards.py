@@ -8,11 +8,13 @@ online rewards agree). The learned reward model and generated reward code plug i
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from robot_rl.core import EnvSpec
 from robot_rl.data import GROUND_TRUTH, Dataset
 
 
@@ -38,10 +40,59 @@ class GroundTruthReward:
         return env_reward
 
 
+class LearnedReward:
+    """A trained Bradley-Terry reward model's r(s_t, a_t) (ensemble mean), as ``robot-rl relabel`` wrote it."""
+
+    name = "reward_model"
+
+    def __init__(self, path: str, device: str | torch.device = "cpu") -> None:
+        from robot_rl.rewards.model import RewardModel  # lazily: rl does not need the rewards package otherwise
+
+        self.path = os.path.join(path, "reward_model.pt") if os.path.isdir(path) else path
+        self.model = RewardModel.load(self.path, device)
+        if self.model.config.obs != "state":
+            raise ValueError(f"{self.path}: an image reward model cannot label online transitions yet; "
+                             "train one with --obs state")
+
+    def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
+                 env_reward: torch.Tensor) -> torch.Tensor:
+        device = self.model.device
+        return self.model.reward(obs["state"].to(device), action.to(device)).to(action.device)
+
+
+class CodeRewardSource:
+    """Reward code (``code:FILE.py``) on (state after the step, action), run in its own process."""
+
+    name = "code"
+
+    def __init__(self, path: str, spec: EnvSpec) -> None:
+        from robot_rl.rewards.code_reward import CodeReward
+
+        self.code = CodeReward(path, spec)
+
+    def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
+                 env_reward: torch.Tensor) -> torch.Tensor:
+        reward, _ = self.code(next_obs["state"].cpu().numpy(), action.cpu().numpy())
+        return torch.as_tensor(reward, device=action.device)
+
+
 def dataset_reward_source(dataset: str) -> RewardSource:
     """The source that produced the dataset's active ``rewards``; raises if it cannot be reproduced online."""
+    from robot_rl.rewards.relabel import active_label
+
+    active = active_label(dataset)
     with Dataset(dataset) as ds:
         names = ds.episode_names
+        if active is not None and active != GROUND_TRUTH and names:
+            provenance = ds.load_episode(names[0]).reward_labels[active][1]
+            source = str(provenance.get("source", ""))
+            if source.startswith("reward-model:"):
+                return LearnedReward(str(provenance.get("model", source.removeprefix("reward-model:"))))
+            if source.startswith("code:"):
+                return CodeRewardSource(source.removeprefix("code:"), ds.spec)
+            raise ValueError(f"{dataset}: the active rewards come from '{active}' ({source or 'unknown source'}), "
+                             "which cannot label new transitions; pass --reward ground_truth or "
+                             "--reward reward-model:RUN_DIR")
         if GROUND_TRUTH in ds.reward_label_ids():
             same = all(np.array_equal(ep.rewards, ep.reward_labels[GROUND_TRUTH][0], equal_nan=True)
                        for ep in (ds.load_episode(n) for n in names) if GROUND_TRUTH in ep.reward_labels)
@@ -52,8 +103,16 @@ def dataset_reward_source(dataset: str) -> RewardSource:
 
 
 def resolve_reward_source(name: str, dataset: str) -> RewardSource:
+    """``dataset`` (whatever produced the active rewards), ``ground_truth``, ``reward-model:RUN_DIR`` or
+    ``code:FILE.py``."""
     if name == "dataset":
         return dataset_reward_source(dataset)
     if name == "ground_truth":
         return GroundTruthReward()
-    raise ValueError(f"unknown reward source '{name}'; choose 'dataset' or 'ground_truth'")
+    if name.startswith("reward-model:"):
+        return LearnedReward(name.removeprefix("reward-model:"))
+    if name.startswith("code:"):
+        with Dataset(dataset) as ds:
+            return CodeRewardSource(name.removeprefix("code:"), ds.spec)
+    raise ValueError(f"unknown reward source '{name}'; choose dataset, ground_truth, reward-model:RUN_DIR or "
+                     "code:FILE.py")

@@ -40,6 +40,18 @@ def test_put_get_first_answer_wins_and_survives_reopen(tmp_path: Path) -> None:
         assert store.summary() == [(str(tmp_path / "d.h5"), "t", 2, 1)]
 
 
+def test_a_transport_error_is_asked_again_but_a_real_answer_is_final(tmp_path: Path) -> None:
+    a, b = SegmentRef("demo_0", 0, 1), SegmentRef("demo_1", 0, 1)
+    meta = {"labeler": "vlm", "identity": {}, "dataset": "d.h5", "digest": "x", "first": a, "second": b}
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put("k", Label(None, {"error": "LLMTimeoutError: deadline"}), **meta)
+        assert store.get("k") is None  # no answer was given: ask again
+        assert store.put("k", Label(FIRST, {"raw": "Answer: 0"}), **meta)
+        assert store.get("k") == Label(FIRST, {"raw": "Answer: 0"}) and len(store) == 1
+        store.put("u", Label(None, {"reason": "unparseable"}), **meta)
+        assert store.get("u") == Label(None, {"reason": "unparseable"})  # an answer, if not a useful one
+
+
 def test_a_file_that_is_not_a_store_gives_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(os.urandom(4096))

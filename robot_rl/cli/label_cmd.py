@@ -1,0 +1,109 @@
+"""``robot-rl label``: ask a labeler (scripted teacher, VLM, or you) which of two dataset segments is better.
+
+Answers go to a label store (SQLite, default ``FILE.h5.labels.sqlite``) keyed by content: rerunning, or resuming
+after a crash, asks only what is not stored yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from robot_rl.cli.help_text import command_help
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
+    p.add_argument("dataset", type=Path, help="HDF5 dataset")
+    p.add_argument("--labeler", choices=("scripted", "vlm", "human"), default="scripted",
+                   help="scripted: B-Pref teacher from the sim's ground truth (default); vlm: a vision-language "
+                        "model behind an OpenAI-compatible endpoint; human: a page on 127.0.0.1")
+    p.add_argument("--pairs", type=int, default=500, help="pairs to label (default 500)")
+    p.add_argument("--segment-length", type=int, default=None,
+                   help="steps per segment (default: 50 for scripted/human, 1 for vlm: single frames, as RL-VLM-F)")
+    p.add_argument("--task", default=None, help="task sentence (default: the dataset's)")
+    p.add_argument("--selection", choices=("uniform", "disagreement", "entropy"), default="uniform",
+                   help="how pairs are chosen; disagreement/entropy need --reward-model")
+    p.add_argument("--reward-model", default=None, help="run folder of a trained reward model (active selection)")
+    p.add_argument("--store", default=None, help="label store (default: DATASET.labels.sqlite)")
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("scripted teacher (B-Pref noise models)")
+    g.add_argument("--rationality", type=float, default=math.inf, help="beta (default inf: perfectly rational)")
+    g.add_argument("--myopia", type=float, default=1.0, help="gamma in (0, 1] (default 1)")
+    g.add_argument("--mistake", type=float, default=0.0, help="probability of a flipped label (default 0)")
+    g.add_argument("--skip-threshold", type=float, default=None, help="can't tell when both returns are below")
+    g.add_argument("--equal-threshold", type=float, default=0.0, help="equal when returns differ by less")
+    g = p.add_argument_group("vlm")
+    g.add_argument("--vlm-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", default=None, help="model name as the server knows it")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    g.add_argument("--concurrency", type=int, default=4, help="queries in flight at once")
+    g.add_argument("--prompt-version", default="rl-vlm-f-v1")
+    g = p.add_argument_group("frames (vlm, human)")
+    g.add_argument("--camera", default=None, help="camera to show (default: the task's first)")
+    g.add_argument("--image-size", type=int, default=224, help="square frame size in pixels (default 224)")
+    g.add_argument("--port", type=int, default=0, help="human: port of the page on 127.0.0.1 (default: any free)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.rewards.base import LABEL_NAMES
+    from robot_rl.rewards.jobs import label_dataset, make_labeler
+
+    console = Console(stderr=True)
+    if args.pairs < 1:
+        raise ValueError("--pairs must be at least 1")
+    length = args.segment_length or (1 if args.labeler == "vlm" else 50)
+    teacher = {"rationality": args.rationality, "myopia": args.myopia, "mistake": args.mistake,
+               "skip_threshold": args.skip_threshold, "equal_threshold": args.equal_threshold, "seed": args.seed}
+    frames_identity = None
+    if args.labeler == "vlm":
+        from robot_rl.data import Dataset
+
+        with Dataset(args.dataset) as ds:
+            camera = args.camera or (ds.spec.cameras[0] if ds.spec.cameras else None)
+        frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
+    labeler = make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
+                           api_key_env=args.api_key_env, concurrency=args.concurrency,
+                           prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port)
+    counts: dict[str, int] = {}
+    columns = (TextColumn(f"[bold]label ({args.labeler})"), BarColumn(), MofNCompleteColumn(), TextColumn("pairs"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("label", total=args.pairs, counts="")
+        shown_url = False
+
+        def on_label(done: int, total: int, label) -> None:  # noqa: ANN001 - a Label
+            nonlocal shown_url
+            name = LABEL_NAMES[label.value]
+            counts[name] = counts.get(name, 0) + 1
+            progress.update(bar, completed=done, total=total, counts=" ".join(f"{k} {v}" for k, v in counts.items()))
+
+        if args.labeler == "human":
+            _announce_url(labeler, console)
+        job = label_dataset(str(args.dataset), labeler, args.pairs, length, selection=args.selection,
+                            reward_model=args.reward_model, seed=args.seed, store=args.store, camera=args.camera,
+                            image_size=args.image_size, task_text=args.task, progress=on_label)
+    r = job.result
+    acc = "" if math.isnan(job.accuracy) else f"; agreement with ground truth {job.accuracy:.1%} of {job.decided}"
+    console.print(f"{len(r.labels)} pairs: {r.asked} asked now, {r.reused} from the store, {r.cant_tell} can't tell"
+                  f"{acc}\nlabels in {job.store}. Next: robot-rl train-reward {args.dataset} --out runs/reward")
+    usage = getattr(getattr(labeler, "client", None), "usage", None)
+    if usage is not None:
+        console.print(f"VLM: {usage.requests} requests, {usage.total_tokens} tokens")
+    return 0
+
+
+def _announce_url(labeler, console: Console) -> None:  # noqa: ANN001 - a HumanLabeler
+    """Print the labeling page's address as soon as its server is up (it starts with the first query)."""
+    import threading
+
+    def wait() -> None:
+        url = labeler.wait_for_url(600)
+        if url:
+            console.print(f"open {url} in a browser to label (keys: left/right arrows, e = equal, s = skip)")
+
+    threading.Thread(target=wait, daemon=True).start()

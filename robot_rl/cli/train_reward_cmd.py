@@ -1,0 +1,72 @@
+"""``robot-rl train-reward``: fit a Bradley-Terry reward-model ensemble to a dataset's preference labels."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from robot_rl.cli.help_text import command_help
+from robot_rl.cli.overrides import apply_overrides, load_yaml
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
+    p.add_argument("dataset", type=Path, help="HDF5 dataset the labels were asked on")
+    p.add_argument("--out", type=Path, required=True, help="run folder for reward_model.pt, metrics and plots")
+    p.add_argument("--store", default=None, help="label store (default: DATASET.labels.sqlite)")
+    p.add_argument("--labeler", default=None, help="use only this labeler's answers (scripted, vlm, human)")
+    p.add_argument("--obs", choices=("state", "image"), default=None, help="reward over states (default) or images")
+    p.add_argument("--camera", default=None, help="image models: camera (default: the task's first)")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (default 2000)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--config", type=Path, default=None, help="YAML with RewardModelConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.rewards.jobs import train_reward
+    from robot_rl.rewards.model import RewardModelConfig
+
+    console = Console(stderr=True)
+    cfg = load_yaml(args.config)
+    for field, value in (("obs", args.obs), ("steps", args.steps)):
+        if value is not None:
+            cfg[field] = value
+    cfg = apply_overrides(cfg, args.set)
+    try:
+        config = RewardModelConfig(**cfg)
+    except TypeError as e:
+        raise ValueError(f"bad reward-model config: {e}") from None
+    columns = (TextColumn("[bold]train reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("train", total=config.steps, info="")
+
+        def on_log(step: int, m: dict[str, float]) -> None:
+            progress.update(bar, completed=step, info=f"loss {m['loss']:.3f} acc {m['accuracy']:.2f}")
+
+        metrics = train_reward(str(args.dataset), args.out, store=args.store, labeler=args.labeler, config=config,
+                               device=args.device, camera=args.camera, progress=on_log)
+    console.print(summary(metrics))
+    console.print(f"reward model in {args.out}. Next: robot-rl relabel {args.dataset} "
+                  f"--source reward-model:{args.out} --activate")
+    return 0
+
+
+def summary(metrics: dict) -> str:
+    """Two lines: held-out accuracy, agreement with ground truth, reward correlation."""
+    def pct(key: str) -> str:
+        v = metrics.get(key)
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
+
+    corr = metrics.get("correlation", {})
+    c = corr.get("mean_episode")
+    labels = metrics.get("labels", {})
+    return (f"{labels.get('used', '?')} labeled pairs ({labels.get('cant_tell', 0)} can't tell left out): held-out "
+            f"accuracy {pct('valid_accuracy')}, agreement with ground truth {pct('valid_true_agreement')}\n"
+            f"correlation of learned and true reward along episodes: "
+            f"{'n/a' if c is None or c != c else f'{c:.2f}'}")

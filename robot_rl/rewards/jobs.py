@@ -1,0 +1,226 @@
+"""The labeling and reward-training jobs behind ``robot-rl label``, ``robot-rl train-reward`` and the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from robot_rl.data import Dataset, DatasetError
+from robot_rl.rewards.base import EQUAL, Label, Labeler, Query, Segment
+from robot_rl.rewards.labeling import LabelingResult, Progress, label_queries
+from robot_rl.rewards.pairs import SegmentLoader, make_queries, sample_pairs
+from robot_rl.rewards.store import LabelStore, default_store_path
+
+LABELERS = ("scripted", "vlm", "human")
+MODEL_FILE = "reward_model.pt"
+REWARD_CONFIG_FILE = "reward_config.yaml"
+METRICS_FILE = "reward_metrics.json"
+
+
+@dataclass
+class LabelJob:
+    """What ``label_dataset`` did."""
+
+    store: str
+    result: LabelingResult
+    queries: list[Query]
+    accuracy: float
+    """Share of decided labels (not equal, not can't-tell) that agree with the ground-truth returns (NaN without
+    ground truth)."""
+    decided: int
+
+
+def make_labeler(kind: str, *, teacher: dict[str, Any] | None = None, vlm_url: str | None = None,
+                 model: str | None = None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
+                 prompt_version: str = "rl-vlm-f-v1", frames_identity: dict[str, Any] | None = None,
+                 port: int = 0, deadline: float = 120.0) -> Labeler:
+    """A labeler by name: ``scripted`` (B-Pref teacher; ``teacher`` holds ``TeacherConfig`` fields), ``vlm``
+    (needs ``vlm_url`` and ``model``) or ``human`` (a page on 127.0.0.1:``port``)."""
+    if kind == "scripted":
+        from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
+
+        try:
+            return ScriptedTeacher(TeacherConfig(**(teacher or {})))
+        except TypeError as e:
+            raise ValueError(f"bad teacher setting: {e}") from None
+    if kind == "vlm":
+        if not vlm_url or not model:
+            raise ValueError("the vlm labeler needs --vlm-url URL and --model NAME (an OpenAI-compatible server)")
+        from robot_rl.llm import LLMClient, LLMConfig
+        from robot_rl.rewards.vlm import VLMLabeler
+
+        client = LLMClient(LLMConfig(base_url=vlm_url, model=model, api_key_env=api_key_env,
+                                     max_concurrency=concurrency, deadline_s=deadline))
+        return VLMLabeler(client, prompt_version=prompt_version, frames_identity=frames_identity)
+    if kind == "human":
+        from robot_rl.rewards.human import HumanLabeler
+
+        return HumanLabeler(port=port)
+    raise ValueError(f"unknown labeler '{kind}'; choose one of {', '.join(LABELERS)}")
+
+
+def label_dataset(dataset: str, labeler: Labeler, pairs: int, segment_length: int, *, selection: str = "uniform",
+                  reward_model: str | None = None, seed: int = 0, store: str | None = None,
+                  camera: str | None = None, image_size: int = 224, task_text: str | None = None,
+                  progress: Progress | None = None) -> LabelJob:
+    """Draw ``pairs`` segment pairs from ``dataset`` and have ``labeler`` answer them through the label store
+    (default ``<dataset>.labels.sqlite``): answers stored before are reused, new ones stored as they arrive."""
+    store_path = store or default_store_path(dataset)
+    model = None
+    if reward_model is not None:
+        from robot_rl.rewards.model import RewardModel
+
+        model = RewardModel.load(_model_path(reward_model))
+    frames = None
+    with Dataset(dataset) as ds:
+        refs = sample_pairs(ds, pairs, segment_length, selection=selection, model=model, seed=seed)
+        if labeler.uses_images:
+            from robot_rl.rewards.frames import FrameSource
+
+            frames = FrameSource(ds, camera, (image_size, image_size))
+        queries = make_queries(ds, refs, frames)
+        if task_text:
+            queries = [dataclasses.replace(q, task_text=task_text) for q in queries]
+        with LabelStore(store_path) as label_store:
+            result = label_queries(queries, labeler, label_store, dataset, progress)
+        if frames is not None:
+            frames.close()
+    accuracy, decided = label_accuracy(queries, result.labels)
+    return LabelJob(store_path, result, queries, accuracy, decided)
+
+
+def label_accuracy(queries: list[Query], labels: list[Label]) -> tuple[float, int]:
+    """(share of decided labels that pick the segment with the higher true return, how many were decided)."""
+    right = decided = 0
+    for q, label in zip(queries, labels, strict=True):
+        r0, r1 = float(np.sum(q.first.true_rewards)), float(np.sum(q.second.true_rewards))
+        if label.value is None or label.value == EQUAL or not math.isfinite(r0 + r1) or r0 == r1:
+            continue
+        decided += 1
+        right += int((label.value == 1.0) == (r1 > r0))
+    return (right / decided if decided else float("nan")), decided
+
+
+def preference_data(dataset: str, store: str | None = None, labeler: str | None = None,
+                    frames: Any = None) -> tuple[Any, list[tuple[Segment, Segment]], dict[str, int]]:
+    """The labeled pairs of ``dataset`` in the store (optionally one labeler's) as ``PreferenceData``; pairs whose
+    segments changed since they were labeled are left out (counted in the returned stats)."""
+    from robot_rl.rewards.model import PreferenceData
+
+    store_path = store or default_store_path(dataset)
+    if not os.path.exists(store_path):
+        raise FileNotFoundError(f"{store_path}: no label store (label the dataset first: robot-rl label {dataset})")
+    with LabelStore(store_path) as label_store:
+        rows = label_store.labels(dataset=dataset, labeler=labeler)
+    if not rows:
+        who = f" by labeler '{labeler}'" if labeler else ""
+        raise ValueError(f"{store_path}: no labels{who} for {os.path.abspath(dataset)}")
+    stats = {"stored": len(rows), "cant_tell": 0, "changed": 0}
+    pairs: list[tuple[Segment, Segment]] = []
+    values: list[float | None] = []
+    with Dataset(dataset) as ds:
+        loader = SegmentLoader(ds)
+        for row in rows:
+            try:
+                a, b = loader.segment(row.first), loader.segment(row.second)
+            except (ValueError, DatasetError):
+                stats["changed"] += 1
+                continue
+            if Query(a, b, ds.task_text).digest(False) != row.digest and \
+                    Query(a, b, ds.task_text).digest(True) != row.digest:
+                stats["changed"] += 1
+                continue
+            if row.label.value is None:
+                stats["cant_tell"] += 1
+                continue
+            pairs.append((a, b))
+            values.append(row.label.value)
+        data = PreferenceData.from_segments(pairs, values)
+        if frames is not None:
+            first = np.stack([frames.frames(a) for a, _ in pairs])
+            second = np.stack([frames.frames(b) for _, b in pairs])
+            data = dataclasses.replace(data, first_frames=first, second_frames=second)
+    stats["used"] = len(pairs)
+    return data, pairs, stats
+
+
+def train_reward(dataset: str, out: str | Path, *, store: str | None = None, labeler: str | None = None,
+                 config: Any = None, device: str = "cpu", camera: str | None = None,
+                 progress: Callable[[int, dict[str, float]], None] | None = None,
+                 plot_episodes: int = 4) -> dict[str, Any]:
+    """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,
+    ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics."""
+    from robot_rl.rewards.model import RewardModelConfig, train_reward_model
+    from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
+
+    config = config or RewardModelConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = None
+    if config.obs == "image":
+        from robot_rl.rewards.frames import FrameSource
+
+        with Dataset(dataset) as ds:
+            frames = FrameSource(ds, camera, (config.image_size, config.image_size))
+            camera = frames.camera
+            data, pairs, stats = preference_data(dataset, store, labeler, frames)
+    else:
+        data, pairs, stats = preference_data(dataset, store, labeler)
+    start = time.time()
+    model, metrics = train_reward_model(data, config, device=device, progress=progress)
+    metrics = {**metrics, "labels": stats, "train_seconds": time.time() - start}
+    model.save(out / MODEL_FILE)
+    (out / REWARD_CONFIG_FILE).write_text(yaml.safe_dump({
+        "dataset": os.path.abspath(dataset), "store": os.path.abspath(store or default_store_path(dataset)),
+        "labeler": labeler, "camera": camera, **_plain(dataclasses.asdict(config))}, sort_keys=False))
+    with Dataset(dataset) as ds:  # correlation along whole held-out (valid) episodes, else all
+        names = ds.valid_names or ds.episode_names
+        episodes = []
+        for name in names:
+            ep = ds.load_episode(name)
+            truth = ep.reward_labels.get("ground_truth", (np.full(ep.length, np.nan, np.float32), {}))[0]
+            item: tuple[Any, ...] = (ep.states, ep.actions, truth)
+            if frames is not None:
+                seg = Segment(_whole(name, ep.length), ep.states, ep.actions, truth, ep.sim_states)
+                item = (*item, frames.frames(seg))
+            episodes.append(item)
+        metrics["correlation"] = reward_correlation(model, episodes)
+        if np.isfinite(episodes[0][2]).any():
+            plot_reward_vs_truth(model, episodes[:plot_episodes], out / "reward_vs_truth.png",
+                                 names=names[:plot_episodes])
+    if frames is not None:
+        frames.close()
+    (out / METRICS_FILE).write_text(json.dumps(_plain(metrics), indent=2))
+    return metrics
+
+
+def _whole(name: str, length: int) -> Any:
+    from robot_rl.rewards.base import SegmentRef
+
+    return SegmentRef(name, 0, length)
+
+
+def _model_path(run: str) -> str:
+    return os.path.join(run, MODEL_FILE) if os.path.isdir(run) else run
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
