@@ -52,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.base import LABEL_NAMES
     from robot_rl.rewards.jobs import label_dataset, make_labeler
+    from robot_rl.rewards.store import default_store_path
 
     console = Console(stderr=True)
     if args.pairs < 1:
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
     labeler = make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
                            api_key_env=args.api_key_env, concurrency=args.concurrency,
-                           prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port)
+                           prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port,
+                           cache_path=(args.store or default_store_path(str(args.dataset))) + ".llm-cache")
     counts: dict[str, int] = {}
     columns = (TextColumn(f"[bold]label ({args.labeler})"), BarColumn(), MofNCompleteColumn(), TextColumn("pairs"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))

@@ -12,6 +12,7 @@ from robot_rl.cli import (
     finetune_cmd,
     inspect_cmd,
     label_cmd,
+    pipeline_cmd,
     relabel_cmd,
     train_cmd,
     train_reward_cmd,
@@ -19,7 +20,7 @@ from robot_rl.cli import (
 
 COMMANDS = {
     "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
-    "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd,
+    "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
 }
 
 

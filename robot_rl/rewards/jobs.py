@@ -43,9 +43,12 @@ class LabelJob:
 def make_labeler(kind: str, *, teacher: dict[str, Any] | None = None, vlm_url: str | None = None,
                  model: str | None = None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
                  prompt_version: str = "rl-vlm-f-v1", frames_identity: dict[str, Any] | None = None,
-                 port: int = 0, deadline: float = 120.0) -> Labeler:
+                 port: int = 0, deadline: float = 120.0, cache_path: str | None = None) -> Labeler:
     """A labeler by name: ``scripted`` (B-Pref teacher; ``teacher`` holds ``TeacherConfig`` fields), ``vlm``
-    (needs ``vlm_url`` and ``model``) or ``human`` (a page on 127.0.0.1:``port``)."""
+    (needs ``vlm_url`` and ``model``) or ``human`` (a page on 127.0.0.1:``port``).
+
+    ``cache_path``: the VLM client's response cache (SQLite). With it, a reply that arrived before a crash is not
+    asked for again when the job resumes, even if its query's label was not stored yet (stage 1 of two)."""
     if kind == "scripted":
         from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
 
@@ -60,7 +63,7 @@ def make_labeler(kind: str, *, teacher: dict[str, Any] | None = None, vlm_url: s
         from robot_rl.rewards.vlm import VLMLabeler
 
         client = LLMClient(LLMConfig(base_url=vlm_url, model=model, api_key_env=api_key_env,
-                                     max_concurrency=concurrency, deadline_s=deadline))
+                                     max_concurrency=concurrency, deadline_s=deadline, cache_path=cache_path))
         return VLMLabeler(client, prompt_version=prompt_version, frames_identity=frames_identity)
     if kind == "human":
         from robot_rl.rewards.human import HumanLabeler
