@@ -76,6 +76,14 @@ class ModelRewarder:
         self.device = device
         with open(self.path, "rb") as f:
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
+        self.camera: str | None = None
+        self._frames: Any = None
+        config_file = os.path.join(os.path.dirname(self.path), "reward_config.yaml")
+        if self.model.config.obs == "image" and os.path.isfile(config_file):
+            import yaml
+
+            with open(config_file, encoding="utf-8") as f:
+                self.camera = (yaml.safe_load(f) or {}).get("camera")
 
     def identity(self) -> dict[str, Any]:
         return {"labeler": "reward_model", "source": f"reward-model:{os.path.dirname(self.path)}",
@@ -84,13 +92,24 @@ class ModelRewarder:
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
         import torch
 
+        frames = None
+        if self.model.config.obs == "image":  # frames of every step, stored or rendered from sim states
+            if self._frames is None:
+                from robot_rl.rewards.frames import FrameSource
+
+                size = self.model.config.image_size
+                self._frames = FrameSource(ds, self.camera, (size, size))
+            seg = Segment(SegmentRef(name, 0, episode.length), episode.states, episode.actions, episode.rewards,
+                          episode.sim_states)
+            frames = self._frames.frames(seg)
         with torch.no_grad():
             r = self.model.reward(torch.as_tensor(episode.states, device=self.device),
-                                  torch.as_tensor(episode.actions, device=self.device))
+                                  torch.as_tensor(episode.actions, device=self.device), frames)
         return np.asarray(r.float().cpu().numpy(), np.float32)
 
     def close(self) -> None:
-        pass
+        if self._frames is not None:
+            self._frames.close()
 
 
 class ClipRewarder:

@@ -55,6 +55,20 @@ def test_label_train_reward_relabel_then_finetune_uses_the_learned_reward(tmp_pa
     np.testing.assert_allclose(online.numpy(), ep.rewards, rtol=1e-5, atol=1e-6)
 
 
+def test_an_image_reward_model_trains_and_relabels_from_rendered_frames(tmp_path: Path) -> None:
+    data = tmp_path / "drawer.h5"
+    shutil.copy(SAMPLE, data)
+    assert main(["label", str(data), "--pairs", "30", "--segment-length", "2"]) == 0
+    run = tmp_path / "img-reward"
+    assert main(["train-reward", str(data), "--out", str(run), "--obs", "image", "--steps", "5",
+                 "--set", "image_size=32", "--set", "conv_strides=[2, 2, 1, 1]", "--set", "batch_size=8"]) == 0
+    assert yaml.safe_load((run / "reward_config.yaml").read_text())["camera"]
+    assert main(["relabel", str(data), "--source", f"reward-model:{run}", "--id", "img"]) == 0
+    with Dataset(data) as ds:
+        values = ds.load_episode(ds.episode_names[0]).reward_labels["img"][0]
+    assert values.shape == (30,) and np.isfinite(values).all() and values.std() > 0
+
+
 def test_bad_input_gives_one_line_errors(tmp_path: Path, capsys) -> None:
     data = write_reach(tmp_path / "reach.h5", episodes=4)
     assert main(["train-reward", str(data), "--out", str(tmp_path / "r")]) == 2
