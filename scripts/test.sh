@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The human labeler's page is tested in headless Chromium (Debian's chromium + chromium-driver); without them
+# that test skips with a reason.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[test] installing chromium and chromium-driver for the labeling-page test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "[test] warning: could not install chromium; the browser test will skip" >&2
+  else
+    echo "[test] note: chromium/chromedriver not found; the browser test will skip" >&2
+  fi
+fi
 . .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 echo "[test] ruff"; ruff check .
