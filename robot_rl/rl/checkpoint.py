@@ -38,21 +38,28 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     """Write ``payload`` (plus ``step``) atomically as ``step_<step>.pt``; keep the newest ``keep``."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step_{step:09d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**payload, "step": step}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    final = atomic_torch_save({**payload, "step": step}, folder / f"step_{step:09d}.pt")
     for old in checkpoint_paths(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return final
+
+
+def atomic_torch_save(payload: Any, path: Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the folder: a reader
+    (or a crash) sees the old file or the whole new one, never half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
 
 
 def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
