@@ -224,6 +224,40 @@ class Pipeline:
             **{f"time {k} (s)": round(v, 1) for k, v in self.times.items()},
         }
         (self.out / "summary.json").write_text(json.dumps(facts, indent=1, default=str))
-        return write_report(self.out, f"robot-rl pipeline: {self.task}", facts,
-                            ["reward_vs_truth.png", "iql_curves.png", "finetune_curves.png", "iql_episode.gif",
-                             "finetune_episode.gif"])
+        _summary_plot(facts, self.out / "pipeline.png")
+        shown = {k: (f"{v:.0%}" if isinstance(v, float) and ("success" in k or "accuracy" in k or "agreement" in k)
+                     else v) for k, v in facts.items()}
+        return write_report(self.out, f"robot-rl pipeline: {self.task}", shown,
+                            ["pipeline.png", "reward_vs_truth.png", "iql_curves.png", "finetune_curves.png",
+                             "iql_episode.gif", "finetune_episode.gif"])
+
+
+def _summary_plot(facts: dict[str, Any], path: Path) -> None:
+    """Two panels: how good the labels and the learned reward are, and the policies' success rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def value(key: str) -> float:
+        v = facts.get(key)
+        return float(v) if isinstance(v, int | float) and math.isfinite(v) else float("nan")
+
+    quality = {"labels vs\nground truth": value("label agreement with ground truth"),
+               "reward model\nheld-out acc.": value("reward model held-out accuracy"),
+               "learned-true\nreward corr.": value("learned vs true reward correlation (mean over episodes)")}
+    success = {"offline IQL\n(learned reward)": value("offline IQL (learned reward) success"),
+               "after online\nfine-tuning": value("after online fine-tuning (learned reward) success")}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for ax, data, title in ((axes[0], quality, "labels and learned reward"),
+                            (axes[1], success, f"success rate on {facts.get('task', '')} (sim)")):
+        bars = ax.bar(list(data), [0 if math.isnan(v) else v for v in data.values()],
+                      color=["#4c72b0", "#55a868", "#c44e52"][:len(data)])
+        for bar, v in zip(bars, data.values(), strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, "n/a" if math.isnan(v) else f"{v:.2f}",
+                    ha="center", fontsize=9)
+        ax.set_ylim(0, 1.12)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
