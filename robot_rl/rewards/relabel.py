@@ -94,7 +94,7 @@ class ModelRewarder:
 
         frames = None
         if self.model.config.obs == "image":  # frames of every step, stored or rendered from sim states
-            if self._frames is None:
+            if self._frames is None or self._frames.dataset is not ds:
                 from robot_rl.rewards.frames import FrameSource
 
                 size = self.model.config.image_size
@@ -124,19 +124,26 @@ class ClipRewarder:
 
         self.clip = ClipReward(checkpoint, model=model, goal=ds.task_text, baseline=baseline, alpha=alpha,
                                device=device)
-        self.frames = FrameSource(ds, camera, (size, size))
+        self.camera = FrameSource(ds, camera, (size, size)).camera  # checks the camera now, renders nothing
+        self.size = size
+        self._frames: Any = None
 
     def identity(self) -> dict[str, Any]:
-        return {**self.clip.identity(), "labeler": "clip", **self.frames.identity()}
+        return {**self.clip.identity(), "labeler": "clip", "camera": self.camera, "size": [self.size, self.size]}
 
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
+        from robot_rl.rewards.frames import FrameSource
+
+        if self._frames is None or self._frames.dataset is not ds:
+            self._frames = FrameSource(ds, self.camera, (self.size, self.size))
         t = episode.length
         seg = Segment(SegmentRef(name, 0, t), episode.states, episode.actions, episode.rewards, episode.sim_states)
-        per_frame = np.asarray(self.clip(self.frames.frames(seg)), np.float32)
+        per_frame = np.asarray(self.clip(self._frames.frames(seg)), np.float32)
         return np.concatenate([per_frame[1:], per_frame[-1:]])
 
     def close(self) -> None:
-        self.frames.close()
+        if self._frames is not None:
+            self._frames.close()
 
 
 class CodeRewarder:

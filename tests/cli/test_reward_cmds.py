@@ -69,6 +69,26 @@ def test_an_image_reward_model_trains_and_relabels_from_rendered_frames(tmp_path
     assert values.shape == (30,) and np.isfinite(values).all() and values.std() > 0
 
 
+def test_clip_relabel_from_a_local_checkpoint(tmp_path: Path) -> None:
+    import open_clip
+    import torch
+
+    data = tmp_path / "drawer.h5"
+    shutil.copy(SAMPLE, data)
+    checkpoint = tmp_path / "clip.pt"
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-S-32-alt", pretrained=None).state_dict(), checkpoint)  # random weights
+    assert main(["relabel", str(data), "--source", f"clip:{checkpoint}", "--clip-model", "ViT-S-32-alt",
+                 "--baseline", "a robot arm", "--image-size", "64"]) == 0
+    with Dataset(data) as ds:
+        ep = ds.load_episode(ds.episode_names[0])
+    values, provenance = ep.reward_labels["clip"]
+    assert values.shape == (ep.length,) and np.isfinite(values).all() and values.std() > 0
+    assert provenance["labeler"] == "clip" and provenance["goal"] == ["open the drawer"]
+    assert provenance["baseline"] == ["a robot arm"] and len(provenance["checkpoint_sha256"]) == 64
+    np.testing.assert_array_equal(ep.rewards, ep.reward_labels["ground_truth"][0])  # not activated
+
+
 def test_bad_input_gives_one_line_errors(tmp_path: Path, capsys) -> None:
     data = write_reach(tmp_path / "reach.h5", episodes=4)
     assert main(["train-reward", str(data), "--out", str(tmp_path / "r")]) == 2
