@@ -69,6 +69,8 @@ class CodeReward:
     def close(self) -> None:
         if self._proc is not None:
             _kill_group(self._proc)
+            if self._proc.stderr is not None:
+                self._proc.stderr.close()
             self._proc = None
 
     def __enter__(self) -> CodeReward:
@@ -139,7 +141,10 @@ def _read_exact(proc: subprocess.Popen[bytes], n: int, timeout: float) -> bytes:
 
 def _stderr_tail(proc: subprocess.Popen[bytes]) -> str:
     _kill_group(proc)
-    text = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
+    text = ""
+    if proc.stderr is not None:
+        text = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else f"exit status {proc.returncode}"
 
@@ -150,3 +155,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()

@@ -63,6 +63,7 @@ def test_activation_keeps_old_rewards_that_no_label_holds(reach_dataset: Path, t
         truth = {n: ds.load_episode(n).rewards for n in ds.episode_names}
     rewarder = CodeRewarderFor(data, _code(tmp_path, DISTANCE))
     relabel(str(data), rewarder, label_id="dist", activate=True)
+    rewarder.close()
     with Dataset(data) as ds:
         for name in ds.episode_names:
             ep = ds.load_episode(name)
@@ -85,8 +86,10 @@ def CodeRewarderFor(data: Path, code: Path):  # noqa: N802 - reads like a constr
 def test_a_non_finite_reward_names_the_episode_and_writes_nothing(reach_dataset: Path, tmp_path: Path) -> None:
     data = _copy(reach_dataset, tmp_path)
     nan_code = _code(tmp_path, DISTANCE.replace("return -dist", "return torch.log(dist - 0.3)"))
+    rewarder = CodeRewarderFor(data, nan_code)
     with pytest.raises(ValueError, match=r"episode demo_\d+: the source gave a non-finite reward at step"):
-        relabel(str(data), CodeRewarderFor(data, nan_code))
+        relabel(str(data), rewarder)
+    rewarder.close()
     with Dataset(data) as ds:
         assert ds.reward_label_ids() == ["ground_truth"]
 
@@ -143,6 +146,7 @@ def _run_until(data: Path, code: Path, line: str) -> None:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     assert got.startswith(line), got
 
 

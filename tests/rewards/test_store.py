@@ -130,6 +130,7 @@ def test_kill_9_mid_labeling_loses_nothing_and_resume_asks_the_rest_once(reach_d
         seen = int(proc.stdout.readline() or 0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     assert seen >= 60
     with LabelStore(path) as store:
         stored = len(store)
