@@ -76,16 +76,12 @@ def run(args: argparse.Namespace) -> int:
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("label", total=args.pairs, counts="")
-        shown_url = False
 
         def on_label(done: int, total: int, label) -> None:  # noqa: ANN001 - a Label
-            nonlocal shown_url
             name = LABEL_NAMES[label.value]
             counts[name] = counts.get(name, 0) + 1
             progress.update(bar, completed=done, total=total, counts=" ".join(f"{k} {v}" for k, v in counts.items()))
 
-        if args.labeler == "human":
-            _announce_url(labeler, console)
         job = label_dataset(str(args.dataset), labeler, args.pairs, length, selection=args.selection,
                             reward_model=args.reward_model, seed=args.seed, store=args.store, camera=args.camera,
                             image_size=args.image_size, task_text=args.task, progress=on_label)
@@ -97,15 +93,3 @@ def run(args: argparse.Namespace) -> int:
     if usage is not None:
         console.print(f"VLM: {usage.requests} requests, {usage.total_tokens} tokens")
     return 0
-
-
-def _announce_url(labeler, console: Console) -> None:  # noqa: ANN001 - a HumanLabeler
-    """Print the labeling page's address as soon as its server is up (it starts with the first query)."""
-    import threading
-
-    def wait() -> None:
-        url = labeler.wait_for_url(600)
-        if url:
-            console.print(f"open {url} in a browser to label (keys: left/right arrows, e = equal, s = skip)")
-
-    threading.Thread(target=wait, daemon=True).start()

@@ -212,7 +212,8 @@ class HumanLabeler:
                 session.hosts = {f"{host}:{port}", f"localhost:{port}"}
                 self._url = f"{session.origin}/{session.token}/"
                 self._serving.set()
-                print(f"human labeler: open {self._url} to answer {len(queries)} queries", file=sys.stderr,
+                print(f"human labeler: open {self._url} to answer {len(queries)} queries (keys: left/right arrow, "
+                      "e equal, s can't tell)", file=sys.stderr,
                       flush=True)
                 logger.info("human labeler serving %d queries at %s", len(queries), self._url)
                 if self.open_browser:
