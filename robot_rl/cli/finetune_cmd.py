@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--steps", type=int, default=10_000, help="environment steps")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: CHECKPOINT-finetune)")
     p.add_argument("--num-envs", type=int, default=1)
-    p.add_argument("--offline-ratio", type=float, default=0.5, help="share of each batch from the offline data")
+    p.add_argument("--offline-ratio", type=float, default=0.75,
+                   help="share of each batch from the offline data (default 0.75)")
     p.add_argument("--updates-per-step", type=float, default=1.0)
     p.add_argument("--warmup", type=int, default=1000, help="env steps before updates start")
     p.add_argument("--reward", default="dataset",

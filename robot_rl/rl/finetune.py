@@ -36,8 +36,10 @@ class FinetuneConfig:
     """Environment steps (summed over the batch of envs)."""
     updates_per_env_step: float = 1.0
     """Gradient updates per environment step."""
-    offline_ratio: float = 0.5
-    """Fraction of each batch drawn from the offline dataset (the rest from new transitions)."""
+    offline_ratio: float = 0.75
+    """Fraction of each batch drawn from the offline dataset (the rest from new transitions). Measured on drawer-open
+    from a 90%-success offline IQL policy with a learned reward, 3000 env steps: 0.5 dipped to 60-65% success
+    (2 seeds), 0.75 kept 85-90% (6000 steps: 90%, higher return)."""
     warmup_env_steps: int = 1000
     """New transitions collected before updates start (then ``updates_per_env_step`` per env step)."""
     capacity: int = 1_000_000

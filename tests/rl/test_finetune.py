@@ -37,7 +37,7 @@ def test_finetune_mixes_data_and_checkpoints(offline_run, tmp_path):
     assert last["updates"] == 150  # one update per env step after the 50-step warm-up
     assert 0.0 <= last["eval/success_rate"] <= 1.0
     payload, _ = load_checkpoint(tmp_path / "ft")
-    assert payload["step"] == 200 and payload["finetune"]["offline_ratio"] == 0.5
+    assert payload["step"] == 200 and payload["finetune"]["offline_ratio"] == 0.75
     before, _ = load_checkpoint(offline_run / "iql")
     changed = [k for k in payload["agent"] if not torch.equal(payload["agent"][k], before["agent"][k])]
     assert any(k.startswith("actor.") for k in changed) and any(k.startswith("critic.") for k in changed)
