@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from robot_rl.cli import (
+    calibrate_cmd,
     collect_cmd,
     eval_cmd,
     finetune_cmd,
@@ -21,6 +22,7 @@ from robot_rl.cli import (
 COMMANDS = {
     "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
+    "calibrate": calibrate_cmd,
 }
 
 

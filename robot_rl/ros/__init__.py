@@ -1,0 +1,52 @@
+"""ROS-free logic of the robot nodes: message conversion, safety gate, control loop, recorder, reward scoring.
+
+Nothing here imports rclpy: the nodes in ``ros_ws/src/robot_rl_ros`` wire rclpy subscriptions, timers and services
+to these classes, and tests drive them with ``rosbags`` message classes.
+
+```
+loop = ControlLoop.from_checkpoint("runs/drawer", config, rosbags_types())
+loop.cache.put("joint_states", msg)       # subscription callbacks only cache
+loop.start()                               # ~/start: motion needs an explicit start
+result = loop.tick()                       # timer: result.message to publish, or None and result.reason
+```
+"""
+
+from robot_rl.ros.control import (
+    JOINT_STATES,
+    ControlConfig,
+    ControlLoop,
+    MessageCache,
+    Observation,
+    ObservationConfig,
+    TickResult,
+    build_observation,
+    image_key,
+)
+from robot_rl.ros.convert import (
+    COMMAND_KINDS,
+    CommandKind,
+    ConversionError,
+    Intrinsics,
+    MessageTypes,
+    camera_info_to_intrinsics,
+    command_to_array,
+    compressed_image_to_array,
+    float64_array_to_numpy,
+    image_to_array,
+    joint_state_to_array,
+    make_command,
+    rosbags_types,
+    stamp_to_sec,
+)
+from robot_rl.ros.recorder import EpisodeRecorder, RecorderError
+from robot_rl.ros.reward import RewardScore, RewardScorer
+from robot_rl.ros.safety import GateDecision, SafetyConfig, SafetyGate
+
+__all__ = [
+    "COMMAND_KINDS", "JOINT_STATES", "CommandKind", "ControlConfig", "ControlLoop", "ConversionError",
+    "EpisodeRecorder", "GateDecision", "Intrinsics", "MessageCache", "MessageTypes", "Observation",
+    "ObservationConfig", "RecorderError", "RewardScore", "RewardScorer", "SafetyConfig", "SafetyGate", "TickResult",
+    "build_observation", "camera_info_to_intrinsics", "command_to_array", "compressed_image_to_array",
+    "float64_array_to_numpy", "image_key", "image_to_array", "joint_state_to_array", "make_command",
+    "rosbags_types", "stamp_to_sec",
+]

@@ -1,0 +1,21 @@
+"""Launch the policy node (with its safety gate): ``ros2 launch robot_rl_ros policy.launch.py checkpoint:=runs/x``."""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("robot_rl_ros")
+    return LaunchDescription([
+        DeclareLaunchArgument("params", default_value=os.path.join(share, "config", "policy.yaml")),
+        DeclareLaunchArgument("checkpoint", description="robot-rl run folder"),
+        DeclareLaunchArgument("command_topic", default_value="/arm_controller/joint_trajectory"),
+        Node(package="robot_rl_ros", executable="policy_node", name="policy_node", output="screen",
+             parameters=[LaunchConfiguration("params"), {"checkpoint": LaunchConfiguration("checkpoint")}],
+             remappings=[("command", LaunchConfiguration("command_topic"))]),
+    ])

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.core import check_env
+from robot_rl.envs.ros_env import RosEnv
+from robot_rl.ros import ControlConfig, ControlLoop, ObservationConfig, SafetyConfig, rosbags_types
+from tests.ros import JOINTS, SPEC, TS, FakeArm, image, joint_state, train_toy_policy
+
+CONFIG = ControlConfig(ObservationConfig(JOINTS, cameras=("wrist",), image_size=4), control_rate_hz=10.0,
+                       safety=SafetyConfig(lower=(-1.0, -1.0), upper=(1.0, 1.0), max_delta=(0.3, 0.3),
+                                           max_obs_age_s=0.2))
+
+
+class Clock:
+    t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return train_toy_policy(tmp_path_factory.mktemp("ros"))
+
+
+@pytest.fixture
+def loop(run_dir):
+    clock = Clock()
+    loop = ControlLoop.from_checkpoint(run_dir, CONFIG, rosbags_types(TS), clock=clock)
+    return loop, clock
+
+
+def feed(loop, t, positions=(0.5, -0.5), camera_t=None):
+    loop.cache.put("joint_states", joint_state(t, positions))
+    loop.cache.put("image/wrist", image(t if camera_t is None else camera_t))
+
+
+def test_tick_runs_checkpoint_policy(loop):
+    loop, clock = loop
+    feed(loop, clock.t)
+    assert loop.tick().message is None  # not started
+    loop.start()
+    res = loop.tick()
+    assert res.message is not None, res.reason
+    want = loop.policy({"state": torch.tensor([[0.5, -0.5]])})[0].numpy()
+    assert np.allclose(res.action, want, atol=1e-6)
+    assert list(res.message.joint_names) == list(JOINTS)
+    TS.serialize_cdr(res.message, res.message.__msgtype__)  # a publishable message
+    assert res.observation.terms["image/wrist"].shape == (4, 4, 3)
+
+
+def test_tick_holds_on_nan_stale_missing(loop):
+    loop, clock = loop
+    loop.start()
+    assert loop.tick().message is None and "no joint_states" in loop.gate.last_reason
+    feed(loop, clock.t, camera_t=clock.t - 0.5)
+    res = loop.tick()
+    assert res.message is None and "stale" in res.reason and res.action is None
+    feed(loop, clock.t, positions=(np.nan, 0.0))
+    res = loop.tick()
+    assert res.message is None and "not finite" in res.reason
+    feed(loop, clock.t)
+    assert loop.tick().message is None  # latched until an explicit start
+    loop.start()
+    assert loop.tick().message is not None
+
+
+def test_policy_emitting_huge_or_nan_action(loop):
+    loop, clock = loop
+    for bad in (1e6, float("nan")):
+        loop.policy = lambda obs, v=bad: torch.full((1, 2), v)
+        loop.start()
+        feed(loop, clock.t)
+        res = loop.tick()
+        assert res.message is None and "action" in res.reason and "\n" not in res.reason
+
+
+def test_publish_hold(run_dir):
+    cfg = ControlConfig(CONFIG.observation, safety=CONFIG.safety, publish_hold=True)
+    clock = Clock()
+    loop = ControlLoop.from_checkpoint(run_dir, cfg, rosbags_types(TS), clock=clock)
+    feed(loop, clock.t, positions=(0.25, 0.5))
+    res = loop.tick()  # stopped: the hold command is the measured position
+    assert res.decision.command is None and np.allclose(res.message.points[0].positions, [0.25, 0.5])
+
+
+def test_config_mismatch_is_one_line(run_dir):
+    with pytest.raises(ValueError, match="state of 4 values"):
+        ControlLoop.from_checkpoint(run_dir, ControlConfig(ObservationConfig(JOINTS, ("position", "velocity"))),
+                                    rosbags_types(TS))
+
+
+def test_ros_env_passes_check_env():
+    env = RosEnv(SPEC, FakeArm(), ControlConfig(ObservationConfig(JOINTS), safety=CONFIG.safety), rosbags_types(TS))
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    res = env.step(torch.tensor([[0.1, -0.1]]))
+    assert torch.isnan(res.reward).all() and res.info["safety"] == "" and bool(res.info["commanded"][0])
+    assert torch.allclose(res.obs["state"], torch.tensor([[0.2, -0.2]]))  # change cap 0.3 from (0.5, -0.5)
+
+
+def test_ros_env_holds_on_stale_camera_and_nan_joints():
+    arm = FakeArm(cameras=("wrist",))
+    spec = SPEC.__class__(**{**SPEC.__dict__, "observations": {**SPEC.observations, "image/wrist": image_spec()}})
+    cfg = ControlConfig(ObservationConfig(JOINTS, cameras=("wrist",)), safety=CONFIG.safety)
+    env = RosEnv(spec, arm, cfg, rosbags_types(TS))
+    env.reset()
+    arm.camera_delay = 1.0
+    env.step(torch.zeros(1, 2))  # the observation it gated on was fresh; the new one is stale
+    res = env.step(torch.zeros(1, 2))
+    assert "stale" in res.info["safety"] and not bool(res.info["commanded"][0])
+    n = len(arm.published)
+    arm.camera_delay, arm.nan_joints = 0.0, True
+    env.step(torch.zeros(1, 2))
+    res = env.step(torch.zeros(1, 2))
+    assert "not finite" in res.info["safety"] and len(arm.published) == n
+
+
+def image_spec():
+    from robot_rl.core import ArraySpec
+
+    return ArraySpec((8, 8, 3), "uint8")
