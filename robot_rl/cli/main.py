@@ -11,6 +11,7 @@ from robot_rl.cli import (
     collect_cmd,
     eval_cmd,
     finetune_cmd,
+    import_bag_cmd,
     inspect_cmd,
     label_cmd,
     pipeline_cmd,
@@ -22,7 +23,7 @@ from robot_rl.cli import (
 COMMANDS = {
     "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
-    "calibrate": calibrate_cmd,
+    "calibrate": calibrate_cmd, "import-bag": import_bag_cmd,
 }
 
 
