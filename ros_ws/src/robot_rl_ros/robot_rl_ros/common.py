@@ -13,7 +13,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
 from robot_rl.ros.control import JOINT_STATES, MessageCache, image_key
 from robot_rl.ros.convert import MessageTypes
@@ -53,12 +53,16 @@ def ros_clock(node: Node) -> Callable[[], float]:
 
 
 def subscribe_observations(node: Node, cache: MessageCache, cameras: list[str], compressed: bool) -> list[Any]:
-    """``joint_states`` and ``cameras/<cam>/image_raw[/compressed]`` (sensor-data QoS), each cached as it comes."""
+    """``joint_states``, ``cameras/<cam>/image_raw[/compressed]`` (sensor-data QoS) and ``cameras/<cam>/camera_info``
+    (cached as ``<image key>/camera_info`` for ``robot_rl.ros.convert.camera_info_to_intrinsics``; the watchdog does
+    not look at it), each cached as it comes."""
     subs = [node.create_subscription(JointState, "joint_states", _cacher(cache, JOINT_STATES), QoSProfile(depth=10))]
     for cam in cameras:
         topic = f"cameras/{cam}/image_raw" + ("/compressed" if compressed else "")
         kind = CompressedImage if compressed else Image
         subs.append(node.create_subscription(kind, topic, _cacher(cache, image_key(cam)), qos_profile_sensor_data))
+        subs.append(node.create_subscription(CameraInfo, f"cameras/{cam}/camera_info",
+                                             _cacher(cache, image_key(cam) + "/camera_info"), qos_profile_sensor_data))
     return subs
 
 
