@@ -1,9 +1,10 @@
 """``policy_node``: runs a robot_rl checkpoint on the robot behind the safety gate.
 
 Subscribes ``joint_states``, ``cameras/<cam>/image_raw`` and ``cameras/<cam>/camera_info`` (sensor-data QoS) and
-``estop`` (std_msgs/Bool, True latches a stop); a timer at ``control_rate_hz`` ticks the ``ControlLoop``; publishes the command on ``command``
-(JointTrajectory, Float64MultiArray or TwistStamped by ``command_kind``) and refusal reasons on ``~/status``.
-Services ``~/start`` and ``~/stop`` (std_srvs/Trigger). Motion starts only on ``~/start`` (or ``autostart``).
+``estop`` (std_msgs/Bool, True latches a stop); a timer at ``control_rate_hz`` ticks the ``ControlLoop``; publishes
+the command on ``command`` (JointTrajectory, Float64MultiArray or TwistStamped by ``command_kind``) and refusal
+reasons on ``~/status``. Services ``~/start`` and ``~/stop`` (std_srvs/Trigger). Motion starts only on ``~/start``
+(or ``autostart``).
 """
 
 from __future__ import annotations
