@@ -7,9 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.errors import CalibrationError, read_yaml
 
 KINDS = ("chessboard", "charuco")
 
@@ -92,12 +91,7 @@ def parse_board(spec: str) -> BoardSpec:
 def load_board(path: str | Path) -> BoardSpec:
     """Read a board spec YAML (keys: kind, cols, rows, square, and for charuco marker, dictionary)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: board file not found") from None
-    except yaml.YAMLError as e:
-        raise CalibrationError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path, "board")
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: expected a mapping with keys kind, cols, rows, square")
     for key in ("kind", "cols", "rows", "square"):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import yaml
 
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.errors import CalibrationError, read_yaml
 
 DISTORTION_MODELS = {"plumb_bob": (5,), "rational_polynomial": (8,), "equidistant": (4,)}
 
@@ -84,12 +84,7 @@ def write_camera_info(path: str | Path, info: CameraInfo) -> Path:
 def read_camera_info(path: str | Path) -> CameraInfo:
     """Read camera_info YAML; a malformed file raises CalibrationError naming the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: camera_info file not found") from None
-    except yaml.YAMLError as e:
-        raise CalibrationError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path, "camera_info")
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: expected a camera_info mapping (image_width, camera_matrix, ...)")
     width = _int(path, data, "image_width")

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from robot_rl.calibration.boards import BoardSpec, detect
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.errors import CalibrationError, read_yaml
 
 METHODS: dict[str, int] = {
     "TSAI": cv2.CALIB_HAND_EYE_TSAI,
@@ -212,12 +212,7 @@ def read_poses(path: str | Path) -> list[PoseSample]:
     [x, y, z, w]; an entry may give ``target_to_camera`` (4x4) instead of an image.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: poses file not found") from None
-    except yaml.YAMLError as e:
-        raise CalibrationError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path, "poses")
     entries = data.get("poses") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise CalibrationError(f"{path}: missing key 'poses' (a list of entries)")

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_rl.data import Dataset, DatasetError
-from robot_rl.rewards.base import Segment
+from robot_rl.data import Dataset, DatasetError, Episode
+from robot_rl.rewards.base import Segment, SegmentRef
 
 DEFAULT_SIZE = (224, 224)
 """(height, width) of frames shown to VLMs, CLIP and people, unless asked otherwise."""
@@ -69,6 +69,12 @@ class FrameSource:
                 self._cache[(segment.ref.episode, segment.ref.start + off)] = frame
             self.rendered += len(missing)
         return out
+
+    def episode_frames(self, name: str, episode: Episode) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]``: the frame before every step of a whole episode (``episode`` read from the
+        dataset as ``name``)."""
+        ref = SegmentRef(name, 0, episode.length)
+        return self.frames(Segment(ref, episode.states, episode.actions, episode.rewards, episode.sim_states))
 
     def last_frame(self, segment: Segment) -> np.ndarray:
         """uint8 ``[H, W, 3]``: the frame at the segment's last step (what a single-frame query shows)."""

@@ -139,8 +139,8 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
             except (ValueError, DatasetError):
                 stats["changed"] += 1
                 continue
-            if Query(a, b, ds.task_text).digest(False) != row.digest and \
-                    Query(a, b, ds.task_text).digest(True) != row.digest:
+            query = Query(a, b, ds.task_text)
+            if row.digest not in (query.digest(False), query.digest(True)):
                 stats["changed"] += 1
                 continue
             if row.label.value is None:
@@ -194,8 +194,7 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
             truth = ep.reward_labels.get("ground_truth", (np.full(ep.length, np.nan, np.float32), {}))[0]
             item: tuple[Any, ...] = (ep.states, ep.actions, truth)
             if frames is not None:
-                seg = Segment(_whole(name, ep.length), ep.states, ep.actions, truth, ep.sim_states)
-                item = (*item, frames.frames(seg))
+                item = (*item, frames.episode_frames(name, ep))
             episodes.append(item)
         metrics["correlation"] = reward_correlation(model, episodes)
         if np.isfinite(episodes[0][2]).any():
@@ -205,12 +204,6 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
         frames.close()
     (out / METRICS_FILE).write_text(json.dumps(_plain(metrics), indent=2))
     return metrics
-
-
-def _whole(name: str, length: int) -> Any:
-    from robot_rl.rewards.base import SegmentRef
-
-    return SegmentRef(name, 0, length)
 
 
 def _model_path(run: str) -> str:

@@ -36,7 +36,6 @@ import numpy as np
 from robot_rl.data import GROUND_TRUTH, Dataset, DatasetError, Episode
 from robot_rl.data.journal import JournaledFile
 from robot_rl.data.layout import DATA, LABEL_GROUP, REWARDS, check_name, open_hdf5
-from robot_rl.rewards.base import Segment, SegmentRef
 
 ORIGINAL = "original"
 """Label id under which activation keeps old active rewards that no other label holds."""
@@ -99,9 +98,7 @@ class ModelRewarder:
 
                 size = self.model.config.image_size
                 self._frames = FrameSource(ds, self.camera, (size, size))
-            seg = Segment(SegmentRef(name, 0, episode.length), episode.states, episode.actions, episode.rewards,
-                          episode.sim_states)
-            frames = self._frames.frames(seg)
+            frames = self._frames.episode_frames(name, episode)
         with torch.no_grad():
             r = self.model.reward(torch.as_tensor(episode.states, device=self.device),
                                   torch.as_tensor(episode.actions, device=self.device), frames)
@@ -136,9 +133,7 @@ class ClipRewarder:
 
         if self._frames is None or self._frames.dataset is not ds:
             self._frames = FrameSource(ds, self.camera, (self.size, self.size))
-        t = episode.length
-        seg = Segment(SegmentRef(name, 0, t), episode.states, episode.actions, episode.rewards, episode.sim_states)
-        per_frame = np.asarray(self.clip(self._frames.frames(seg)), np.float32)
+        per_frame = np.asarray(self.clip(self._frames.episode_frames(name, episode)), np.float32)
         return np.concatenate([per_frame[1:], per_frame[-1:]])
 
     def close(self) -> None:
