@@ -1,20 +1,26 @@
-"""``robot-rl finetune``: continue an offline IQL run online in a sim task, mixing offline and new data."""
+"""``robot-rl finetune``: continue an offline IQL run online in a sim task, mixing offline and new data;
+``--reset-free``: fine-tune a forward and a backward policy in turns without resets."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
 
+if TYPE_CHECKING:
+    from robot_rl.core import EnvSpec
+    from robot_rl.rl.reset_free import SuccessSignal
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
-    p.add_argument("--checkpoint", type=Path, required=True, help="run folder of an offline IQL run")
+    p.add_argument("--checkpoint", type=Path, default=None, help="run folder of an offline IQL run")
     p.add_argument("--task", default=None, help="sim task (default: the dataset's)")
     p.add_argument("--steps", type=int, default=10_000, help="environment steps")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: CHECKPOINT-finetune)")
@@ -30,9 +36,37 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("reset-free (--reset-free)")
+    g.add_argument("--reset-free", action="store_true",
+                   help="alternate a forward and a backward policy in one world without resets")
+    g.add_argument("--forward", type=Path, default=None, help="run folder of the forward task's offline IQL run")
+    g.add_argument("--backward", type=Path, default=None, help="run folder of the backward task's offline IQL run")
+    g.add_argument("--task-pair", default="drawer",
+                   help="drawer (drawer-open-v3 / drawer-close-v3), door (door-open-v3 / door-close-v3) or "
+                        "FORWARD_TASK:BACKWARD_TASK (MetaWorld tasks that share one model)")
+    g.add_argument("--success", default=None,
+                   help="success signal of both directions: classifier:RUN_DIR (robot-rl train-success), "
+                        "ground_truth (the simulator's flag: the baseline, sim only) or constant:P; required unless "
+                        "--forward-success and --backward-success are given")
+    g.add_argument("--forward-success", default=None, help="success signal of the forward direction")
+    g.add_argument("--backward-success", default=None, help="success signal of the backward direction")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="success threshold of classifier signals (default: each classifier's own)")
+    g.add_argument("--attempt-steps", type=int, default=None,
+                   help="time limit of one attempt (default: each task's episode length)")
+    g.add_argument("--stuck-attempts", type=int, default=4,
+                   help="attempts in a row without progress before an intervention (default 4)")
+    g.add_argument("--critic-warmup", type=int, default=0,
+                   help="value/critic updates on the success-relabeled offline data before acting (default 0)")
+    g.add_argument("--control-hz", type=float, default=None,
+                   help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reset_free:
+        return run_reset_free(args)
+    if args.checkpoint is None:
+        raise ValueError("--checkpoint RUN_DIR is required (or --reset-free with --forward and --backward)")
     from robot_rl.cli.eval_cmd import evaluate_run
     from robot_rl.envs import make_env
     from robot_rl.rl.checkpoint import load_checkpoint
@@ -72,4 +106,95 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"fine-tuned for {args.steps} env steps in {time.time() - start:.0f} s -> {out}")
     evaluate_run(out, task, args.eval_episodes, console, title=f"IQL fine-tuned online from {args.checkpoint}",
                  extra={"checkpoint": str(args.checkpoint), "reward": reward.name, "env steps": args.steps})
+    return 0
+
+
+def resolve_success_signal(spec: str | None, which: str, backend_spec: EnvSpec, threshold: float | None
+                           ) -> SuccessSignal:
+    """``ground_truth``, ``classifier:RUN_DIR`` (or ``success:RUN_DIR``) or ``constant:P`` for one direction."""
+    from robot_rl.rl.reset_free import GroundTruthSuccess
+
+    if spec is None:
+        raise ValueError(f"reset-free: no success signal for the {which} direction; pass --success "
+                         "classifier:RUN_DIR (or --forward-success / --backward-success; ground_truth only as the "
+                         "sim baseline)")
+    if spec == "ground_truth":
+        return GroundTruthSuccess(backend_spec)
+    if spec.startswith(("classifier:", "success:", "constant:")):
+        from robot_rl.rewards.success import ClassifierSuccess, ConstantSuccess, load_success_signal
+
+        signal = load_success_signal(spec.removeprefix("classifier:"))
+        if isinstance(signal, ClassifierSuccess):
+            if signal.classifier.image_key is not None:
+                raise ValueError(f"{spec}: an image success classifier cannot relabel the offline data of "
+                                 "reset-free fine-tuning yet; train one with --obs state")
+            if threshold is not None:
+                signal.threshold = float(threshold)
+        elif isinstance(signal, ConstantSuccess) and threshold is not None:
+            signal.threshold = float(threshold)
+        return signal
+    raise ValueError(f"unknown success signal '{spec}' for the {which} direction; choose classifier:RUN_DIR, "
+                     "ground_truth or constant:P")
+
+
+def run_reset_free(args: argparse.Namespace) -> int:
+    from robot_rl.envs.reset_free import MetaWorldPairBackend
+    from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
+    from robot_rl.rl.reset_free_report import write_report
+
+    missing = [f"--{k}" for k in ("forward", "backward") if getattr(args, k) is None]
+    if missing:
+        raise ValueError(f"--reset-free needs {' and '.join(missing)} RUN_DIR (offline IQL runs of the two tasks)")
+    for k in ("forward", "backward"):
+        if not Path(getattr(args, k)).is_dir():
+            raise FileNotFoundError(f"--{k} {getattr(args, k)}: no such run folder")
+    console = Console(stderr=True)
+    cfg = ResetFreeConfig(steps=args.steps, attempt_time_limit=args.attempt_steps, stuck_attempts=args.stuck_attempts,
+                          offline_ratio=args.offline_ratio, updates_per_step=args.updates_per_step,
+                          warmup_steps=args.warmup, log_every=min(1000, args.steps),
+                          eval_every=args.eval_every if args.eval_every < args.steps else 0,
+                          eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,
+                          critic_warmup_updates=args.critic_warmup)
+    out = args.out or Path(f"{args.forward}-reset-free")
+    backend = MetaWorldPairBackend(args.task_pair, seed=args.seed)
+    start = time.time()
+    try:
+        specs = (args.forward_success or args.success, args.backward_success or args.success)
+        signals = (resolve_success_signal(specs[0], "forward", backend.specs[0], args.threshold),
+                   resolve_success_signal(specs[1], "backward", backend.specs[1], args.threshold))
+        console.print(f"reset-free fine-tuning on {backend.names[0]} / {backend.names[1]}; success signals "
+                      f"'{signals[0].name}' / '{signals[1].name}'; -> {out}")
+        columns = (TextColumn("[bold]reset-free"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("reset-free", total=args.steps, info="")
+
+            def on_progress(step: int, m: dict[str, float]) -> None:
+                def pct(v: float) -> str:
+                    return "n/a" if v != v else f"{v:.0%}"
+                info = " ".join(f"{d[0]}: claimed {pct(m[f'{d}/claimed_rate'])} true {pct(m[f'{d}/true_rate'])}"
+                                for d in ("forward", "backward"))
+                info += f", interventions {int(m['interventions'])}"
+                if "eval/forward/success_rate" in m:
+                    info += f", eval fwd {pct(m['eval/forward/success_rate'])}"
+                progress.update(bar, completed=step, info=info)
+
+            result = reset_free_finetune(args.forward, args.backward, backend, signals, cfg, out,
+                                         on_progress=on_progress)
+    finally:
+        backend.close()
+    report = write_report(out, f"Reset-free fine-tuning: {args.forward} / {args.backward}",
+                          {"forward checkpoint": str(args.forward), "backward checkpoint": str(args.backward),
+                           "task pair": args.task_pair, "seed": args.seed,
+                           "wall time": f"{time.time() - start:.0f} s"})
+    s = result.summary
+    before, after = s.get("eval_before") or {}, s.get("eval_after") or {}
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None or v != v else f"{v:.0%}"
+
+    console.print(f"{result.steps} env steps, {result.interventions} interventions "
+                  f"({s['interventions_per_1k_steps']:.2f} per 1,000 steps); success with resets: forward "
+                  f"{pct(before.get('forward'))} -> {pct(after.get('forward'))}, backward "
+                  f"{pct(before.get('backward'))} -> {pct(after.get('backward'))}; report: {report}")
     return 0

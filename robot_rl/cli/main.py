@@ -16,14 +16,17 @@ from robot_rl.cli import (
     label_cmd,
     pipeline_cmd,
     relabel_cmd,
+    reward_search_cmd,
     train_cmd,
     train_reward_cmd,
+    train_success_cmd,
 )
 
 COMMANDS = {
     "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
-    "calibrate": calibrate_cmd, "import-bag": import_bag_cmd,
+    "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
+    "train-success": train_success_cmd,
 }
 
 

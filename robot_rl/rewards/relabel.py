@@ -3,7 +3,8 @@ them the active ``rewards``.
 
 Sources: ``reward-model:RUN_DIR`` (a trained Bradley-Terry model, r(s_t, a_t)), ``clip:CHECKPOINT`` (CLIP
 similarity of the frame after each step to the task sentence), ``code:FILE.py`` (reward code run in a separate
-process on the state after each step and the action).
+process on the state after each step and the action), ``success:RUN_DIR`` (a success classifier's sparse reward
+1[P(success | observation after the step) >= threshold]).
 
 Crash safety, in two phases:
 
@@ -162,16 +163,66 @@ class CodeRewarder:
         self.code.close()
 
 
-SOURCE_KINDS = ("reward-model", "clip", "code")
+class SuccessRewarder:
+    """A success classifier's sparse reward: 1.0 where P(success) of the observation after the step reaches the
+    classifier's threshold, else 0.0 (what ``SuccessReward`` gives online). Image classifiers read the frame after
+    each step, rendered from the next step's sim state; the last step reuses its own frame."""
+
+    default_id = "success"
+
+    def __init__(self, run_dir: str, device: str = "cpu") -> None:
+        from robot_rl.rewards.success import MODEL_FILE, SuccessClassifier
+
+        self.path = os.path.abspath(os.path.join(run_dir, MODEL_FILE) if os.path.isdir(run_dir) else run_dir)
+        self.model = SuccessClassifier.load(self.path, device)
+        with open(self.path, "rb") as f:
+            self.sha256 = hashlib.sha256(f.read()).hexdigest()
+        self._frames: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        m = self.model
+        return {"labeler": "success", "source": f"success:{os.path.dirname(self.path)}", "model": self.path,
+                "sha256": self.sha256, "threshold": m.threshold, "obs": m.config.obs, "camera": m.camera,
+                "reward": "1 if P(success | observation after the step) >= threshold else 0"}
+
+    def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
+        import torch
+
+        m = self.model
+        if m.state_dim != ds.spec.state_dim:
+            raise ValueError(f"{ds.path}: the success classifier {self.path} takes states of {m.state_dim} "
+                             f"features, this dataset has {ds.spec.state_dim}")
+        obs: dict[str, Any] = {"state": torch.as_tensor(episode.next_states)}
+        if m.config.uses_image:
+            if self._frames is None or self._frames.dataset is not ds:
+                from robot_rl.rewards.frames import FrameSource
+
+                size = m.config.image_size
+                self._frames = FrameSource(ds, m.camera, (size, size))
+            frames = self._frames.episode_frames(name, episode)
+            obs[f"image/{m.camera}"] = torch.as_tensor(np.concatenate([frames[1:], frames[-1:]]))
+        p = m.probability(obs).cpu().numpy()
+        return (p >= m.threshold).astype(np.float32)
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+
+
+SOURCE_KINDS = ("reward-model", "clip", "code", "success")
 
 
 def make_rewarder(source: str, ds: Dataset, device: str = "cpu", **clip_options: Any) -> EpisodeRewarder:
-    """``"reward-model:RUN_DIR"``, ``"clip:CHECKPOINT"`` or ``"code:FILE.py"`` -> a rewarder."""
+    """``"reward-model:RUN_DIR"``, ``"clip:CHECKPOINT"``, ``"code:FILE.py"`` or ``"success:RUN_DIR"`` -> a
+    rewarder."""
     kind, _, arg = source.partition(":")
     if not arg or kind not in SOURCE_KINDS:
-        raise ValueError(f"reward source '{source}': expected reward-model:RUN_DIR, clip:CHECKPOINT or code:FILE.py")
+        raise ValueError(f"reward source '{source}': expected reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py or "
+                         "success:RUN_DIR")
     if kind == "reward-model":
         return ModelRewarder(arg, device)
+    if kind == "success":
+        return SuccessRewarder(arg, device)
     if kind == "clip":
         return ClipRewarder(arg, ds, device=device, **clip_options)
     return CodeRewarder(arg, ds)

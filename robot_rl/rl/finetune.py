@@ -25,7 +25,14 @@ from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.normalize import ObsNormalizer
 from robot_rl.rl.policy import Policy, require_fit
 from robot_rl.rl.rewards import RewardSource
-from robot_rl.rl.train import TrainConfig, TrainingDiverged, load_offline_data, make_agent, resolve_device
+from robot_rl.rl.train import (
+    OfflineData,
+    TrainConfig,
+    TrainingDiverged,
+    load_offline_data,
+    make_agent,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,22 @@ class OnlineReplay:
         return {k: v[idx] for k, v in self.data.items()}
 
 
-def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
-             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[IQL, dict[str, float]]:
-    """Fine-tune the IQL agent of ``checkpoint_dir`` online in ``env``; write checkpoints and metrics to ``run_dir``."""
+@dataclass
+class LoadedAgent:
+    """An IQL agent restored from an offline run, with everything online fine-tuning needs."""
+
+    payload: dict[str, Any]
+    """The checkpoint it came from."""
+    train_cfg: TrainConfig
+    agent: IQL
+    normalizer: ObsNormalizer
+    offline: OfflineData
+    device: torch.device
+
+
+def load_iql_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: int) -> LoadedAgent:
+    """The IQL agent of an offline state-observation run, its offline data and normalizer, ready to continue
+    for ``total_updates`` updates in an env with spec ``target``; one-line ``ValueError`` if it cannot."""
     payload, _ = load_checkpoint(checkpoint_dir)
     if payload["config"].get("obs", "state") != "state":
         raise ValueError(f"{checkpoint_dir}: online fine-tuning supports state-observation checkpoints only; this one "
@@ -95,13 +115,30 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})
     device = resolve_device(train_cfg.device)
     normalizer = ObsNormalizer(**payload["normalizer"])
-    require_fit(EnvSpec.from_json(payload["env_spec"]), env.spec)  # before loading (maybe rendering) the data
+    require_fit(EnvSpec.from_json(payload["env_spec"]), target)  # before loading (maybe rendering) the data
     offline = load_offline_data(train_cfg, normalizer, payload["reward_scale"])
-    total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
-    train_cfg = dataclasses.replace(train_cfg, steps=total_updates)
+    train_cfg = dataclasses.replace(train_cfg, steps=max(total_updates, 1))
     agent = make_agent(train_cfg, offline.spec.state_dim, offline.spec.action.dim).to(device)
     agent.load_state_dict(payload["agent"])
     assert isinstance(agent, IQL)
+    return LoadedAgent(payload, train_cfg, agent, normalizer, offline, device)
+
+
+def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_off: int) -> dict[str, torch.Tensor]:
+    """``n_off`` offline transitions and ``batch - n_off`` new ones, concatenated."""
+    parts = [offline.sample(n_off)] if n_off else []
+    if batch - n_off:
+        parts.append(replay.sample(batch - n_off))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
+             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[IQL, dict[str, float]]:
+    """Fine-tune the IQL agent of ``checkpoint_dir`` online in ``env``; write checkpoints and metrics to ``run_dir``."""
+    total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
+    loaded = load_iql_for_finetuning(checkpoint_dir, env.spec, total_updates)
+    payload, train_cfg, agent, normalizer, offline, device = (
+        loaded.payload, loaded.train_cfg, loaded.agent, loaded.normalizer, loaded.offline, loaded.device)
     torch.manual_seed(cfg.seed)
     offline_sampler = TransitionSampler(offline.arrays, device, seed=cfg.seed)
     replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1)
@@ -141,11 +178,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
             env_steps += env.num_envs
             agent.actor.train()
             while updates < (env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step:
-                parts = [offline_sampler.sample(n_off)] if n_off else []
-                if batch - n_off:
-                    parts.append(replay.sample(batch - n_off))
-                mixed = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-                for k, v in agent.update(mixed).items():
+                for k, v in agent.update(mixed_batch(offline_sampler, replay, batch, n_off)).items():
                     sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
                 updates += 1
             if env_steps >= next_log or env_steps >= cfg.env_steps:

@@ -76,6 +76,45 @@ class CodeRewardSource:
         return torch.as_tensor(reward, device=action.device)
 
 
+class SuccessSignal(Protocol):
+    """P(success) ``[N]`` of observations, with the threshold above which it counts as success
+    (``robot_rl.rewards.success``: ``ClassifierSuccess``, ``ConstantSuccess``)."""
+
+    name: str
+    threshold: float
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class SuccessReward:
+    """Sparse reward from a success classifier (``success:RUN_DIR``): 1.0 where P(success | next_obs) >= the
+    classifier's threshold, else 0.0, as ``robot-rl relabel --source success:RUN_DIR`` wrote it offline.
+
+    ``signal`` is anything with ``name``, ``threshold`` and ``__call__(obs) -> p [N]`` (``ClassifierSuccess``,
+    ``ConstantSuccess``, ...). An image classifier needs ``next_obs["image/<camera>"]``: make the env with
+    ``make_env(..., cameras=(camera,))``; a missing camera is a one-line error naming it."""
+
+    name = "success"
+
+    def __init__(self, signal: SuccessSignal) -> None:
+        self.signal = signal
+        self.threshold = float(signal.threshold)
+
+    @classmethod
+    def from_run(cls, path: str, device: str | torch.device = "cpu") -> SuccessReward:
+        from robot_rl.rewards.success import ClassifierSuccess  # lazily, like LearnedReward
+
+        return cls(ClassifierSuccess(path, device))
+
+    def probability(self, next_obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.signal(next_obs)
+
+    def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
+                 env_reward: torch.Tensor) -> torch.Tensor:
+        p = self.probability(next_obs)
+        return (p >= self.threshold).to(torch.float32).to(action.device)
+
+
 def dataset_reward_source(dataset: str) -> RewardSource:
     """The source that produced the dataset's active ``rewards``; raises if it cannot be reproduced online."""
     from robot_rl.rewards.relabel import active_label
@@ -90,6 +129,8 @@ def dataset_reward_source(dataset: str) -> RewardSource:
                 return LearnedReward(str(provenance.get("model", source.removeprefix("reward-model:"))))
             if source.startswith("code:"):
                 return CodeRewardSource(source.removeprefix("code:"), ds.spec)
+            if source.startswith("success:"):
+                return SuccessReward.from_run(str(provenance.get("model", source.removeprefix("success:"))))
             raise ValueError(f"{dataset}: the active rewards come from '{active}' ({source or 'unknown source'}), "
                              "which cannot label new transitions; pass --reward ground_truth or "
                              "--reward reward-model:RUN_DIR")
@@ -103,8 +144,8 @@ def dataset_reward_source(dataset: str) -> RewardSource:
 
 
 def resolve_reward_source(name: str, dataset: str) -> RewardSource:
-    """``dataset`` (whatever produced the active rewards), ``ground_truth``, ``reward-model:RUN_DIR`` or
-    ``code:FILE.py``."""
+    """``dataset`` (whatever produced the active rewards), ``ground_truth``, ``reward-model:RUN_DIR``,
+    ``code:FILE.py`` or ``success:RUN_DIR`` (a success classifier's sparse 0/1 reward)."""
     if name == "dataset":
         return dataset_reward_source(dataset)
     if name == "ground_truth":
@@ -114,5 +155,7 @@ def resolve_reward_source(name: str, dataset: str) -> RewardSource:
     if name.startswith("code:"):
         with Dataset(dataset) as ds:
             return CodeRewardSource(name.removeprefix("code:"), ds.spec)
-    raise ValueError(f"unknown reward source '{name}'; choose dataset, ground_truth, reward-model:RUN_DIR or "
-                     "code:FILE.py")
+    if name.startswith("success:"):
+        return SuccessReward.from_run(name.removeprefix("success:"))
+    raise ValueError(f"unknown reward source '{name}'; choose dataset, ground_truth, reward-model:RUN_DIR, "
+                     "code:FILE.py or success:RUN_DIR")

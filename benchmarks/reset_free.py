@@ -1,0 +1,158 @@
+"""Reset-free fine-tuning on drawer-open / drawer-close: success with resets before (offline-only IQL) and after,
+with the learned success classifier's reward vs the simulator's ground-truth success, and interventions.
+
+Per task: one `suboptimal` dataset (collected once, seed 0) and one state success classifier (robot_rl.rewards.success,
+labels from the dataset's recorded success marks, ``labels_from="ground_truth"``: first frames negative, last frames
+of marked episodes positive). Per seed: offline IQL for both tasks, then reset-free fine-tuning from those
+checkpoints with (i) the classifiers as success signals and (ii) ground-truth success signals. "Before" is the
+offline-only policy evaluated with resets on fixed layouts; "after" the same evaluation after fine-tuning.
+
+    nice python benchmarks/reset_free.py                          # defaults below, 3 seeds
+    nice python benchmarks/reset_free.py --seeds 0 --steps 2000   # one quick seed
+
+Writes runs under --root, results.json there, and prints the markdown table (paste into benchmarks/reset_free.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+TASKS = ("drawer-open-v3", "drawer-close-v3")
+VARIANTS = ("classifier", "ground_truth")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--episodes", type=int, default=30, help="episodes per offline dataset")
+    p.add_argument("--pretrain-steps", type=int, default=2000, help="offline IQL updates per task and seed")
+    p.add_argument("--classifier-steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=3000, help="reset-free env steps per run (both directions)")
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--critic-warmup", type=int, default=2000,
+                   help="value/critic updates on the relabeled offline data before the online phase")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
+    p.add_argument("--root", type=Path, default=Path("runs/reset_free_bench"))
+    args = p.parse_args()
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from robot_rl.cli.main import main as cli
+    from robot_rl.envs.reset_free import MetaWorldPairBackend
+    from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig, train_success
+    from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
+    from robot_rl.rl.reset_free_report import write_report
+
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    args.root.mkdir(parents=True, exist_ok=True)
+    classifier_metrics = {}
+    for task in TASKS:
+        data = args.root / f"{task}.h5"
+        if not data.exists():
+            assert cli(["collect", "--task", f"metaworld/{task}", "--preset", "suboptimal", "--episodes",
+                        str(args.episodes), "--num-envs", "4", "--seed", "0", "--out", str(data)]) == 0
+        clf = args.root / f"success-{task}"
+        if "classifier" in args.variants and not (clf / "success_classifier.pt").exists():
+            train_success(str(data), clf, SuccessConfig(obs="state", steps=args.classifier_steps),
+                          labels_from="ground_truth")
+        if (clf / "success_metrics.json").exists():
+            classifier_metrics[task] = json.loads((clf / "success_metrics.json").read_text())
+    t_setup = time.time() - start
+    results: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for task in TASKS:
+            run = args.root / f"iql-{task}-s{seed}"
+            if not (run / "checkpoints").exists():
+                assert cli(["train", "--dataset", str(args.root / f"{task}.h5"), "--steps", str(args.pretrain_steps),
+                            "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
+        for variant in args.variants:
+            out = args.root / f"rf-{variant}-cw{args.critic_warmup}-s{seed}"
+            if not (out / "summary.json").exists():
+                backend = MetaWorldPairBackend("drawer", seed=seed)
+                if variant == "classifier":
+                    signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}") for t in TASKS)
+                else:
+                    signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
+                cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,
+                                      critic_warmup_updates=args.critic_warmup)
+                t0 = time.time()
+                columns = (TextColumn(f"[bold]{variant} s{seed}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+                try:
+                    with Progress(*columns) as progress:
+                        bar = progress.add_task("rf", total=args.steps, info="")
+
+                        def on_progress(step: int, m: dict[str, float], bar: Any = bar, progress: Any = progress
+                                        ) -> None:
+                            progress.update(bar, completed=step,
+                                            info=f"interventions {int(m['interventions'])}, fwd true "
+                                                 f"{m['forward/true_rate']:.0%}")
+
+                        fwd, bwd = (args.root / f"iql-{t}-s{seed}" for t in TASKS)
+                        reset_free_finetune(fwd, bwd, backend, signals, cfg, out, on_progress=on_progress)
+                finally:
+                    backend.close()
+                write_report(out, f"reset-free drawer, {variant} reward, seed {seed}",
+                             {"wall time": f"{time.time() - t0:.0f} s"})
+            s = json.loads((out / "summary.json").read_text())
+            results.append({"seed": seed, "variant": variant, **_row(s)})
+    (args.root / "results.json").write_text(json.dumps({"results": results, "classifiers": {
+        t: {k: m.get(k) for k in ("valid_accuracy", "truth_accuracy", "threshold") if k in m}
+        for t, m in classifier_metrics.items()}}, indent=1))
+    print(f"\n{len(args.seeds)} seeds; {args.episodes}-episode suboptimal datasets; {args.pretrain_steps} offline "
+          f"updates; critic warm-up {args.critic_warmup}; {args.steps} reset-free steps per run; "
+          f"{args.eval_episodes} eval episodes per direction; "
+          f"setup {t_setup:.0f} s, total {time.time() - start:.0f} s\n")
+    print(table(results))
+
+
+def _row(s: dict[str, Any]) -> dict[str, Any]:
+    m = s["metrics"]
+    return {"before_fwd": s["eval_before"]["forward"], "before_bwd": s["eval_before"]["backward"],
+            "after_fwd": s["eval_after"]["forward"], "after_bwd": s["eval_after"]["backward"],
+            "interventions_per_1k": s["interventions_per_1k_steps"], "interventions": s["interventions"],
+            "true_fwd": m["forward/true_rate_from_unsolved"], "claimed_fwd": m["forward/claimed_rate"],
+            "false_claims": (m["forward/false_claims"] or 0) + (m["backward/false_claims"] or 0),
+            "acc_fwd": m["forward/signal_step_accuracy"], "acc_bwd": m["backward/signal_step_accuracy"]}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    def pct(values: list[Any]) -> str:
+        vals = [v for v in values if v is not None]
+        return ", ".join(f"{v:.0%}" for v in vals) + (f" (mean {np.mean(vals):.0%})" if len(vals) > 1 else "")
+
+    def num(values: list[Any]) -> str:
+        vals = [v for v in values if v is not None]
+        return ", ".join(f"{v:.2f}" for v in vals) + (f" (mean {np.mean(vals):.2f})" if len(vals) > 1 else "")
+
+    lines = ["| method | forward success, resets | backward success, resets | interventions / 1,000 steps "
+             "| forward attempts solved (from unsolved, GT) | false claims | signal step accuracy fwd / bwd |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    first = [r for r in results if r["variant"] == results[0]["variant"]] if results else []
+    lines.append(f"| offline-only IQL | {pct([r['before_fwd'] for r in first])} | "
+                 f"{pct([r['before_bwd'] for r in first])} | n/a | n/a | n/a | n/a |")
+    for variant, label in (("classifier", "reset-free, classifier reward"),
+                           ("ground_truth", "reset-free, ground-truth reward")):
+        rs = [r for r in results if r["variant"] == variant]
+        if rs:
+            lines.append(f"| {label} | {pct([r['after_fwd'] for r in rs])} | {pct([r['after_bwd'] for r in rs])} "
+                         f"| {num([r['interventions_per_1k'] for r in rs])} | {pct([r['true_fwd'] for r in rs])} "
+                         f"| {', '.join(str(int(r['false_claims'])) for r in rs)} "
+                         f"| {pct([r['acc_fwd'] for r in rs])} / {pct([r['acc_bwd'] for r in rs])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``robot-rl reward-search``: have an LLM write reward code (Eureka / Text2Reward loop), train a policy on each
+candidate in the sim, keep the best; or rank candidates by agreement with preference labels on a dataset.
+
+Writes OUT/candidates.jsonl (every candidate as it finishes), best_reward.py (for relabel --source code:FILE.py and
+finetune --reward code:FILE.py), best_reward.json (provenance), report.md and success_by_iteration.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from robot_rl.cli.help_text import command_help
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
+    p.add_argument("--task", default=None, help="sim task, e.g. metaworld/drawer-open-v3")
+    p.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default=None, help="model name as the server knows it")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--iterations", type=int, default=5, help="search iterations (default 5, as Eureka)")
+    p.add_argument("--samples", type=int, default=4, help="K: reward functions per iteration (default 4)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/reward-search-TASK)")
+    p.add_argument("--resume", action="store_true", help="continue the search in OUT after its last iteration")
+    p.add_argument("--ray-address", default=None,
+                   help="train candidates as Ray tasks on this cluster ('local': start a local Ray)")
+    p.add_argument("--workers", type=int, default=2, help="candidates trained at once (default 2)")
+    p.add_argument("--timeout", type=float, default=900.0, help="wall-clock seconds per candidate (default 900)")
+    p.add_argument("--dataset", default=None, help="HDF5 dataset: offline data for iql, segments for --labels")
+    p.add_argument("--labels", default=None, help="label store: rank by agreement with its preference labels")
+    p.add_argument("--labeler", default=None, help="use only this labeler's labels (default: all)")
+    p.add_argument("--select", choices=("auto", "success", "labels"), default="auto",
+                   help="ranking: ground-truth success, label agreement, or auto (labels when given)")
+    p.add_argument("--source-context", action="store_true",
+                   help="also give the LLM the simulator's environment source (Eureka-style)")
+    p.add_argument("--check-sandbox", action="store_true", help="print which sandbox layers are active, then exit")
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("training budget per candidate")
+    g.add_argument("--trainer", choices=("iql", "ppo", "none"), default="iql",
+                   help="iql: offline IQL on the dataset relabeled by the candidate (default); ppo: SB3 PPO in the "
+                        "sim; none: label agreement only (no sim needed)")
+    g.add_argument("--iql-steps", type=int, default=3000, help="IQL updates (default 3000)")
+    g.add_argument("--ppo-steps", type=int, default=20_000, help="PPO env steps (default 20000)")
+    g.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes (default 10)")
+    g.add_argument("--collect-episodes", type=int, default=40,
+                   help="episodes of the suboptimal dataset collected for iql without --dataset (default 40)")
+
+
+def check_sandbox() -> str:
+    """The sandbox's own report of the layers this machine gives (it runs one probe batch through a worker)."""
+    from robot_rl.rewards.codegen.sandbox import format_layers, sandbox_layers
+
+    return format_layers(sandbox_layers())
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from robot_rl.llm import LLMConfig
+    from robot_rl.rewards.codegen.search import SearchConfig
+    from robot_rl.rewards.codegen.train import TrainBudget
+
+    if not args.llm_url or not args.model:
+        raise ValueError("reward-search needs --llm-url URL and --model NAME (an OpenAI-compatible server)")
+    if args.task is None and args.trainer != "none":
+        raise ValueError(f"--task is required with --trainer {args.trainer}")
+    name = (args.task or Path(args.dataset or "dataset").stem).rsplit("/", 1)[-1]
+    out = args.out or Path("runs") / f"reward-search-{name}"
+    budget = TrainBudget(trainer=args.trainer, iql_steps=args.iql_steps, ppo_steps=args.ppo_steps,
+                         eval_episodes=args.eval_episodes, seed=args.seed)
+    llm = LLMConfig(model=args.model, base_url=args.llm_url, api_key_env=args.api_key_env,
+                    cache_path=str(out / "llm-cache.sqlite"))
+    return SearchConfig(llm=llm, out=out, task=args.task, iterations=args.iterations, samples=args.samples,
+                        budget=budget, workers=args.workers, ray_address=args.ray_address, dataset=args.dataset,
+                        labels=args.labels, labeler=args.labeler, select=args.select,
+                        source_context=args.source_context, timeout_s=args.timeout, resume=args.resume,
+                        seed=args.seed, collect_episodes=args.collect_episodes)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    from rich.markup import escape
+
+    from robot_rl.rewards.codegen.reflect import scores_text
+
+    if record.get("status") == "ok":
+        return f"{record['id']}: {scores_text(record)} ({record.get('seconds', 0):.0f} s)"
+    return f"{record['id']}: [red]{record.get('status')}[/red]: {escape(str(record.get('reason')))}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check_sandbox:
+        print(check_sandbox())
+        return 0
+    from robot_rl.rewards.codegen.search import run_search
+
+    cfg = _config(args)
+    console = Console(stderr=True)
+    console.print(f"reward search: {cfg.task or cfg.dataset}, {cfg.iterations} iterations x {cfg.samples} samples, "
+                  f"trainer {cfg.budget.trainer}, ranking by {cfg.ranking}"
+                  + (f", Ray at {cfg.ray_address}" if cfg.ray_address else f", {cfg.workers} local workers"))
+    start = time.time()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("candidates"),
+               TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console) as progress:
+        bars: dict[str, Any] = {}
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if kind == "collect":
+                if "collect" not in bars:
+                    bars["collect"] = progress.add_task("collect offline data", total=data["total"], info="")
+                progress.advance(bars["collect"])
+            elif kind == "iteration":
+                bars["it"] = progress.add_task(f"iteration {data['iteration'] + 1}/{data['iterations']}",
+                                               total=data["samples"], info="asking the LLM")
+            elif kind == "samples":
+                progress.update(bars["it"], info=f"{data['usable']}/{data['samples']} usable replies, training")
+            elif kind == "candidate":
+                progress.advance(bars["it"])
+                progress.console.print("  " + _describe(data))
+            elif kind == "iteration_done":
+                best = data["best"]
+                progress.update(bars["it"], info=f"best so far {_describe(best)}" if best else "no score yet")
+
+        result = run_search(cfg, on_event)
+    best = result.best
+    console.print(f"searched in {time.time() - start:.0f} s -> {cfg.out}/report.md")
+    if best is None:
+        console.print("no candidate got a score; see the reasons in the report")
+        return 1
+    console.print(f"best: {_describe(best)}\n{cfg.out}/best_reward.py. Next: robot-rl relabel DATASET --source "
+                  f"code:{cfg.out}/best_reward.py --activate")
+    return 0

@@ -1,0 +1,335 @@
+"""The reward-code search loop (Eureka / Text2Reward): ask the LLM for K reward functions, train a policy on each in
+parallel, score them (ground-truth success in the sim, and/or agreement with preference labels), reflect, repeat.
+
+``OUT/`` gets, as the search goes:
+
+- ``candidates.jsonl``: one line per candidate the moment it is known (code, reply, reason, scores, statistics),
+  and one ``iteration`` line when an iteration ends (with the feedback for the next); written with fsync, so a
+  killed search keeps every finished candidate, and ``resume`` continues after the last finished iteration.
+- ``prompts/iteration_<i>.json``: the exact messages sent; ``context.txt``: the environment description.
+- ``best_reward.py`` (usable by ``robot-rl relabel --source code:...`` and ``finetune --reward code:...``) and
+  ``best_reward.json`` (provenance: prompt, model, iteration, scores), updated after every iteration.
+- ``report.md`` and ``success_by_iteration.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robot_rl.core.specs import EnvSpec
+from robot_rl.llm import LLMConfig
+from robot_rl.rewards.codegen.context import task_context
+from robot_rl.rewards.codegen.generate import PROMPT_VERSION, Sample, build_messages, generate
+from robot_rl.rewards.codegen.pool import make_pool
+from robot_rl.rewards.codegen.reflect import feedback as make_feedback
+from robot_rl.rewards.codegen.train import CandidateJob, TrainBudget
+
+RECORDS = "candidates.jsonl"
+SELECTIONS = ("auto", "success", "labels")
+Event = Callable[[str, dict[str, Any]], None]
+"""``on_event(kind, data)``: ``iteration`` (start), ``samples`` (replies parsed), ``candidate`` (a result),
+``iteration_done``, ``collect`` (offline data being made)."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One search."""
+
+    llm: LLMConfig
+    out: Path
+    task: str | None = None
+    """Sim task (``None`` only with trainer ``none``: the dataset's spec is used)."""
+    iterations: int = 5
+    samples: int = 4
+    """K: reward functions asked for per iteration."""
+    budget: TrainBudget = field(default_factory=TrainBudget)
+    workers: int = 2
+    """Candidates trained at once (local processes, or Ray tasks)."""
+    ray_address: str | None = None
+    dataset: str | None = None
+    """HDF5 dataset: offline data for the iql trainer, and the segments the labels refer to."""
+    labels: str | None = None
+    """Label store: rank candidates by agreement with its labels on ``dataset``."""
+    labeler: str | None = None
+    """Use only this labeler's labels (default: all)."""
+    select: str = "auto"
+    """``success`` (ground truth after training), ``labels`` (agreement) or ``auto`` (labels when given)."""
+    source_context: bool = False
+    """Also give the LLM the simulator's environment source (Eureka)."""
+    timeout_s: float = 900.0
+    """Wall-clock limit per candidate."""
+    resume: bool = False
+    seed: int = 0
+    collect_episodes: int = 40
+    """Episodes of the ``suboptimal`` dataset collected for iql when no ``dataset`` is given."""
+    sandbox_limits: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.samples < 1 or self.workers < 1:
+            raise ValueError("iterations, samples and workers must be >= 1")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"unknown selection '{self.select}'; choose one of {', '.join(SELECTIONS)}")
+        if self.labels and not self.dataset:
+            raise ValueError("label agreement needs the dataset the labels refer to (--dataset FILE.h5)")
+        if self.select == "labels" and not self.labels:
+            raise ValueError("selection by labels needs --labels STORE (and --dataset)")
+        if self.budget.trainer == "none" and not self.labels:
+            raise ValueError("trainer 'none' scores candidates on labels only: give --dataset and --labels")
+        if self.task is None and self.budget.trainer != "none":
+            raise ValueError(f"trainer '{self.budget.trainer}' needs a sim task (--task)")
+        if self.timeout_s <= 0:
+            raise ValueError(f"the candidate timeout must be > 0 s, got {self.timeout_s}")
+
+    @property
+    def ranking(self) -> str:
+        return "labels" if self.select == "labels" or (self.select == "auto" and self.labels) else "success"
+
+
+@dataclass
+class SearchResult:
+    best: dict[str, Any] | None
+    records: list[dict[str, Any]]
+    out: Path
+
+
+def score(record: dict[str, Any], ranking: str) -> tuple[float, ...] | None:
+    """Sort key of a finished candidate (higher is better); ``None`` when it has no score."""
+    if record.get("status") != "ok":
+        return None
+
+    def value(key: str) -> float:
+        v = record.get(key)
+        return float(v) if isinstance(v, int | float) and math.isfinite(v) else -math.inf
+
+    keys = ("agreement", "success_rate", "eval_return") if ranking == "labels" else \
+        ("success_rate", "agreement", "eval_return")
+    key = tuple(value(k) for k in keys)
+    return None if key[0] == -math.inf else key
+
+
+def best_of(records: list[dict[str, Any]], ranking: str) -> dict[str, Any] | None:
+    scored = [(score(r, ranking), -i, r) for i, r in enumerate(records) if score(r, ranking) is not None]
+    return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+
+
+class _Log:
+    """``candidates.jsonl``: appended line by line, each durable before the search goes on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line cut by a kill mid-write: everything before it is kept
+                if n != len(self.path.read_text().splitlines()):
+                    raise ValueError(f"{self.path}: line {n} is not JSON") from None
+        return out
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def task_spec(cfg: SearchConfig) -> tuple[EnvSpec, Any]:
+    """The spec (from the sim task, else the dataset) and the task card."""
+    from robot_rl.envs import load_task_card
+
+    if cfg.task is None:
+        from robot_rl.data import Dataset
+
+        assert cfg.dataset is not None
+        with Dataset(cfg.dataset) as ds:
+            return ds.spec, load_task_card(ds.spec.name)
+    from robot_rl.envs import make_env
+
+    env = make_env(cfg.task)
+    try:
+        return env.spec, load_task_card(cfg.task)
+    finally:
+        env.close()
+
+
+def offline_dataset(cfg: SearchConfig, on_event: Event) -> str | None:
+    """The iql trainer's data: ``cfg.dataset``, else a ``suboptimal`` dataset collected once into ``OUT``."""
+    if cfg.budget.trainer != "iql":
+        return cfg.dataset
+    if cfg.dataset:
+        return cfg.dataset
+    assert cfg.task is not None
+    if not cfg.task.startswith("metaworld/"):
+        raise ValueError(f"the iql trainer needs --dataset FILE.h5 for '{cfg.task}' (only MetaWorld tasks have a "
+                         "scripted expert to collect one); or use --trainer ppo")
+    path = cfg.out / f"offline-{cfg.task.rsplit('/', 1)[-1]}-{cfg.collect_episodes}.h5"
+    if path.exists():
+        return str(path)
+    from robot_rl.data.behaviours import resolve_preset
+    from robot_rl.data.collect import collect
+    from robot_rl.data.writer import DatasetWriter
+    from robot_rl.envs import make_env
+    from robot_rl.envs.metaworld_env import metaworld_expert
+
+    tmp = path.with_suffix(".partial.h5")
+    tmp.unlink(missing_ok=True)
+    env = make_env(cfg.task, num_envs=4)
+    try:
+        with DatasetWriter(tmp, env.spec, source=f"robot-rl reward-search (suboptimal, seed {cfg.seed})") as w:
+            collect(env, w, cfg.collect_episodes, resolve_preset("suboptimal"),
+                    expert=metaworld_expert(cfg.task.rsplit("/", 1)[-1]), seed=cfg.seed,
+                    on_episode=lambda name, ep: on_event("collect", {"episode": name, "total": cfg.collect_episodes}))
+    finally:
+        env.close()
+    os.replace(tmp, path)
+    for leftover in tmp.parent.glob(tmp.name + "*"):  # an empty journal left beside the partial file
+        leftover.unlink(missing_ok=True)
+    return str(path)
+
+
+def _sample_record(sample: Sample, prompt_sha: str) -> dict[str, Any]:
+    return {"kind": "candidate", "id": sample.id, "iteration": sample.iteration, "index": sample.index,
+            "code": sample.code, "reply": sample.reply, "model": sample.model,
+            "prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens,
+            "llm_seconds": sample.seconds, "prompt_sha256": prompt_sha}
+
+
+class _Search:
+    def __init__(self, cfg: SearchConfig, on_event: Event | None) -> None:
+        self.cfg = cfg
+        self.emit: Event = on_event or (lambda kind, data: None)
+        self.log = _Log(cfg.out / RECORDS)
+        self.records: list[dict[str, Any]] = []
+        self.feedback: str | None = None
+        self.first_iteration = 0
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "prompts").mkdir(exist_ok=True)
+        previous = self.log.read()
+        if previous and not cfg.resume:
+            raise FileExistsError(f"{cfg.out} already holds a search ({RECORDS}); pass --resume to continue it or "
+                                  "pick a new --out")
+        done = [r for r in previous if r.get("kind") == "iteration"]
+        finished = {r["iteration"] for r in done}
+        self.records = [r for r in previous if r.get("kind") == "candidate" and r["iteration"] in finished]
+        if done:
+            self.first_iteration = max(finished) + 1
+            self.feedback = done[-1].get("feedback")
+        self.spec, card = task_spec(cfg)
+        self.context = task_context(self.spec, card, cfg.source_context)
+        (cfg.out / "context.txt").write_text(self.context)
+        self.prefs = None
+        if cfg.labels:
+            from robot_rl.rewards.codegen.select import load_preferences
+
+            assert cfg.dataset is not None
+            self.prefs = load_preferences(cfg.dataset, cfg.labels, cfg.labeler)
+        self.data = offline_dataset(cfg, self.emit)
+
+    def iteration(self, it: int, pool: Any) -> None:
+        cfg = self.cfg
+        messages = build_messages(self.context, self.feedback)
+        prompt_path = cfg.out / "prompts" / f"iteration_{it}.json"
+        prompt_path.write_text(json.dumps(messages, indent=1))
+        prompt_sha = hashlib.sha256(prompt_path.read_bytes()).hexdigest()
+        self.emit("iteration", {"iteration": it, "iterations": cfg.iterations, "samples": cfg.samples})
+        samples = generate(cfg.llm, messages, cfg.samples, it, cfg.seed)
+        self.emit("samples", {"iteration": it, "usable": sum(s.code is not None for s in samples),
+                              "samples": len(samples)})
+        results: dict[str, dict[str, Any]] = {}
+        for s in samples:
+            if s.code is None:
+                record = {**_sample_record(s, prompt_sha), "status": "rejected", "reason": s.reason}
+                self._finish(record, results)
+        jobs = [CandidateJob(s.id, it, s.index, s.code, cfg.task, self.spec.to_json(), cfg.budget, self.data,
+                             self.prefs, cfg.sandbox_limits, cfg.timeout_s) for s in samples if s.code is not None]
+        by_id = {s.id: s for s in samples}
+        pool.run(jobs, on_done=lambda r: self._finish({**_sample_record(by_id[r["id"]], prompt_sha), **r},
+                                                      results))
+        ordered = [results[s.id] for s in samples]
+        best = best_of(self.records, cfg.ranking)
+        self.feedback = make_feedback(ordered, best)
+        self.log.append({"kind": "iteration", "iteration": it, "best": best["id"] if best else None,
+                         "prompt_sha256": prompt_sha, "feedback": self.feedback})
+        self.write_outputs(best)
+        self.emit("iteration_done", {"iteration": it, "best": best, "results": ordered})
+
+    def _finish(self, record: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+        self.log.append(record)
+        self.records.append(record)
+        results[record["id"]] = record
+        self.emit("candidate", record)
+
+    def write_outputs(self, best: dict[str, Any] | None) -> None:
+        from robot_rl.rewards.codegen.report import write_report
+
+        if best is not None:
+            write_best(self.cfg, best, self.spec)
+        write_report(self.cfg.out, self.records, best, self.cfg.ranking, self.spec)
+
+
+def write_best(cfg: SearchConfig, best: dict[str, Any], spec: EnvSpec) -> None:
+    """``best_reward.py`` (the code, with a provenance comment) and ``best_reward.json``."""
+    out = cfg.out
+    header = (f"# Reward code found by robot-rl reward-search for {spec.name} ({spec.task_text!r}).\n"
+              f"# Candidate {best['id']} (iteration {best['iteration']}), model {best.get('model') or '?'}; "
+              f"provenance in best_reward.json.\n")
+    code = header + best["code"]
+    _atomic_write(out / "best_reward.py", code)
+    prompt = out / "prompts" / f"iteration_{best['iteration']}.json"
+    info = {
+        "id": best["id"], "iteration": best["iteration"], "sample": best["index"], "task": spec.name,
+        "task_text": spec.task_text, "model": best.get("model"), "llm_base_url": cfg.llm.base_url,
+        "prompt_version": PROMPT_VERSION, "prompt_file": str(prompt.relative_to(out)),
+        "prompt_sha256": best.get("prompt_sha256"), "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        "ranking": cfg.ranking,
+        "scores": {k: best.get(k) for k in ("success_rate", "agreement", "eval_return", "eval_episodes")},
+        "trainer": dataclasses.asdict(cfg.budget), "dataset": cfg.dataset, "labels": cfg.labels,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    _atomic_write(out / "best_reward.json", json.dumps(info, indent=2, default=_json_default))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_search(cfg: SearchConfig, on_event: Event | None = None) -> SearchResult:
+    """Run (or with ``cfg.resume`` continue) the search; see the module docstring for what ``cfg.out`` gets."""
+    search = _Search(cfg, on_event)
+    search.prepare()
+    pool = make_pool(cfg.workers, cfg.ray_address)
+    try:
+        for it in range(search.first_iteration, cfg.iterations):
+            search.iteration(it, pool)
+    finally:
+        pool.close()
+    best = best_of(search.records, cfg.ranking)
+    if search.first_iteration >= cfg.iterations:  # nothing left to run: refresh the outputs anyway
+        search.write_outputs(best)
+    return SearchResult(best, search.records, cfg.out)

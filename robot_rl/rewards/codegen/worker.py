@@ -1,0 +1,385 @@
+"""The sandbox's worker process: runs reward code on batches it reads from a pipe. Started by ``sandbox.Sandbox`` as
+``python -I -B worker.py REQUEST_FD REPLY_FD`` with stdin/stdout/stderr on /dev/null, a clean environment and its own
+process group; it imports nothing from ``robot_rl`` (the host's package stays out of its memory).
+
+Start-up, before any reward code is read from the pipe's first message or run:
+network namespace (``unshare``) -> rlimits -> ``import torch`` -> drop to nobody (when root) -> ``RLIMIT_NOFILE`` ->
+seccomp filter -> compile the code -> ready reply listing each layer as active or not (and why).
+
+Protocol. Host -> worker: ``<Q`` length + pickle (``{"op": "init" | "load", ...}``: the host is trusted) or a batch
+``<4sIII`` (``b"BATC"``, N, D, A) + float32 states ``[N, D]`` + float32 actions ``[N, A]``. Worker -> host (never
+pickle: the host must not unpickle what reward code could forge): ``<QI`` (frame length, header length) + JSON
+header + raw float32 data of the items the header lists.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import math
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import traceback
+import types
+from typing import Any
+
+_LEN = struct.Struct("<Q")
+_BATCH = struct.Struct("<4sIII")
+_REPLY = struct.Struct("<QI")
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_CLONE_THREAD = 0x00010000
+NOBODY = 65534
+
+
+class Worker:
+    def __init__(self, request_fd: int, reply_fd: int, shared_fd: int = -1) -> None:
+        self.rfd, self.wfd = request_fd, reply_fd
+        self.shared = None
+        if shared_fd >= 0:  # the host's sealed memfd for batches: read-only here is enough
+            import mmap
+
+            self.shared = mmap.mmap(shared_fd, 0)
+            os.close(shared_fd)
+        self.pid = os.getpid()
+        self.layers: list[dict[str, Any]] = []
+        self.buffer = bytearray(0)
+        self.fn: Any = None
+        self.code: Any = None
+        self.load_error: str | None = None
+        self.snapshots: list[tuple[Any, dict[str, Any]]] = []
+
+    # ---- start-up -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.read_message()
+        self.config = config
+        off = set(config["disable"])
+        self.layer("network namespace", "netns" not in off, self.unshare_net)
+        self.layer("resource limits", "rlimits" not in off, lambda: self.set_limits(config["limits"]))
+        import torch
+
+        self.torch = torch
+        torch.set_num_threads(int(config["threads"]))
+        self.layer("unprivileged user", "user" not in off, self.drop_user)
+        if "rlimits" not in off:
+            nofile = int(config["limits"]["open_files"])
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.snapshot()
+        self.layer("seccomp filter", "seccomp" not in off, self.load_seccomp)
+        self.load(config["source"], config["filename"], config["gate"])
+        self.send({"ready": True, "layers": self.layers, "error": self.load_error})
+
+    def layer(self, name: str, wanted: bool, apply: Any) -> None:
+        if not wanted:
+            self.layers.append({"name": name, "active": False, "detail": "switched off (tests only)"})
+            return
+        try:
+            detail = apply()
+            self.layers.append({"name": name, "active": True, "detail": detail})
+        except Exception as e:  # the kernel or the library refused: report the layer inactive, run without it
+            self.layers.append({"name": name, "active": False, "detail": f"unavailable: {' '.join(str(e).split())}"})
+
+    def unshare_net(self) -> str:
+        libc = ctypes.CDLL(None, use_errno=True)
+        root = os.geteuid() == 0
+        flags = _CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET
+        if libc.unshare(flags) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"unshare({'CLONE_NEWNET' if root else 'CLONE_NEWUSER|CLONE_NEWNET'}): "
+                                f"{os.strerror(code)}")
+        return "new network namespace: no interfaces up, loopback down" + ("" if root else " (in a user namespace)")
+
+    def set_limits(self, limits: dict[str, Any]) -> str:
+        memory = int(limits["memory_mb"]) << 20
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        total = int(limits["cpu_total_s"])
+        resource.setrlimit(resource.RLIMIT_CPU, (total, total))
+        fsize = int(limits["file_mb"]) << 20
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing
+        nproc = int(limits["processes"])
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        return (f"AS {limits['memory_mb']} MiB, CPU {limits['cpu_s']:g} s per batch ({total} s in all), "
+                f"FSIZE {limits['file_mb']} MiB, NOFILE {limits['open_files']}, NPROC {nproc}")
+
+    def drop_user(self) -> str:
+        if os.geteuid() != 0:
+            return f"already unprivileged (uid {os.getuid()})"
+        held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in sys.path if os.path.isdir(p)}
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise OSError("setuid(0) still succeeds after the drop")
+        via_fd = self.keep_import_path(held)
+        return (f"uid/gid {NOBODY} (nobody), no supplementary groups (RLIMIT_NPROC binds)"
+                + (f"; {via_fd} import dirs nobody cannot reach kept open" if via_fd else ""))
+
+    @staticmethod
+    def keep_import_path(held: dict[str, int]) -> int:
+        """A Python installed under a directory nobody cannot enter (e.g. /root/.pyenv) could no longer import its
+        stdlib after the drop: reach those sys.path directories through descriptors opened before it."""
+        moved: dict[str, str] = {}
+        for i, entry in enumerate(sys.path):
+            fd = held.pop(entry, None)
+            if fd is None:
+                continue
+            if os.access(entry, os.R_OK | os.X_OK):
+                os.close(fd)
+            else:
+                sys.path[i] = moved[entry] = f"/proc/self/fd/{fd}"
+        for module in list(sys.modules.values()):  # packages imported before the drop (encodings, ...)
+            path = getattr(module, "__path__", None)
+            if isinstance(path, list):
+                for j, p in enumerate(path):
+                    for old, new in moved.items():
+                        if isinstance(p, str) and p.startswith(old + os.sep):
+                            path[j] = new + p[len(old):]
+        sys.path_importer_cache.clear()
+        return len(moved)
+
+    def load_seccomp(self) -> str:
+        import pyseccomp as sc
+
+        eperm = sc.ERRNO(errno.EPERM)
+        f = sc.SyscallFilter(sc.ALLOW)
+        f.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread torch has started, not only this one
+        f.add_rule(sc.ERRNO(errno.EACCES), "socket")  # no family needed: reward math never opens a socket
+        f.add_rule(sc.ERRNO(errno.EACCES), "socketpair")
+        f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))  # threads yes, processes no
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # flags sit behind a pointer: glibc falls back to clone
+        for name in ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
+                     "setsid", "setpgid", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "bpf",
+                     "perf_event_open", "userfaultfd", "io_uring_setup", "keyctl", "add_key", "request_key", "tkill",
+                     "kexec_load", "init_module", "finit_module", "reboot", "swapon", "swapoff", "acct", "setuid",
+                     "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups"):
+            f.add_rule(eperm, name)
+        f.add_rule(eperm, "kill", sc.Arg(0, sc.NE, self.pid))  # only itself: not the host, not other pids
+        f.add_rule(eperm, "tgkill", sc.Arg(0, sc.NE, self.pid))
+        f.load()
+        return ("denied: socket, fork/vfork/clone of a process, exec, ptrace, setsid, namespaces, mount, setuid; "
+                "kill only of itself")
+
+    def snapshot(self) -> None:
+        """Copies of the namespaces reward code could monkey-patch; restored after every call."""
+        import builtins
+
+        torch = self.torch
+        for obj in (torch, torch.linalg, torch.nn.functional, torch.special, math, builtins):
+            self.snapshots.append((obj, dict(vars(obj))))
+        self.tensor_dict = dict(vars(torch.Tensor))
+
+    def load(self, source: str, filename: str, gated: bool) -> None:
+        """Compile the code; with the gate on, keep only the code object (fresh globals every call)."""
+        self.fn = self.code = None
+        self.filename, self.gated, self.load_error = filename, gated, None
+        try:
+            module = compile(source, filename, "exec")
+            if gated:  # the gate allowed one def and a docstring: the function's code object is a constant
+                found = [c for c in module.co_consts if isinstance(c, types.CodeType) and c.co_name == "compute_reward"]
+                if len(found) != 1:
+                    raise ValueError("defines no function compute_reward(obs, action)")
+                self.code = found[0]
+            else:
+                scope: dict[str, Any] = {"__name__": "reward", "__builtins__": __builtins__, "torch": self.torch,
+                                         "math": math}
+                exec(module, scope)
+                self.fn = scope.get("compute_reward")
+                if not callable(self.fn):
+                    self.load_error = "defines no function compute_reward(obs, action)"
+        except BaseException as e:
+            self.load_error = f"failed to load: {self.one_line(e)}"
+
+    # ---- batches --------------------------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            head = self.read_exact(_LEN.size, allow_eof=True)
+            if head is None:
+                return
+            if head[:4] in (b"BATC", b"SHMB"):
+                rest = self.read_exact(_BATCH.size - _LEN.size)
+                assert rest is not None
+                kind, n, d, a = _BATCH.unpack(head + rest)
+                self.batch(n, d, a, kind == b"SHMB")
+            else:
+                message = pickle.loads(self.read_exact(_LEN.unpack(head)[0]) or b"")
+                self.load(message["source"], message["filename"], message["gate"])
+                self.send({"ready": True, "layers": self.layers, "error": self.load_error})
+
+    def batch(self, n: int, d: int, a: int, shared: bool) -> None:
+        import numpy as np
+
+        torch = self.torch
+        size = 4 * n * (d + a)
+        if shared and self.shared is not None:
+            flat = np.frombuffer(self.shared, np.float32, n * (d + a))  # the host writes again after the reply
+        else:
+            if len(self.buffer) < size:
+                self.buffer = bytearray(size)
+            self.read_into(memoryview(self.buffer)[:size])
+            flat = np.frombuffer(self.buffer, np.float32, n * (d + a))
+        state = torch.from_numpy(flat[:n * d].reshape(n, d))
+        obs = {"state": state}
+        for name, start, stop in self.config["slices"]:
+            obs[name] = state[:, start:stop]
+        action = torch.from_numpy(flat[n * d:].reshape(n, a))
+        if self.load_error is not None:
+            self.send({"error": self.load_error})
+            return
+        limit = math.ceil(self.cpu_used() + float(self.config["limits"]["cpu_s"]))
+        if "rlimits" not in self.config["disable"]:
+            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+            resource.setrlimit(resource.RLIMIT_CPU, (min(limit, hard), hard))
+        try:
+            fn = self.fn if self.fn is not None else types.FunctionType(self.code, self.globals())
+            out = fn(obs, action)
+            reply, data = self.describe(out, n)
+        except BaseException as e:
+            reply, data = {"error": f"compute_reward raised {self.one_line(e)}"}, []
+        if os.getpid() != self.pid:  # a process the reward code forked (seccomp off): never answer for the worker
+            os._exit(0)
+        reply["tampered"] = self.restore()
+        reply["cpu"] = self.cpu_used()
+        self.send(reply, data)
+
+    def globals(self) -> dict[str, Any]:
+        import builtins
+
+        if not hasattr(self, "allowed"):
+            self.allowed = {k: getattr(builtins, k) for k in self.config["builtins"]}
+            # torch's C code imports "torch" through the *calling* frame's builtins (e.g. for ``x < 0.05``): give it
+            # already-loaded torch modules only. Reward code cannot name ``__import__`` itself (the gate).
+            self.allowed["__import__"] = _loaded_torch_only
+        return {"torch": self.torch, "math": math, "__builtins__": dict(self.allowed)}
+
+    def describe(self, out: Any, n: int) -> tuple[dict[str, Any], list[Any]]:
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            what = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+            return {"error": f"compute_reward must return (reward, components: dict), got {what}"}, []
+        items, data = [], []
+        for key, value in [(None, out[0]), *out[1].items()]:
+            if key is not None and not isinstance(key, str):
+                return {"error": f"compute_reward returned a component key of type {type(key).__name__}, "
+                                 "expected str"}, []
+            item, blob = self.item(value, n)
+            items.append([key, *item])
+            if blob is not None:
+                data.append(blob)
+        return {"items": items}, data
+
+    def item(self, value: Any, n: int) -> tuple[list[Any], Any]:
+        """[type, dtype, shape, device, nbytes] and the float32 bytes (only for a floating CPU tensor of shape [n])."""
+        torch = self.torch
+        if not isinstance(value, torch.Tensor):
+            return [type(value).__name__, None, None, None, 0], None
+        shape = list(value.shape)
+        meta = ["Tensor", str(value.dtype), shape, str(value.device)]
+        if value.device.type != "cpu" or not value.is_floating_point() or shape != [n]:
+            return [*meta, 0], None
+        array = value.detach().to(torch.float32).contiguous().numpy()
+        return [*meta, array.nbytes], memoryview(array).cast("B")
+
+    def restore(self) -> bool:
+        """Undo monkey-patching of torch, math and builtins by the last call; True if there was any."""
+        tampered = False
+        for obj, saved in self.snapshots:
+            now = vars(obj)
+            try:
+                same = now == saved
+            except Exception:
+                same = False
+            if not same:
+                tampered = True
+                for key in [k for k in now if k not in saved]:
+                    delattr(obj, key)
+                for key, value in saved.items():
+                    if now.get(key, saved) is not value:
+                        setattr(obj, key, value)
+        tensor = self.torch.Tensor
+        if vars(tensor) != self.tensor_dict:
+            tampered = True
+            for key in [k for k in vars(tensor) if k not in self.tensor_dict]:
+                delattr(tensor, key)
+            for key, value in self.tensor_dict.items():
+                if vars(tensor).get(key, self.tensor_dict) is not value:
+                    setattr(tensor, key, value)
+        return tampered
+
+    # ---- helpers --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def cpu_used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def one_line(self, exc: BaseException) -> str:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = next((f"line {f.lineno}" for f in reversed(frames) if f.filename == self.filename), "")
+        text = " ".join(str(exc).split())[:500] or type(exc).__name__
+        return f"{type(exc).__name__}{' at ' + where if where else ''}: {text}"
+
+    def send(self, header: dict[str, Any], data: list[Any] | None = None) -> None:
+        blob = json.dumps(header).encode()
+        data = data or []
+        total = _REPLY.size - _LEN.size + len(blob) + sum(len(d) for d in data)
+        chunks = [memoryview(_REPLY.pack(total, len(blob))), memoryview(blob), *data]
+        while chunks:
+            written = os.writev(self.wfd, chunks)
+            while chunks and written >= len(chunks[0]):
+                written -= len(chunks[0])
+                chunks.pop(0)
+            if chunks and written:
+                chunks[0] = chunks[0][written:]
+
+    def read_message(self) -> dict[str, Any]:
+        head = self.read_exact(_LEN.size)
+        return dict(pickle.loads(self.read_exact(_LEN.unpack(head or b"")[0]) or b""))
+
+    def read_exact(self, size: int, allow_eof: bool = False) -> bytes | None:
+        out = bytearray(size)
+        got = self.read_into(memoryview(out), allow_eof)
+        return None if got < size else bytes(out)
+
+    def read_into(self, view: memoryview, allow_eof: bool = False) -> int:
+        got = 0
+        while got < len(view):
+            k = os.readv(self.rfd, [view[got:]])
+            if k == 0:
+                if allow_eof and got == 0:
+                    return 0
+                os._exit(0)  # the host went away mid-message
+            got += k
+        return got
+
+
+def _loaded_torch_only(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    """``__import__`` for gated reward code's frames: torch modules that are already loaded, nothing else."""
+    root = name.partition(".")[0]
+    if level != 0 or root != "torch" or name not in sys.modules:
+        raise ImportError(f"import of '{name}' is not allowed in reward code")
+    return sys.modules[name if fromlist else root]
+
+
+def main() -> None:
+    worker = Worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else -1)
+    try:
+        worker.start()
+    except BaseException as e:  # report a start-up failure on the pipe; stderr goes nowhere
+        worker.send({"ready": False, "error": f"the sandbox worker failed to start: {type(e).__name__}: {e}"})
+        raise
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()

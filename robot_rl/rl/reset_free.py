@@ -1,0 +1,530 @@
+"""Reset-free fine-tuning: a forward and a backward IQL policy take turns in one world, without resets.
+
+Both policies start from offline IQL checkpoints (e.g. drawer-open and drawer-close). An *attempt* is one
+policy acting until its success signal says "done" (probability >= threshold) or a time limit; then the other
+policy takes over from wherever the world is. Each policy learns online from its own attempts, on batches that
+mix its offline data (``offline_ratio``) with its new transitions, as ``robot_rl.rl.finetune`` does.
+
+Reward of each direction (offline data relabeled the same way, so the two agree): ``scale * 1[p >= threshold]``
+with ``p`` the direction's :class:`SuccessSignal` on the state after the step; that transition is terminal.
+``scale`` defaults to the task's episode length (the project's reward normalization, episode length / return
+range, with returns in {0, 1}).
+
+Ground truth (``info["success"]`` of the backend, where it has one) is recorded beside every step and attempt
+and used only to measure: the claimed successes (by the signal) and the true ones are counted apart, a claim
+that ground truth contradicts is a *false claim*, and a backend without ground truth reports "n/a", never the
+signal's claims in its place.
+
+Interventions: after each attempt the pair is *stuck* when ``stuck_attempts`` attempts in a row (both
+directions counted) made no progress, or when the backend reports a reason (object out of reach). Progress
+means the attempt's task went from unsolved at its start to solved at its end, judged by ground truth where the
+backend has it (the sim harness stands in for a person who looks at the scene; ground truth never reaches the
+learners), else by the signal. An attempt that finds its task already solved makes no progress. The backend
+then puts the world in a start state of the direction about to act (sim: a fresh reset of that task; robot:
+a callback that blocks until a person is done). Interventions are counted and reported per 1,000 steps and
+per hour of robot time at the backend's control rate (MetaWorld: 80 Hz of simulated time,
+``1 / (frame_skip * timestep)``; pass ``control_hz`` for a nominal rate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from robot_rl.core import EnvSpec, RobotEnv
+from robot_rl.core.env import Obs
+from robot_rl.data import Dataset, TransitionSampler
+from robot_rl.rl.checkpoint import save_checkpoint
+from robot_rl.rl.evaluate import evaluate
+from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, load_iql_for_finetuning, mixed_batch
+from robot_rl.rl.iql import gradient_step
+from robot_rl.rl.logger import MetricsLogger
+from robot_rl.rl.policy import Policy
+from robot_rl.rl.train import TrainingDiverged
+
+DIRECTIONS = ("forward", "backward")
+EVENTS_FILE = "events.jsonl"
+
+
+class SuccessSignal(Protocol):
+    """What decides "this attempt succeeded" online: ``[N]`` probability of success of post-step observations."""
+
+    name: str
+    threshold: float
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ...
+
+
+class GroundTruthSuccess:
+    """The simulator's success flag (``obs["privileged"]``'s ``success`` term) as a 0/1 probability.
+
+    For the ground-truth baseline and for tests; a backend without privileged observations cannot use it.
+    """
+
+    name = "ground_truth"
+    threshold = 0.5
+
+    def __init__(self, spec: EnvSpec) -> None:
+        names = [row[0] for row in spec.extras.get("privileged", [])]
+        if "privileged" not in spec.observations or "success" not in names:
+            raise ValueError(f"success signal 'ground_truth': '{spec.name}' has no ground-truth success term "
+                             "(a real robot?); use a success classifier")
+        self.index = names.index("success")
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "privileged" not in obs:
+            raise ValueError("success signal 'ground_truth': the observation has no 'privileged' term")
+        return (obs["privileged"][:, self.index] > 0.5).float()
+
+
+class ResetFreeBackend(Protocol):
+    """One world shared by the forward (0) and backward (1) direction; see ``robot_rl.envs.reset_free``."""
+
+    names: tuple[str, str]
+    specs: tuple[EnvSpec, EnvSpec]
+    episode_lengths: tuple[int, int]
+    control_hz: float
+    can_save_state: bool
+
+    def start(self, direction: int, seed: int | None = None) -> Obs: ...
+
+    def observe(self, direction: int) -> Obs: ...
+
+    def step(self, direction: int, action: torch.Tensor) -> tuple[Obs, dict[str, Any]]: ...
+
+    def ground_truth_success(self, direction: int) -> bool | None: ...
+
+    def stuck_reason(self) -> str | None: ...
+
+    def intervene(self, direction: int, reason: str) -> Obs: ...
+
+    def make_eval_env(self, direction: int) -> RobotEnv | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ResetFreeConfig:
+    """A reset-free fine-tuning run (steps are environment steps, both directions together)."""
+
+    steps: int = 20_000
+    attempt_time_limit: int | None = None
+    """Steps before an attempt ends unsolved; default: each task's episode length (task card)."""
+    stuck_attempts: int = 4
+    """Attempts in a row (both directions) without progress (unsolved -> solved) before an intervention."""
+    offline_ratio: float = 0.75
+    """Share of each batch from the direction's offline data (``finetune``'s measured default)."""
+    updates_per_step: float = 1.0
+    """Updates of the acting direction's agent per env step (after its warm-up)."""
+    warmup_steps: int = 500
+    """New transitions a direction collects before its agent starts updating."""
+    reward_scale: float | None = None
+    """Reward of a success step; default: the task's episode length."""
+    critic_warmup_updates: int = 0
+    """Value and critic updates (no actor) on the relabeled offline data before the online phase: the offline
+    critic learned the dataset's reward, not the success reward, and its advantages would steer the actor."""
+    capacity: int = 200_000
+    log_every: int = 1000
+    eval_every: int = 0
+    """Evaluate both policies (with resets) every this many steps; 0: only before and after."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (0: no evaluation)."""
+    control_hz: float | None = None
+    """Control rate for "per hour" figures; default: the backend's."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [f"{k} must be >= {lo}, got {v}" for k, v, lo in (
+            ("steps", self.steps, 1), ("stuck_attempts", self.stuck_attempts, 1), ("log_every", self.log_every, 1),
+            ("warmup_steps", self.warmup_steps, 0),
+            ("critic_warmup_updates", self.critic_warmup_updates, 0), ("eval_every", self.eval_every, 0),
+            ("eval_episodes", self.eval_episodes, 0), ("capacity", self.capacity, 1),
+            ("attempt_time_limit", self.attempt_time_limit or 1, 1), ("updates_per_step", self.updates_per_step, 0))
+            if v < lo]
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            problems.append(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.control_hz is not None and not self.control_hz > 0:
+            problems.append(f"control_hz must be > 0, got {self.control_hz}")
+        if problems:
+            raise ValueError("reset-free config: " + "; ".join(problems))
+
+
+@dataclass
+class DirectionStats:
+    """What one direction did; ``true_*`` stay 0 and ``has_ground_truth`` False on a backend without ground truth."""
+
+    steps: int = 0
+    attempts: int = 0
+    """Finished attempts (ended by a claim or the time limit)."""
+    claimed: int = 0
+    """Attempts the success signal ended (claimed success)."""
+    true_success: int = 0
+    """Attempts whose end state ground truth calls solved."""
+    true_from_unsolved: int = 0
+    """Of those, attempts that began unsolved (the policy did it)."""
+    began_unsolved: int = 0
+    false_claims: int = 0
+    """Claimed, but ground truth says unsolved."""
+    missed: int = 0
+    """Not claimed (time limit), but ground truth says solved at the end."""
+    has_ground_truth: bool = False
+    confusion: dict[str, int] = field(default_factory=lambda: {"tp": 0, "fp": 0, "tn": 0, "fn": 0})
+    """Per step: signal's claim vs ground truth of the post-step state."""
+    updates: int = 0
+
+    def add_attempt(self, claimed: bool, gt_start: bool | None, gt_end: bool | None) -> None:
+        """Count one finished attempt: claimed by the signal; ground truth at its start and end (``None``: none)."""
+        self.attempts += 1
+        self.claimed += claimed
+        if gt_end is not None:
+            self.true_success += gt_end
+            self.false_claims += claimed and not gt_end
+            self.missed += gt_end and not claimed
+            if gt_start is False:
+                self.began_unsolved += 1
+                self.true_from_unsolved += gt_end
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        nan = float("nan")
+        c = self.confusion
+        judged = sum(c.values())
+        gt = self.has_ground_truth
+        out = {
+            "steps": float(self.steps), "attempts": float(self.attempts), "updates": float(self.updates),
+            "claimed_rate": self.claimed / self.attempts if self.attempts else nan,
+            "true_rate": self.true_success / self.attempts if gt and self.attempts else nan,
+            "true_rate_from_unsolved": (self.true_from_unsolved / self.began_unsolved
+                                        if gt and self.began_unsolved else nan),
+            "false_claims": float(self.false_claims) if gt else nan,
+            "missed_successes": float(self.missed) if gt else nan,
+            "signal_step_accuracy": (c["tp"] + c["tn"]) / judged if judged else nan,
+            "signal_step_precision": c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else nan,
+            "signal_step_recall": c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else nan,
+            "signal_attempt_accuracy": ((self.attempts - self.false_claims - self.missed) / self.attempts
+                                        if gt and self.attempts else nan),
+        }
+        return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+@dataclass
+class ResetFreeResult:
+    stats: tuple[DirectionStats, DirectionStats]
+    interventions: int
+    self_resets: int
+    steps: int
+    control_hz: float
+    evals: list[dict[str, float]]
+    """``{"step", "forward", "backward"}`` success rates with resets (NaN: no evaluation env)."""
+    summary: dict[str, Any]
+
+
+@dataclass
+class _Learner:
+    loaded: LoadedAgent
+    policy: Policy
+    offline: TransitionSampler
+    replay: OnlineReplay
+    signal: SuccessSignal
+    scale: float
+    new_transitions: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    counted: int = 0
+
+
+def offline_success(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 4096) -> np.ndarray:
+    """bool ``[N]``: the signal's verdict on the post-step state of every offline transition (dataset order).
+
+    ``GroundTruthSuccess`` reads the dataset's per-step ``successes``; any other signal sees ``{"state": ...}``.
+    """
+    if isinstance(signal, GroundTruthSuccess):
+        dataset = loaded.train_cfg.dataset
+        parts = []
+        with Dataset(dataset) as ds:
+            for name in ds.episode_names:
+                ep = ds.load_episode(name)
+                if ep.successes is None:
+                    raise ValueError(f"{dataset}: episode {name} has no per-step success; the 'ground_truth' "
+                                     "signal cannot label it (use a success classifier)")
+                parts.append(ep.successes.astype(bool))
+        return np.concatenate(parts)
+    mean = np.asarray(loaded.normalizer.mean, np.float32)
+    std = np.asarray(loaded.normalizer.std, np.float32)
+    states = loaded.offline.arrays["next_obs"] * std + mean
+    out = []
+    for i in range(0, len(states), chunk):
+        p = signal({"state": torch.from_numpy(states[i:i + chunk])})
+        out.append(p.detach().float().cpu().numpy() >= signal.threshold)
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: int, signal: SuccessSignal,
+                  cfg: ResetFreeConfig) -> _Learner:
+    target = backend.specs[direction]
+    updates = max(int(cfg.steps * cfg.updates_per_step), 1)
+    loaded = load_iql_for_finetuning(checkpoint_dir, target, updates)
+    trained = loaded.offline.spec.name
+    if backend.specs[0].name != backend.specs[1].name and trained != target.name:
+        raise ValueError(f"{checkpoint_dir}: the {DIRECTIONS[direction]} checkpoint was trained on '{trained}', "
+                         f"but the {DIRECTIONS[direction]} task of this pair is '{target.name}'")
+    scale = float(cfg.reward_scale if cfg.reward_scale is not None else loaded.offline.spec.max_episode_steps)
+    success = offline_success(signal, loaded)
+    n = len(loaded.offline.arrays["rewards"])
+    if len(success) != n:
+        raise ValueError(f"{loaded.train_cfg.dataset}: {len(success)} success labels for {n} transitions")
+    arrays = {**loaded.offline.arrays, "rewards": (success * scale).astype(np.float32), "terminals": success.copy()}
+    device = loaded.device
+    seed = cfg.seed * 2 + direction
+    return _Learner(loaded, Policy(loaded.agent.actor, loaded.normalizer, loaded.offline.spec),
+                    TransitionSampler(arrays, device, seed=seed),
+                    OnlineReplay(cfg.capacity, target.state_dim, target.action.dim, device, seed + 100),
+                    signal, scale)
+
+
+def reset_free_finetune(forward: Path, backward: Path, backend: ResetFreeBackend,
+                        signals: tuple[SuccessSignal, SuccessSignal], cfg: ResetFreeConfig, run_dir: Path,
+                        on_progress: Callable[[int, dict[str, float]], None] | None = None) -> ResetFreeResult:
+    """Fine-tune the IQL agents of ``forward`` and ``backward`` in ``backend``, taking turns without resets.
+
+    Writes ``run_dir/forward`` and ``run_dir/backward`` (checkpoints, loadable by ``robot-rl eval``),
+    ``metrics.jsonl``, ``events.jsonl`` (one line per attempt, intervention and evaluation) and ``summary.json``.
+    ``on_progress(step, metrics)`` is called after every attempt and log step.
+    """
+    learners = tuple(_make_learner(d, backend, i, signals[i], cfg) for i, d in enumerate((forward, backward)))
+    run = _Run(learners, backend, cfg, Path(run_dir), on_progress)  # type: ignore[arg-type]
+    try:
+        run.loop()
+    finally:
+        run.close()
+    summary = run.summary()
+    (Path(run_dir) / "summary.json").write_text(json.dumps(_finite_or_none(summary), indent=2) + "\n")
+    return ResetFreeResult((run.stats[0], run.stats[1]), run.interventions, int(getattr(backend, "self_resets", 0)),
+                           run.steps, run.control_hz, run.evals, summary)
+
+
+class _Run:
+    """The state of one reset-free run; ``loop()`` alternates attempts until ``cfg.steps``."""
+
+    def __init__(self, learners: tuple[_Learner, _Learner], backend: ResetFreeBackend, cfg: ResetFreeConfig,
+                 run_dir: Path, on_progress: Callable[[int, dict[str, float]], None] | None) -> None:
+        self.learners, self.backend, self.cfg, self.run_dir, self.on_progress = (
+            learners, backend, cfg, run_dir, on_progress)
+        self.control_hz = float(cfg.control_hz or backend.control_hz or float("nan"))
+        self.limits = tuple(cfg.attempt_time_limit or backend.episode_lengths[i] for i in range(2))
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator(device=learners[0].loaded.device)
+        self.gen.manual_seed(cfg.seed)
+        self.stats = (DirectionStats(), DirectionStats())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.logger = MetricsLogger(run_dir)
+        self.events = (run_dir / EVENTS_FILE).open("a", encoding="utf-8")
+        self.evals: list[dict[str, float]] = []
+        self.steps, self.interventions, self.unsolved_in_row, self.logged_at = 0, 0, 0, -1
+        self.next_log = cfg.log_every
+        self.next_eval = cfg.eval_every or math.inf
+
+    def loop(self) -> None:
+        if self.cfg.eval_episodes:
+            self.evaluate()
+        for learner in self.learners:
+            _critic_warmup(learner, self.cfg)
+        direction = 0
+        self.backend.start(0, seed=self.cfg.seed)
+        while self.steps < self.cfg.steps:
+            if not self.attempt(direction):
+                break
+            direction = 1 - direction
+            self.maybe_intervene(direction)
+            if self.on_progress is not None:
+                self.on_progress(self.steps, self.metrics())
+        if self.cfg.eval_episodes and (not self.evals or self.evals[-1]["step"] != self.steps):
+            self.evaluate()
+        if self.logged_at != self.steps:
+            self.log()
+
+    def attempt(self, direction: int) -> bool:
+        """One attempt of ``direction``; ``False`` if the step budget ran out before it finished."""
+        learner, st, backend = self.learners[direction], self.stats[direction], self.backend
+        obs = backend.observe(direction)
+        gt_start = backend.ground_truth_success(direction)
+        claimed_start = self.claims(learner.signal, obs)
+        start, length, claimed, gt_ever = self.steps, 0, False, False
+        gt: bool | None = None
+        while not (claimed or length >= self.limits[direction] or self.steps >= self.cfg.steps):
+            action = learner.policy(obs, deterministic=False, generator=self.gen)
+            next_obs, info = backend.step(direction, action)
+            claimed = self.claims(learner.signal, next_obs)
+            gt = bool(info["success"][0]) if "success" in info else None
+            if gt is not None:
+                st.has_ground_truth = True
+                gt_ever |= gt
+                st.confusion[("t" if claimed == gt else "f") + ("p" if claimed else "n")] += 1
+            _add(learner, obs, action, next_obs, claimed)
+            self.steps += 1
+            length += 1
+            st.steps += 1
+            _update(learner, st, self.cfg)
+            obs = next_obs
+            self.on_step()
+        finished = claimed or length >= self.limits[direction]
+        self.event({"type": "attempt", "direction": DIRECTIONS[direction], "start": start, "end": self.steps,
+                    "length": length, "ended_by": "claim" if claimed else "time_limit" if finished else "budget",
+                    "claimed_start": claimed_start, "claimed": claimed, "gt_start": gt_start, "gt_end": gt,
+                    "gt_ever": gt_ever if gt is not None else None})
+        if finished:
+            st.add_attempt(claimed, gt_start, gt)
+            # progress: the task went from unsolved to solved (ground truth where there is one, else the signal);
+            # an attempt that found its task already solved moved nothing
+            progress = (gt and not gt_start) if gt is not None else (claimed and not claimed_start)
+            self.unsolved_in_row = 0 if progress else self.unsolved_in_row + 1
+        return finished
+
+    @staticmethod
+    def claims(signal: SuccessSignal, obs: Obs) -> bool:
+        return bool(signal(obs).detach().float().cpu()[0] >= signal.threshold)
+
+    def maybe_intervene(self, direction: int) -> None:
+        """Call for help if the pair is stuck; the world is then put in a start state of ``direction``."""
+        reason = self.backend.stuck_reason()
+        if reason is None and self.unsolved_in_row >= self.cfg.stuck_attempts:
+            reason = f"{self.unsolved_in_row} attempts in a row made no progress"
+        if reason is None:
+            return
+        self.interventions += 1
+        self.unsolved_in_row = 0
+        self.backend.intervene(direction, reason)
+        self.event({"type": "intervention", "step": self.steps, "direction": DIRECTIONS[direction], "reason": reason})
+
+    def on_step(self) -> None:
+        if self.steps >= self.next_eval:
+            self.next_eval += self.cfg.eval_every
+            self.evaluate()
+        if self.steps >= self.next_log:
+            self.next_log += self.cfg.log_every
+            self.log()
+
+    def event(self, row: dict[str, Any]) -> None:
+        self.events.write(json.dumps(_finite_or_none(row)) + "\n")
+        self.events.flush()
+
+    def evaluate(self) -> None:
+        row: dict[str, float] = {"step": float(self.steps)}
+        for i, learner in enumerate(self.learners):
+            env = self.backend.make_eval_env(i) if self.cfg.eval_episodes else None
+            row[DIRECTIONS[i]] = float("nan") if env is None else evaluate(
+                learner.policy, env, self.cfg.eval_episodes, seed=10_000).success_rate
+        self.evals.append(row)
+        self.event({"type": "eval", **row})
+
+    def metrics(self) -> dict[str, float]:
+        m = {**self.stats[0].metrics("forward/"), **self.stats[1].metrics("backward/")}
+        n, hours = self.steps, self.steps / self.control_hz / 3600.0
+        m.update({"interventions": float(self.interventions),
+                  "self_resets": float(getattr(self.backend, "self_resets", 0)),
+                  "interventions_per_1k_steps": 1000.0 * self.interventions / n if n else float("nan"),
+                  "interventions_per_hour": self.interventions / hours if n else float("nan")})
+        return m
+
+    def log(self) -> None:
+        m = self.metrics()
+        for i, learner in enumerate(self.learners):
+            n = max(self.stats[i].updates - learner.counted, 1)
+            means = {f"{DIRECTIONS[i]}/{k}": float(v) / n for k, v in learner.sums.items()}
+            if not all(math.isfinite(v) for v in means.values()):
+                raise TrainingDiverged(f"reset-free fine-tuning diverged at step {self.steps} ({DIRECTIONS[i]}): "
+                                       f"{means}; last checkpoints kept in {self.run_dir}")
+            m.update(means)
+            learner.sums, learner.counted = {}, self.stats[i].updates
+        if self.evals and self.evals[-1]["step"] == self.steps:
+            m.update({f"eval/{d}/success_rate": self.evals[-1][d] for d in DIRECTIONS})
+        self.logger.log(self.steps, m)
+        self.logged_at = self.steps
+        for i, learner in enumerate(self.learners):
+            save_checkpoint(self.run_dir / DIRECTIONS[i], self.steps, _payload(learner, self.cfg, m))
+        if self.on_progress is not None:
+            self.on_progress(self.steps, m)
+
+    def summary(self) -> dict[str, Any]:
+        hours = self.steps / self.control_hz / 3600.0
+        n = self.steps
+        return {
+            "steps": n, "tasks": list(self.backend.names), "signals": [x.signal.name for x in self.learners],
+            "thresholds": [x.signal.threshold for x in self.learners],
+            "success_reward": [x.scale for x in self.learners],
+            "can_save_state": self.backend.can_save_state,
+            "has_ground_truth": [s.has_ground_truth for s in self.stats],
+            "interventions": self.interventions, "self_resets": int(getattr(self.backend, "self_resets", 0)),
+            "interventions_per_1k_steps": 1000.0 * self.interventions / n if n else None,
+            "interventions_per_hour": self.interventions / hours if n else None,
+            "control_hz": self.control_hz, "robot_hours": hours,
+            "eval_before": self.evals[0] if self.evals else None,
+            "eval_after": self.evals[-1] if len(self.evals) > 1 else None,
+            "config": dataclasses.asdict(self.cfg), "metrics": self.metrics(),
+            "confusion": {DIRECTIONS[i]: dict(s.confusion) for i, s in enumerate(self.stats)},
+        }
+
+    def close(self) -> None:
+        self.logger.close()
+        self.events.close()
+
+
+def _add(learner: _Learner, obs: Obs, action: torch.Tensor, next_obs: Obs, claimed: bool) -> None:
+    device, norm = learner.loaded.device, learner.loaded.normalizer
+    learner.replay.add({
+        "obs": norm(obs["state"].to(device).float()), "actions": action.to(device),
+        "rewards": torch.full((1,), learner.scale if claimed else 0.0, device=device),
+        "next_obs": norm(next_obs["state"].to(device).float()),
+        "terminals": torch.full((1,), claimed, dtype=torch.bool, device=device)})
+    learner.new_transitions += 1
+
+
+def _update(learner: _Learner, st: DirectionStats, cfg: ResetFreeConfig) -> None:
+    agent = learner.loaded.agent
+    batch = learner.loaded.train_cfg.iql.batch_size
+    n_off = int(round(batch * cfg.offline_ratio))
+    target = (learner.new_transitions - cfg.warmup_steps) * cfg.updates_per_step
+    if st.updates >= target:
+        return
+    agent.actor.train()
+    while st.updates < target:
+        for k, v in agent.update(mixed_batch(learner.offline, learner.replay, batch, n_off)).items():
+            learner.sums[k].add_(v) if k in learner.sums else learner.sums.setdefault(k, v.clone())
+        st.updates += 1
+    agent.actor.eval()
+
+
+def _critic_warmup(learner: _Learner, cfg: ResetFreeConfig) -> None:
+    """``cfg.critic_warmup_updates`` value and critic steps on offline batches (actor untouched)."""
+    agent = learner.loaded.agent
+    for _ in range(cfg.critic_warmup_updates):
+        out = agent.losses(learner.offline.sample(learner.loaded.train_cfg.iql.batch_size))
+        gradient_step(agent, {k: v for k, v in out.items() if k != "actor_loss"},
+                      targets=[(agent.target_critic, agent.critic)])
+
+
+def _payload(learner: _Learner, cfg: ResetFreeConfig, last: dict[str, float]) -> dict[str, Any]:
+    agent, signal = learner.loaded.agent, learner.signal
+    return {**learner.loaded.payload, "config": learner.loaded.train_cfg.to_dict(),
+            "reset_free": {**dataclasses.asdict(cfg), "signal": signal.name, "threshold": signal.threshold,
+                           "success_reward": learner.scale},
+            "agent": agent.state_dict(), "optimizer": agent.optimizer.state_dict(),
+            "scheduler": agent.scheduler.state_dict(), "metrics": last}
+
+
+def _finite_or_none(v: Any) -> Any:
+    """JSON-safe copy: NaN / inf become ``null`` (strict JSON has no NaN)."""
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite_or_none(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
