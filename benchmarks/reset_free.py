@@ -2,15 +2,22 @@
 with the learned success classifier's reward vs the simulator's ground-truth success, and interventions.
 
 Per task: one `suboptimal` dataset (collected once, seed 0) and one state success classifier (robot_rl.rewards.success,
-labels from the dataset's recorded success marks, ``labels_from="ground_truth"``: first frames negative, last frames
-of marked episodes positive). Per seed: offline IQL for both tasks, then reset-free fine-tuning from those
-checkpoints with (i) the classifiers as success signals and (ii) ground-truth success signals. "Before" is the
-offline-only policy evaluated with resets on fixed layouts; "after" the same evaluation after fine-tuning.
+``labels_from="ground_truth"``: first frames negative, last frames of marked episodes positive). With
+``--classifier-labels scripted`` (default) the classifier also trains on ``--label-frames`` per-frame labels of the
+scripted success teacher (simulator ground truth, mistake rate ``--label-mistake``, default 0), asked through the
+dataset's success label store (``<dataset>.success-labels.sqlite``; every episode's last frame, then uniformly drawn
+frames): the "labeled segments" path, which covers more of the state distribution than first/final frames.
+``--classifier-labels final`` is the first run's classifier (first/final frames only; the store is not read).
+Per seed: offline IQL for both tasks, then reset-free fine-tuning from those checkpoints with (i) the classifiers
+as success signals and (ii) ground-truth success signals. "Before" is the offline-only policy evaluated with resets
+on fixed layouts; "after" the same evaluation after fine-tuning.
 
     nice python benchmarks/reset_free.py                          # defaults below, 3 seeds
     nice python benchmarks/reset_free.py --seeds 0 --steps 2000   # one quick seed
+    nice python benchmarks/reset_free.py --classifier-labels final  # the first run's final-frame classifier
 
-Writes runs under --root, results.json there, and prints the markdown table (paste into benchmarks/reset_free.md).
+Writes runs under --root, results-<classifier>-n<steps>.json there, and prints the markdown table (paste into
+benchmarks/reset_free.md).
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=30, help="episodes per offline dataset")
     p.add_argument("--pretrain-steps", type=int, default=2000, help="offline IQL updates per task and seed")
     p.add_argument("--classifier-steps", type=int, default=1000)
+    p.add_argument("--classifier-labels", choices=("final", "scripted"), default="scripted",
+                   help="final: first/final frames only; scripted: plus --label-frames scripted-teacher labels")
+    p.add_argument("--label-frames", type=int, default=600, help="scripted-teacher frames per task dataset")
+    p.add_argument("--label-mistake", type=float, default=0.0, help="scripted teacher's mistake rate")
     p.add_argument("--steps", type=int, default=3000, help="reset-free env steps per run (both directions)")
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--critic-warmup", type=int, default=2000,
@@ -51,6 +62,7 @@ def main() -> None:
     from robot_rl.cli.main import main as cli
     from robot_rl.envs.reset_free import MetaWorldPairBackend
     from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig, train_success
+    from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, label_success
     from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import write_report
 
@@ -58,15 +70,29 @@ def main() -> None:
     start = time.time()
     args.root.mkdir(parents=True, exist_ok=True)
     classifier_metrics = {}
+    label_jobs: dict[str, dict[str, Any]] = {}
+    clf_tag = "" if args.classifier_labels == "final" else \
+        f"-scripted{args.label_frames}" + (f"-m{args.label_mistake:g}" if args.label_mistake else "")
     for task in TASKS:
         data = args.root / f"{task}.h5"
         if not data.exists():
             assert cli(["collect", "--task", f"metaworld/{task}", "--preset", "suboptimal", "--episodes",
                         str(args.episodes), "--num-envs", "4", "--seed", "0", "--out", str(data)]) == 0
-        clf = args.root / f"success-{task}"
+        clf = args.root / f"success-{task}{clf_tag}"
         if "classifier" in args.variants and not (clf / "success_classifier.pt").exists():
+            if args.classifier_labels == "scripted":
+                # The dataset's success label store; answers already stored there are reused, not asked again.
+                job = label_success(str(data), ScriptedSuccessTeacher(args.label_mistake, seed=0), args.label_frames)
+                label_jobs[task] = {"store": job.store, "asked": job.asked, "reused": job.reused,
+                                    "accuracy_vs_truth": job.accuracy,
+                                    "positives": sum(1 for lb in job.labels if lb.value is not None and lb.value > 0.5),
+                                    "labels": len(job.labels)}
+                store = job.store
+            else:
+                store = str(args.root / "no-success-labels.sqlite")  # never created: first/final frames only
+                assert not os.path.exists(store)
             train_success(str(data), clf, SuccessConfig(obs="state", steps=args.classifier_steps),
-                          labels_from="ground_truth")
+                          labels_from="ground_truth", success_store=store)
         if (clf / "success_metrics.json").exists():
             classifier_metrics[task] = json.loads((clf / "success_metrics.json").read_text())
     t_setup = time.time() - start
@@ -78,11 +104,12 @@ def main() -> None:
                 assert cli(["train", "--dataset", str(args.root / f"{task}.h5"), "--steps", str(args.pretrain_steps),
                             "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
         for variant in args.variants:
-            out = args.root / f"rf-{variant}-cw{args.critic_warmup}-s{seed}"
+            tag = clf_tag if variant == "classifier" else ""
+            out = args.root / f"rf-{variant}{tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
             if not (out / "summary.json").exists():
                 backend = MetaWorldPairBackend("drawer", seed=seed)
                 if variant == "classifier":
-                    signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}") for t in TASKS)
+                    signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}{clf_tag}") for t in TASKS)
                 else:
                     signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
                 cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,
@@ -108,13 +135,26 @@ def main() -> None:
                              {"wall time": f"{time.time() - t0:.0f} s"})
             s = json.loads((out / "summary.json").read_text())
             results.append({"seed": seed, "variant": variant, **_row(s)})
-    (args.root / "results.json").write_text(json.dumps({"results": results, "classifiers": {
-        t: {k: m.get(k) for k in ("valid_accuracy", "truth_accuracy", "threshold") if k in m}
-        for t, m in classifier_metrics.items()}}, indent=1))
+    classifiers = {t: {"valid_accuracy": m.get("valid", {}).get("accuracy"),
+                       "truth_accuracy": m.get("truth", {}).get("accuracy"),
+                       "truth_recall": m.get("truth", {}).get("recall"), "threshold": m.get("threshold"),
+                       "sources": {k: {"positives": v.get("positives"), "negatives": v.get("negatives")}
+                                   for k, v in m.get("sources", {}).items()}}
+                   for t, m in classifier_metrics.items()}
+    (args.root / f"results{clf_tag}-n{args.steps}.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "classifiers": classifiers,
+         "label_jobs": label_jobs, "total_seconds": time.time() - start}, indent=1))
     print(f"\n{len(args.seeds)} seeds; {args.episodes}-episode suboptimal datasets; {args.pretrain_steps} offline "
           f"updates; critic warm-up {args.critic_warmup}; {args.steps} reset-free steps per run; "
           f"{args.eval_episodes} eval episodes per direction; "
-          f"setup {t_setup:.0f} s, total {time.time() - start:.0f} s\n")
+          f"classifier labels {args.classifier_labels}"
+          + (f" ({args.label_frames} scripted frames, mistake {args.label_mistake:g})" if clf_tag else "")
+          + f"; setup {t_setup:.0f} s, total {time.time() - start:.0f} s\n")
+    for t, c in classifiers.items():
+        acc, rec = c["truth_accuracy"], c["truth_recall"]
+        print(f"classifier {t}: held-out step accuracy vs ground truth "
+              f"{'n/a' if acc is None else f'{acc:.1%}'}, recall {'n/a' if rec is None else f'{rec:.1%}'}, "
+              f"threshold {c['threshold']:.2f}, sources {c['sources']}")
     print(table(results))
 
 

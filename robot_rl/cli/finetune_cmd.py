@@ -15,7 +15,7 @@ from robot_rl.cli.help_text import command_help
 
 if TYPE_CHECKING:
     from robot_rl.core import EnvSpec
-    from robot_rl.rl.reset_free import SuccessSignal
+    from robot_rl.rl.rewards import SuccessSignal
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:

@@ -40,7 +40,11 @@ class MetricsLogger:
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """All rows of ``RUN_DIR/metrics.jsonl`` (a torn last line from a crash is ignored)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All rows of a JSON-lines file, ``[]`` if it does not exist (a torn last line from a crash is ignored)."""
     rows = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():

@@ -48,20 +48,11 @@ from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, load_iql_for_finetun
 from robot_rl.rl.iql import gradient_step
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
+from robot_rl.rl.rewards import SuccessSignal
 from robot_rl.rl.train import TrainingDiverged
 
 DIRECTIONS = ("forward", "backward")
 EVENTS_FILE = "events.jsonl"
-
-
-class SuccessSignal(Protocol):
-    """What decides "this attempt succeeded" online: ``[N]`` probability of success of post-step observations."""
-
-    name: str
-    threshold: float
-
-    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        ...
 
 
 class GroundTruthSuccess:

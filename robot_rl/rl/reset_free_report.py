@@ -11,21 +11,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from robot_rl.rl.logger import read_jsonl
+
 DIRECTIONS = ("forward", "backward")
 PLOT_FILE = "reset_free.png"
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """Rows of ``events.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / "events.jsonl"
-    rows = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    return read_jsonl(Path(run_dir) / "events.jsonl")
 
 
 def rolling_rates(attempts: list[dict[str, Any]], key: str, window: int = 10) -> list[tuple[int, float]]:

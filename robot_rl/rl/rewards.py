@@ -77,8 +77,10 @@ class CodeRewardSource:
 
 
 class SuccessSignal(Protocol):
-    """P(success) ``[N]`` of observations, with the threshold above which it counts as success
-    (``robot_rl.rewards.success``: ``ClassifierSuccess``, ``ConstantSuccess``)."""
+    """What decides "success" online (the sparse reward of fine-tuning, the end of a reset-free attempt):
+    ``__call__(obs) -> P(success) [N]`` of post-step observations and the ``threshold`` above which it counts.
+    ``robot_rl.rewards.success``: ``ClassifierSuccess``, ``ConstantSuccess``; ``robot_rl.rl.reset_free``:
+    ``GroundTruthSuccess``."""
 
     name: str
     threshold: float

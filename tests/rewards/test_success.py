@@ -20,15 +20,13 @@ from robot_rl.rewards.success import (
     ClassifierSuccess,
     ConstantSuccess,
     FlippedSuccess,
-    ScriptedSuccessTeacher,
     SuccessClassifier,
     SuccessConfig,
     SuccessError,
     collect_examples,
-    frame_truth,
-    label_success,
     train_success,
 )
+from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, frame_truth, label_success
 from robot_rl.rl.rewards import SuccessReward, dataset_reward_source, resolve_reward_source
 
 FAST = {"steps": 300, "batch_size": 64, "members": 2, "valid_fraction": 0.3, "log_every": 100}

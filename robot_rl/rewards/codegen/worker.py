@@ -249,7 +249,8 @@ class Worker:
             reply, data = {"error": f"compute_reward raised {self.one_line(e)}"}, []
         if os.getpid() != self.pid:  # a process the reward code forked (seccomp off): never answer for the worker
             os._exit(0)
-        reply["tampered"] = self.restore()
+        # gated code cannot assign attributes or reach a namespace dict, so only ungated code pays for the check
+        reply["tampered"] = False if self.gated else self.restore()
         reply["cpu"] = self.cpu_used()
         self.send(reply, data)
 
