@@ -299,7 +299,6 @@ class Sandbox:
                 self._shm = mmap.mmap(shm_fd, SHARED_BATCH_BYTES)
                 os.close(shm_fd)
         os.set_blocking(request_w, False)
-        os.set_blocking(reply_r, False)  # reads poll, then wait in select with the deadline; never block
         self._fds = (request_w, reply_r)
 
     def _send_message(self, message: dict[str, Any], deadline: float) -> None:
@@ -467,24 +466,13 @@ def _wait(fd: int, deadline: float, write: bool = False) -> None:
         raise TimeoutError
 
 
-_SPIN_S = 0.001
-"""How long a read polls before it sleeps in ``select``: a batch's reply often comes within it, and a sleeping
-host's wake-up costs more than the poll (benchmarks/sandbox_throughput.py, N = 4096: 0.44x in-process without the
-poll, 0.47-0.50x with it)."""
-
-
 def _read(fd: int, size: int, deadline: float) -> bytearray:
     out = bytearray(size)
     view = memoryview(out)
     got = 0
-    spin_until = time.monotonic() + _SPIN_S
     while got < size:
-        try:
-            k = os.readv(fd, [view[got:]])
-        except BlockingIOError:
-            if time.monotonic() >= spin_until:
-                _wait(fd, deadline)
-            continue
+        _wait(fd, deadline)
+        k = os.readv(fd, [view[got:]])
         if k == 0:
             raise EOFError
         got += k
