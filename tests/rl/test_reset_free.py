@@ -21,7 +21,7 @@ from robot_rl.rl.policy import load_policy
 from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
 from robot_rl.rl.reset_free_report import read_events, write_report
 
-TINY = dict(warmup_steps=30, log_every=100, eval_episodes=0)
+TINY = dict(warmup_steps=30, log_every=100, eval_episodes=0, critic_warmup_updates=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -186,6 +186,7 @@ def test_cli_reset_free_end_to_end(runs, tmp_path, capsys):
     fwd, bwd = str(runs / "drawer-open-v3"), str(runs / "drawer-close-v3")
     base = ["finetune", "--reset-free", "--forward", fwd, "--backward", bwd, "--task-pair", "drawer"]
     assert main([*base, "--steps", "100", "--warmup", "30", "--eval-episodes", "1", "--attempt-steps", "25",
+                 "--critic-warmup", "50",
                  "--success", "ground_truth", "--backward-success", "constant:0.0", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["signals"] == ["ground_truth", "constant"] and summary["steps"] == 100
