@@ -165,24 +165,26 @@ def _row(s: dict[str, Any]) -> dict[str, Any]:
             "interventions_per_1k": s["interventions_per_1k_steps"], "interventions": s["interventions"],
             "true_fwd": m["forward/true_rate_from_unsolved"], "claimed_fwd": m["forward/claimed_rate"],
             "false_claims": (m["forward/false_claims"] or 0) + (m["backward/false_claims"] or 0),
-            "acc_fwd": m["forward/signal_step_accuracy"], "acc_bwd": m["backward/signal_step_accuracy"]}
+            "acc_fwd": m["forward/signal_step_accuracy"], "acc_bwd": m["backward/signal_step_accuracy"],
+            "recall_fwd": m.get("forward/signal_step_recall"), "recall_bwd": m.get("backward/signal_step_recall")}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     def pct(values: list[Any]) -> str:
-        vals = [v for v in values if v is not None]
+        vals = [v for v in values if v is not None and v == v]  # None, NaN: not measured
         return ", ".join(f"{v:.0%}" for v in vals) + (f" (mean {np.mean(vals):.0%})" if len(vals) > 1 else "")
 
     def num(values: list[Any]) -> str:
-        vals = [v for v in values if v is not None]
+        vals = [v for v in values if v is not None and v == v]  # None, NaN: not measured
         return ", ".join(f"{v:.2f}" for v in vals) + (f" (mean {np.mean(vals):.2f})" if len(vals) > 1 else "")
 
     lines = ["| method | forward success, resets | backward success, resets | interventions / 1,000 steps "
-             "| forward attempts solved (from unsolved, GT) | false claims | signal step accuracy fwd / bwd |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| forward attempts solved (from unsolved, GT) | false claims | signal step accuracy fwd / bwd "
+             "| signal step recall fwd / bwd |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     first = [r for r in results if r["variant"] == results[0]["variant"]] if results else []
     lines.append(f"| offline-only IQL | {pct([r['before_fwd'] for r in first])} | "
-                 f"{pct([r['before_bwd'] for r in first])} | n/a | n/a | n/a | n/a |")
+                 f"{pct([r['before_bwd'] for r in first])} | n/a | n/a | n/a | n/a | n/a |")
     for variant, label in (("classifier", "reset-free, classifier reward"),
                            ("ground_truth", "reset-free, ground-truth reward")):
         rs = [r for r in results if r["variant"] == variant]
@@ -190,7 +192,8 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(f"| {label} | {pct([r['after_fwd'] for r in rs])} | {pct([r['after_bwd'] for r in rs])} "
                          f"| {num([r['interventions_per_1k'] for r in rs])} | {pct([r['true_fwd'] for r in rs])} "
                          f"| {', '.join(str(int(r['false_claims'])) for r in rs)} "
-                         f"| {pct([r['acc_fwd'] for r in rs])} / {pct([r['acc_bwd'] for r in rs])} |")
+                         f"| {pct([r['acc_fwd'] for r in rs])} / {pct([r['acc_bwd'] for r in rs])} "
+                         f"| {pct([r.get('recall_fwd') for r in rs])} / {pct([r.get('recall_bwd') for r in rs])} |")
     return "\n".join(lines)
 
 

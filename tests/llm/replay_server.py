@@ -182,6 +182,7 @@ Responder = Callable[[RecordedRequest], Behaviour | str | None]
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default listen backlog of 5 drops bursts of connects (1 s SYN retry)
     block_on_close = False  # idle keep-alive connections must not block stop()
     owner: ReplayServer
 

@@ -89,18 +89,36 @@ def check_source(source: str) -> ast.Module:
     return tree
 
 
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+
+
 def extract_code(reply: str) -> str:
-    """The Python code in an LLM reply: the fenced block(s) that define ``compute_reward``, else the whole reply if it
-    does; ``GateError`` on "no code" or on two blocks that both define it."""
-    blocks = re.findall(r"```[ \t]*(?:python|py)?[^\n]*\n(.*?)```", reply, flags=re.DOTALL | re.IGNORECASE)
-    defining = [b for b in blocks if re.search(rf"^\s*def\s+{FUNCTION}\b", b, flags=re.MULTILINE)]
+    """The code in an LLM reply: the one fenced Python block that defines ``compute_reward``, else (no fence) the
+    whole reply if it parses, else the ``def`` line with its indented body out of the prose around it. ``GateError``
+    (one line) when there is no such code or two blocks define it; ``check_source`` judges the code itself."""
+    blocks = [body for lang, body in _FENCE.findall(reply) if lang.lower() in ("", "python", "py", "python3")]
+    defining = [b for b in blocks if re.search(rf"\bdef\s+{FUNCTION}\b", b)]
     if len(defining) > 1:
         raise GateError(f"the reply has {len(defining)} code blocks that define {FUNCTION}, expected one")
     if defining:
-        return defining[0]
-    if re.search(rf"^def\s+{FUNCTION}\b", reply, flags=re.MULTILINE):
-        return reply
-    raise GateError(f"no code: the reply has no block that defines {FUNCTION}(obs, action)")
+        return defining[0].strip("\n") + "\n"
+    if blocks:
+        return blocks[0].strip("\n") + "\n"  # check_source says what is wrong with it
+    if not re.search(rf"\bdef\s+{FUNCTION}\b", reply):
+        raise GateError(f"no code: the reply has no function {FUNCTION}(obs, action)")
+    try:
+        ast.parse(reply)
+        return reply.strip("\n") + "\n"
+    except SyntaxError:
+        pass
+    lines = reply.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"\s*def\s+{FUNCTION}\b", line))
+    body = [lines[start]]
+    for line in lines[start + 1:]:
+        if line.strip() and not line[:1].isspace():
+            break
+        body.append(line)
+    return "\n".join(body).strip("\n") + "\n"
 
 
 def _check_module(tree: ast.Module) -> None:

@@ -8,10 +8,8 @@ is a failed candidate with a one-line reason, which the next iteration's feedbac
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import dataclasses
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,14 +45,6 @@ Write exactly one Python function, in one ```python code block:
 - The code runs in a sandbox with limited time and memory: keep it short and cheap.
 """
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
-FUNCTION = "compute_reward"
-
-
-class ReplyError(ValueError):
-    """A reply that holds no usable reward function; the message (one line) says why."""
-
-
 @dataclass
 class Sample:
     """One LLM sample of one iteration: the code it gave, or why it gave none."""
@@ -87,84 +77,16 @@ def build_messages(context: str, feedback: str | None = None) -> list[Message]:
     return [system_message(SYSTEM_PROMPT), user_message(text)]
 
 
-def extract_code(reply: str) -> str:
-    """The code of the one function ``compute_reward`` in ``reply``; raises ``ReplyError`` (one line) otherwise."""
-    blocks = [body for lang, body in _FENCE.findall(reply) if lang.lower() in ("", "python", "py", "python3")]
-    candidates = [b for b in blocks if re.search(rf"\bdef\s+{FUNCTION}\b", b)]
-    if len(candidates) > 1:
-        raise ReplyError(f"the reply has {len(candidates)} code blocks that define {FUNCTION}; expected exactly one")
-    if candidates:
-        code = candidates[0]
-    elif blocks:
-        raise ReplyError(f"the reply's code defines no function {FUNCTION}(obs, action)")
-    else:
-        code = _unfenced(reply)
-    check_structure(code)
-    return code.strip("\n") + "\n"
-
-
-def _unfenced(reply: str) -> str:
-    """Code given without a fence: the whole reply if it parses, else the ``def`` and its indented body."""
-    if not re.search(rf"\bdef\s+{FUNCTION}\b", reply):
-        raise ReplyError(f"the reply has no code (no function {FUNCTION}(obs, action))")
-    try:
-        ast.parse(reply)
-        return reply
-    except SyntaxError:
-        pass
-    lines = reply.splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(rf"\s*def\s+{FUNCTION}\b", line))
-    body = [lines[start]]
-    for line in lines[start + 1:]:
-        if line.strip() and not line[:1].isspace():
-            break
-        body.append(line)
-    return "\n".join(body)
-
-
-def check_structure(code: str) -> None:
-    """One top-level function ``compute_reward`` with two parameters, valid syntax; else ``ReplyError``."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as e:
-        raise ReplyError(f"syntax error at line {e.lineno}: {e.msg}") from None
-    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
-    names = [n.name for n in functions]
-    if names != [FUNCTION]:
-        if not names:
-            raise ReplyError(f"the code defines no function {FUNCTION}(obs, action)")
-        raise ReplyError(f"the code defines {len(names)} functions or classes ({', '.join(names)}); expected exactly "
-                         f"one function {FUNCTION}(obs, action) (inline any helper)")
-    fn = functions[0]
-    assert isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
-    if isinstance(fn, ast.AsyncFunctionDef):
-        raise ReplyError(f"line {fn.lineno}: {FUNCTION} must be a plain function, not async")
-    positional = fn.args.posonlyargs + fn.args.args
-    if len(positional) != 2 or fn.args.vararg or fn.args.kwonlyargs:
-        raise ReplyError(f"line {fn.lineno}: {FUNCTION} must take exactly (obs, action), got "
-                         f"{len(positional)} positional parameters")
-
-
-def gate_check(code: str) -> str | None:
-    """The sandbox gate's verdict on ``code``: ``None`` when it passes, else its one-line reason."""
+def parse_sample(iteration: int, index: int, reply: str) -> Sample:
+    """A ``Sample`` from a reply: code that the gate passed (``gate.extract_code``, ``gate.check_source``), or the
+    gate's one-line reason."""
     from robot_rl.rewards.codegen import gate
 
     try:
+        code = gate.extract_code(reply)
         gate.check_source(code)
     except gate.GateError as e:
-        return one_line(str(e))
-    return None
-
-
-def parse_sample(iteration: int, index: int, reply: str) -> Sample:
-    """A ``Sample`` from a reply: code that passed parsing and the gate, or the reason it did not."""
-    try:
-        code = extract_code(reply)
-    except ReplyError as e:
-        return Sample(iteration, index, None, str(e), reply)
-    reason = gate_check(code)
-    if reason is not None:
-        return Sample(iteration, index, None, f"rejected by the gate: {reason}", reply)
+        return Sample(iteration, index, None, f"rejected by the gate: {one_line(str(e))}", reply)
     return Sample(iteration, index, code, None, reply)
 
 

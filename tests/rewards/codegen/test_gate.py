@@ -41,7 +41,7 @@ def test_extract_code_takes_the_fenced_block_that_defines_compute_reward() -> No
     reply = f"Here is the reward.\n```python\n{GOOD}```\nand a test:\n```python\nprint(1)\n```\n"
     assert extract_code(reply) == GOOD
     assert extract_code(GOOD) == GOOD  # a bare reply that is code
-    with pytest.raises(GateError, match="no code: the reply has no block that defines compute_reward"):
+    with pytest.raises(GateError, match=r"no code: the reply has no function compute_reward\(obs, action\)"):
         extract_code("I cannot write this reward, sorry.")
     with pytest.raises(GateError, match="the reply has 2 code blocks that define compute_reward, expected one"):
         extract_code(f"```python\n{GOOD}```\nor\n```py\n{GOOD}```")

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from robot_rl.llm.errors import LLMRequestError
-from robot_rl.rewards.codegen.generate import (
-    SYSTEM_PROMPT,
-    ReplyError,
-    build_messages,
-    extract_code,
-    generate,
-    parse_sample,
-)
+from robot_rl.rewards.codegen.gate import extract_code
+from robot_rl.rewards.codegen.generate import SYSTEM_PROMPT, build_messages, generate, parse_sample
 from tests.llm.replay_server import ReplayServer, error, fast_config
 from tests.rewards.codegen_search import replies
 
@@ -34,18 +28,16 @@ def test_a_reply_that_is_only_code_is_accepted_without_a_fence() -> None:
     (replies.NO_CODE, "no code"),
     ("", "no code"),
     ("```python\nx = 1\n```", "defines no function compute_reward"),
-    (replies.TWO_FUNCTIONS, "defines 2 functions or classes (helper, compute_reward)"),
+    (replies.TWO_FUNCTIONS, "2 functions 'helper' (line 1), 'compute_reward' (line 4)"),
     (replies.GOOD + "\n\nOr:\n" + replies.GOOD_V2, "2 code blocks that define compute_reward"),
     (replies.SYNTAX_ERROR, "syntax error at line 2: '(' was never closed"),
-    ("```python\ndef compute_reward(obs):\n    return obs, {}\n```", "exactly (obs, action)"),
+    ("```python\ndef compute_reward(obs):\n    return obs, {}\n```",
+     "the signature must be compute_reward(obs, action)"),
 ])
 def test_replies_without_one_usable_function_fail_with_a_reason(reply: str, reason: str) -> None:
-    with pytest.raises(ReplyError) as info:
-        extract_code(reply)
-    assert reason in str(info.value)
-    assert "\n" not in str(info.value)
     sample = parse_sample(3, 1, reply)
     assert sample.code is None and reason in (sample.reason or "") and sample.id == "it3-s1"
+    assert "\n" not in (sample.reason or "")
 
 
 def test_code_the_gate_rejects_is_a_failed_sample() -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from robot_rl.rewards.codegen.generate import extract_code
+from robot_rl.rewards.codegen.gate import extract_code
 from robot_rl.rewards.codegen.pool import LocalPool, RayPool
 from robot_rl.rewards.codegen.select import load_preferences
 from robot_rl.rewards.codegen.train import CandidateJob, TrainBudget

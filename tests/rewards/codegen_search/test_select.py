@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_rl.rewards.codegen.generate import extract_code
+from robot_rl.rewards.codegen.gate import extract_code
 from robot_rl.rewards.codegen.select import Preferences, agreement, label_agreement, load_preferences
 from robot_rl.rewards.codegen.train import open_reward
 from tests.rewards.codegen_search import replies

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from robot_rl.envs import make_env
-from robot_rl.rewards.codegen.generate import extract_code
+from robot_rl.rewards.codegen.gate import extract_code
 from robot_rl.rewards.codegen.train import CandidateJob, TrainBudget, run_candidate
 from tests.rewards.codegen_search import replies
 
