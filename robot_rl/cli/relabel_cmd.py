@@ -1,4 +1,5 @@
-"""``robot-rl relabel``: write rewards from a reward model, CLIP or reward code into a dataset's reward labels.
+"""``robot-rl relabel``: write rewards from a reward model, CLIP, reward code or a success classifier into a dataset's
+reward labels.
 
 Crash-safe and resumable: a killed relabel leaves the dataset as it was; rerunning continues where it stopped.
 """
@@ -26,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset (changed in place)")
     p.add_argument("--source", default=None,
-                   help="reward-model:RUN_DIR, clip:CHECKPOINT or code:FILE.py")
-    p.add_argument("--id", default=None, help="label id (default: reward_model, clip or code)")
+                   help="reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py or success:RUN_DIR (sparse 0/1)")
+    p.add_argument("--id", default=None, help="label id (default: reward_model, clip, code or success)")
     p.add_argument("--activate", action="store_true", help="also make these rewards the active ones")
     p.add_argument("--activate-label", default=None, metavar="ID",
                    help="only switch the active rewards to the stored label ID (e.g. ground_truth)")
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{args.dataset}: active rewards are now '{args.activate_label}'")
         return 0
     if not args.source:
-        raise ValueError("--source is required (reward-model:RUN_DIR, clip:CHECKPOINT or code:FILE.py)")
+        raise ValueError("--source is required (reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py or "
+                         "success:RUN_DIR)")
     with Dataset(args.dataset) as ds:
         options = {"model": args.clip_model, "baseline": args.baseline, "alpha": args.alpha, "camera": args.camera,
                    "size": args.image_size} if args.source.startswith("clip:") else {}
