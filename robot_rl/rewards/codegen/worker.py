@@ -3,8 +3,9 @@
 process group; it imports nothing from ``robot_rl`` (the host's package stays out of its memory).
 
 Start-up, before any reward code is read from the pipe's first message or run:
-network namespace (``unshare``) -> rlimits -> ``import torch`` -> drop to nobody (when root) -> ``RLIMIT_NOFILE`` ->
-seccomp filter -> compile the code -> ready reply listing each layer as active or not (and why).
+network namespace (``unshare``) -> rlimits -> ``import torch`` -> private /tmp (mount namespace) -> drop to nobody
+(when root) -> ``RLIMIT_NOFILE`` -> seccomp filter -> compile the code -> ready reply listing each layer as active or
+not (and why).
 
 Protocol. Host -> worker: ``<Q`` length + pickle (``{"op": "init" | "load", ...}``: the host is trusted) or a batch
 ``<4sIII`` (``b"BATC"``, N, D, A) + float32 states ``[N, D]`` + float32 actions ``[N, A]``. Worker -> host (never
@@ -34,6 +35,9 @@ _REPLY = struct.Struct("<QI")
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_THREAD = 0x00010000
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+TMP_MB = 16
 NOBODY = 65534
 
 
@@ -63,6 +67,8 @@ class Worker:
         self.layer("network namespace", "netns" not in off, self.unshare_net)
         self.layer("resource limits", "rlimits" not in off, lambda: self.set_limits(config["limits"]))
         import torch
+
+        self.layer("private /tmp", "tmp" not in off, self.private_tmp)  # before the drop: mounting needs the caps
 
         self.torch = torch
         torch.set_num_threads(int(config["threads"]))
@@ -94,6 +100,21 @@ class Worker:
             raise OSError(code, f"unshare({'CLONE_NEWNET' if root else 'CLONE_NEWUSER|CLONE_NEWNET'}): "
                                 f"{os.strerror(code)}")
         return "new network namespace: no interfaces up, loopback down" + ("" if root else " (in a user namespace)")
+
+    def private_tmp(self) -> str:
+        """A mount namespace of its own with an empty tmpfs on /tmp (mounts stay private to it)."""
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def check(result: int, what: str) -> None:
+            if result != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"{what}: {os.strerror(code)}")
+
+        check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                         f"size={TMP_MB}m,mode=1777".encode()), "mount tmpfs /tmp")
+        return f"new mount namespace: /tmp is an empty {TMP_MB} MiB tmpfs (host files unseen, writes vanish)"
 
     def set_limits(self, limits: dict[str, Any]) -> str:
         memory = int(limits["memory_mb"]) << 20

@@ -102,8 +102,9 @@ def test_sandbox_layers_probes_the_machine() -> None:
     layers = sandbox_layers()
     table = format_layers(layers)
     names = [x.name for x in layers]
-    assert names == ["static gate", "clean environment", "network namespace", "resource limits", "unprivileged user",
-                     "seccomp filter", "restricted globals", "deadline", "output cap", "result checks"]
+    assert names == ["static gate", "clean environment", "network namespace", "resource limits", "private /tmp",
+                     "unprivileged user", "seccomp filter", "restricted globals", "deadline", "output cap",
+                     "result checks"]
     for layer in layers:
         assert layer.active or layer.detail.startswith("unavailable:"), layer
         assert layer.name in table
@@ -214,6 +215,27 @@ def test_the_worker_runs_as_nobody_and_cannot_write_the_repo(bare_box: Sandbox) 
         assert not target.exists()
     finally:
         target.unlink(missing_ok=True)
+
+
+# ---- layer: private /tmp --------------------------------------------------------------------------------------------
+
+def test_the_worker_has_its_own_empty_tmp(open_box: Sandbox) -> None:
+    marker = Path("/tmp") / f"robot-rl-host-{uuid.uuid4().hex}"
+    left = Path("/tmp") / f"robot-rl-worker-{uuid.uuid4().hex}"
+    layer = next(x for x in open_box.start() if x.name == "private /tmp")
+    if not layer.active:
+        pytest.skip(f"private /tmp is not available here: {layer.detail}")
+    marker.write_text("host")
+    try:
+        open_box.load(fn(f"import os\nopen('{left}', 'w').write('x')\n"
+                         f"seen = float(os.path.exists('{marker}')) + 10.0 * float(os.path.exists('{left}'))\n"
+                         "return torch.full((len(action),), seen), {}"))
+        assert open_box(*batch(2))[0].tolist() == [10.0, 10.0]  # its own file yes, the host's no
+        assert not left.exists()  # and what it wrote is not in the host's /tmp
+    finally:
+        marker.unlink(missing_ok=True)
+        left.unlink(missing_ok=True)
+    still_good(open_box)
 
 
 # ---- layer: resource limits -----------------------------------------------------------------------------------------
