@@ -68,11 +68,16 @@ class Worker:
         self.layer("resource limits", "rlimits" not in off, lambda: self.set_limits(config["limits"]))
         import torch
 
+        # import dirs stay reachable through descriptors opened now, should the mount hide them (a checkout or venv
+        # under /tmp) or the drop lock them out (a Python under /root)
+        held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in sys.path if os.path.isdir(p)}
         self.layer("private /tmp", "tmp" not in off, self.private_tmp)  # before the drop: mounting needs the caps
-
         self.torch = torch
         torch.set_num_threads(int(config["threads"]))
         self.layer("unprivileged user", "user" not in off, self.drop_user)
+        moved = self.keep_import_path(held)
+        if moved:
+            self.layers[-1]["detail"] += f"; {moved} import dirs reached through descriptors opened before"
         if "rlimits" not in off:
             nofile = int(config["limits"]["open_files"])
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -132,7 +137,6 @@ class Worker:
     def drop_user(self) -> str:
         if os.geteuid() != 0:
             return f"already unprivileged (uid {os.getuid()})"
-        held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in sys.path if os.path.isdir(p)}
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
@@ -142,14 +146,12 @@ class Worker:
             pass
         else:
             raise OSError("setuid(0) still succeeds after the drop")
-        via_fd = self.keep_import_path(held)
-        return (f"uid/gid {NOBODY} (nobody), no supplementary groups (RLIMIT_NPROC binds)"
-                + (f"; {via_fd} import dirs nobody cannot reach kept open" if via_fd else ""))
+        return f"uid/gid {NOBODY} (nobody), no supplementary groups (RLIMIT_NPROC binds)"
 
     @staticmethod
     def keep_import_path(held: dict[str, int]) -> int:
-        """A Python installed under a directory nobody cannot enter (e.g. /root/.pyenv) could no longer import its
-        stdlib after the drop: reach those sys.path directories through descriptors opened before it."""
+        """sys.path directories the worker can no longer reach by name (hidden by the private /tmp, or under a
+        directory nobody cannot enter, e.g. /root/.pyenv): reach them through descriptors opened before."""
         moved: dict[str, str] = {}
         for i, entry in enumerate(sys.path):
             fd = held.pop(entry, None)

@@ -51,10 +51,11 @@ def open_box() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def bare_box() -> Iterator[Sandbox]:
-    """Gate and seccomp off, tight rlimits: what the namespace, the user drop, the rlimits and the deadline alone do."""
+    """Gate, seccomp and the private /tmp off, tight rlimits: what the network namespace, the user drop, the rlimits
+    and the deadline alone do (the repository may live under /tmp, e.g. a CI checkout)."""
     limits = SandboxLimits(deadline_s=2.0, startup_s=60.0, cpu_s=1.0, memory_mb=3500, processes=32, open_files=32,
                            max_reply_bytes=1 << 16)
-    with Sandbox(GOOD, SPEC, limits, gate=False, disable={"seccomp"}) as b:
+    with Sandbox(GOOD, SPEC, limits, gate=False, disable={"seccomp", "tmp"}) as b:
         yield b
 
 
