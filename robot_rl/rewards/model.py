@@ -486,27 +486,14 @@ class RewardModel(nn.Module):
         """A model written by ``save``, on ``device``. ``RewardModelError`` (one line, naming the file) when the
         file is missing, unreadable, not a reward model, or does not match its own config."""
         path = Path(path)
-        if not path.is_file():
-            raise RewardModelError(f"{path}: no such reward model file")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            raise RewardModelError(f"{path}: not a readable reward model file ({type(e).__name__}: {first})") from e
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise RewardModelError(f"{path}: not a robot_rl reward model file")
-        if payload.get("version") != FORMAT_VERSION:
-            raise RewardModelError(f"{path}: reward model format version {payload.get('version')}, this code reads "
-                                   f"{FORMAT_VERSION}")
+        payload = load_payload(path, FORMAT, FORMAT_VERSION, "reward model", RewardModelError)
         try:
             config = RewardModelConfig(**payload["config"])
             spec = payload["spec"]
             model = cls(config, int(spec["state_dim"]), int(spec["action_dim"]))
             model.load_state_dict(payload["state_dict"])
         except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            raise RewardModelError(f"{path}: reward model file does not match its config ({type(e).__name__}: "
-                                   f"{first})") from e
+            raise RewardModelError(f"{path}: reward model file does not match its config ({error_line(e)})") from e
         model.metrics = dict(payload.get("metrics") or {})
         return model.to(device).eval()
 
@@ -785,3 +772,26 @@ def _agreement(prob: torch.Tensor, true_returns: torch.Tensor) -> tuple[float, i
     if n == 0:
         return float("nan"), 0
     return float(((prob[ok] > 0.5) == (r1[ok] > r0[ok])).float().mean()), n
+
+
+def error_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 160 characters of it), for one-line errors."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+
+
+def load_payload(path: Path, fmt: str, version: int, what: str, error: type[Exception],
+                 hint: str = "") -> dict[str, Any]:
+    """The dict a ``save`` of this package wrote to ``path`` (``format`` ``fmt``, ``version``), read on the CPU with
+    ``weights_only``; ``error`` (one line naming the file and ``what`` it should be) when it is missing, unreadable,
+    something else, or another version."""
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file{hint}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise error(f"{path}: not a readable {what} file ({error_line(e)})") from e
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path}: not a robot_rl {what} file")
+    if payload.get("version") != version:
+        raise error(f"{path}: {what} format version {payload.get('version')}, this code reads {version}")
+    return payload

@@ -61,7 +61,7 @@ from torch import nn
 
 from robot_rl.data import Dataset, Episode
 from robot_rl.rewards.base import Query, Segment, SegmentRef
-from robot_rl.rewards.model import RewardModel, RewardModelConfig
+from robot_rl.rewards.model import RewardModel, RewardModelConfig, error_line, load_payload
 from robot_rl.rewards.success_labels import (
     FAILURE,
     SUCCESS,
@@ -277,26 +277,14 @@ class SuccessClassifier(nn.Module):
         path = Path(path)
         if path.is_dir():
             path = path / MODEL_FILE
-        if not path.is_file():
-            raise SuccessError(f"{path}: no such success classifier file (train one with robot-rl train-success)")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            raise SuccessError(f"{path}: not a readable success classifier file ({type(e).__name__}: {first})") from e
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise SuccessError(f"{path}: not a robot_rl success classifier file")
-        if payload.get("version") != FORMAT_VERSION:
-            raise SuccessError(f"{path}: success classifier format version {payload.get('version')}, this code "
-                               f"reads {FORMAT_VERSION}")
+        payload = load_payload(path, FORMAT, FORMAT_VERSION, "success classifier", SuccessError,
+                               " (train one with robot-rl train-success)")
         try:
             model = cls(SuccessConfig(**payload["config"]), int(payload["state_dim"]), payload.get("camera"),
                         threshold=float(payload["threshold"]))
             model.load_state_dict(payload["state_dict"])
         except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            raise SuccessError(f"{path}: success classifier file does not match its config ({type(e).__name__}: "
-                               f"{first})") from e
+            raise SuccessError(f"{path}: success classifier file does not match its config ({error_line(e)})") from e
         model.metrics = dict(payload.get("metrics") or {})
         model.provenance = dict(payload.get("provenance") or {})
         model.source_path = str(path)
