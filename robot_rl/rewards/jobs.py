@@ -163,7 +163,7 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
                  plot_episodes: int = 4) -> dict[str, Any]:
     """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,
     ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics."""
-    from robot_rl.rewards.model import RewardModelConfig, train_reward_model
+    from robot_rl.rewards.model import RewardModelConfig, plain, train_reward_model
     from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
 
     config = config or RewardModelConfig()
@@ -185,7 +185,7 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
     model.save(out / MODEL_FILE)
     (out / REWARD_CONFIG_FILE).write_text(yaml.safe_dump({
         "dataset": os.path.abspath(dataset), "store": os.path.abspath(store or default_store_path(dataset)),
-        "labeler": labeler, "camera": camera, **_plain(dataclasses.asdict(config))}, sort_keys=False))
+        "labeler": labeler, "camera": camera, **plain(dataclasses.asdict(config), json_safe=True)}, sort_keys=False))
     with Dataset(dataset) as ds:  # correlation along whole held-out (valid) episodes, else all
         names = ds.valid_names or ds.episode_names
         episodes = []
@@ -202,21 +202,9 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
                                  names=names[:plot_episodes])
     if frames is not None:
         frames.close()
-    (out / METRICS_FILE).write_text(json.dumps(_plain(metrics), indent=2))
+    (out / METRICS_FILE).write_text(json.dumps(plain(metrics, json_safe=True), indent=2))
     return metrics
 
 
 def _model_path(run: str) -> str:
     return os.path.join(run, MODEL_FILE) if os.path.isdir(run) else run
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

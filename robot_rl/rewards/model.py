@@ -475,7 +475,7 @@ class RewardModel(nn.Module):
             "format": FORMAT, "version": FORMAT_VERSION, "config": dataclasses.asdict(self.config),
             "spec": {"state_dim": self.state_dim, "action_dim": self.action_dim},
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "metrics": _plain(self.metrics),
+            "metrics": plain(self.metrics),
         }
         from robot_rl.rl.checkpoint import atomic_torch_save
 
@@ -548,14 +548,17 @@ class MemberNet(nn.Module):
         return torch.tanh(x) if self.config.output == "tanh" else x
 
 
-def _plain(value: Any) -> Any:
-    """Metrics as plain Python values (what ``torch.load(weights_only=True)`` reads back)."""
+def plain(value: Any, json_safe: bool = False) -> Any:
+    """Plain Python values (dicts, lists, numbers) from numpy / torch scalars, as ``torch.load(weights_only=True)``
+    reads them back; ``json_safe``: non-finite floats become ``None``."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v, json_safe) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v, json_safe) for v in value]
     if isinstance(value, np.generic | torch.Tensor):
-        return value.item()
+        return plain(value.item(), json_safe)
+    if json_safe and isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 

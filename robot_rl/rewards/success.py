@@ -61,7 +61,7 @@ from torch import nn
 
 from robot_rl.data import Dataset, Episode
 from robot_rl.rewards.base import Query, Segment, SegmentRef
-from robot_rl.rewards.model import RewardModel, RewardModelConfig, error_line, load_payload
+from robot_rl.rewards.model import RewardModel, RewardModelConfig, error_line, load_payload, plain
 from robot_rl.rewards.success_labels import (
     FAILURE,
     SUCCESS,
@@ -266,8 +266,8 @@ class SuccessClassifier(nn.Module):
         payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": dataclasses.asdict(self.config),
                    "state_dim": self.state_dim, "camera": self.camera, "threshold": self.threshold,
                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-                   "metrics": json.loads(json.dumps(_plain(self.metrics))),
-                   "provenance": json.loads(json.dumps(_plain(self.provenance)))}
+                   "metrics": json.loads(json.dumps(plain(self.metrics, json_safe=True))),
+                   "provenance": json.loads(json.dumps(plain(self.provenance, json_safe=True)))}
         return atomic_torch_save(payload, path)
 
     @classmethod
@@ -766,23 +766,12 @@ def train_success(dataset: str, out: str | Path, config: SuccessConfig | None = 
                   "time": datetime.now(UTC).isoformat(timespec="seconds"), **record}
     model.metrics, model.provenance = metrics, provenance
     model.save(out / MODEL_FILE)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(_plain({"dataset": os.path.abspath(dataset), "camera": camera,
-                                                          "threshold": threshold, "labels_from": labels_from,
-                                                          **dataclasses.asdict(config)}), sort_keys=False))
-    (out / METRICS_FILE).write_text(json.dumps(_plain({**metrics, "provenance": provenance}), indent=2))
+    settings = {"dataset": os.path.abspath(dataset), "camera": camera, "threshold": threshold,
+                "labels_from": labels_from, **dataclasses.asdict(config)}
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(plain(settings, json_safe=True), sort_keys=False))
+    (out / METRICS_FILE).write_text(json.dumps(plain({**metrics, "provenance": provenance}, json_safe=True),
+                                               indent=2))
     plot_calibration(out / PLOT_FILE, (p_valid, y_valid), truth_pair, threshold,
                      f"success classifier ({config.obs}) on {os.path.basename(dataset)}: held-out accuracy "
                      f"{metrics['valid']['accuracy']:.1%}")
     return metrics
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic | torch.Tensor):
-        return _plain(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

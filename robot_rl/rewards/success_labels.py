@@ -17,15 +17,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import numpy as np
-import yaml
 
 from robot_rl.data import GROUND_TRUTH, Dataset, Episode
 from robot_rl.rewards.base import CANT_TELL, Label, Query, Segment, SegmentRef
-from robot_rl.rewards.vlm import VLMLabeler
+from robot_rl.rewards.vlm import VLMLabeler, prompt_versions, read_prompt_file
 
 DEFAULT_PROMPT = "success-v1"
 SUCCESS = 1.0
@@ -123,27 +121,13 @@ class SuccessPrompt:
     reminder: str
 
 
-def _success_prompt_dir() -> Any:
-    return resources.files("robot_rl.rewards").joinpath("prompts").joinpath("success")
-
-
 def available_success_prompts() -> list[str]:
     """Success prompt versions in ``robot_rl/rewards/prompts/success/``."""
-    return sorted(p.name[: -len(".yaml")] for p in _success_prompt_dir().iterdir() if p.name.endswith(".yaml"))
+    return prompt_versions("success")
 
 
 def load_success_prompt(version: str = DEFAULT_PROMPT) -> SuccessPrompt:
-    available = available_success_prompts()
-    if version not in available:
-        raise SuccessError(f"unknown success prompt version '{version}'; available in "
-                           f"robot_rl/rewards/prompts/success/: {', '.join(available) or 'none'}")
-    where = f"robot_rl/rewards/prompts/success/{version}.yaml"
-    try:
-        data = yaml.safe_load(_success_prompt_dir().joinpath(f"{version}.yaml").read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise SuccessError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from e
-    if not isinstance(data, dict) or data.get("version") != version:
-        raise SuccessError(f"{where}: its 'version' must be '{version}' (the file name)")
+    data, where = read_prompt_file(version, "success", "success", SuccessError)
     texts = {}
     for key in ("intro", "question", "reminder"):
         value = data.get(key)

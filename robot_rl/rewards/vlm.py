@@ -71,29 +71,44 @@ class PromptSet:
         return [user_message(_fill(self.stage2_question, task=task, analysis=analysis))]
 
 
-def _prompt_dir() -> Any:
-    return resources.files("robot_rl.rewards").joinpath("prompts")
+def _prompt_dir(subdir: str = "") -> Any:
+    folder = resources.files("robot_rl.rewards").joinpath("prompts")
+    return folder.joinpath(subdir) if subdir else folder
+
+
+def prompt_versions(subdir: str = "") -> list[str]:
+    """Prompt versions (file names without ``.yaml``) in ``robot_rl/rewards/prompts/<subdir>``."""
+    return sorted(p.name[: -len(".yaml")] for p in _prompt_dir(subdir).iterdir() if p.name.endswith(".yaml"))
+
+
+def read_prompt_file(version: str, kind: str, subdir: str = "",
+                     error: type[Exception] = ValueError) -> tuple[dict[str, Any], str]:
+    """The YAML mapping of prompt ``version`` in ``prompts/<subdir>`` and its path for messages; ``error`` (one line)
+    for an unknown version, invalid YAML, or a ``version`` key that is not the file name."""
+    folder = f"robot_rl/rewards/prompts/{subdir + '/' if subdir else ''}"
+    available = prompt_versions(subdir)
+    if version not in available:
+        raise error(f"unknown {kind} prompt version '{version}'; available in {folder}: "
+                    f"{', '.join(available) or 'none'}")
+    where = f"{folder}{version}.yaml"
+    try:
+        data = yaml.safe_load(_prompt_dir(subdir).joinpath(f"{version}.yaml").read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error(f"{where}: not valid YAML: {' '.join(str(e).split())}") from e
+    if not isinstance(data, dict) or data.get("version") != version:
+        raise error(f"{where}: its 'version' must be '{version}' (the file name), got "
+                    f"{data.get('version') if isinstance(data, dict) else data!r}")
+    return data, where
 
 
 def available_prompts() -> list[str]:
     """Prompt versions shipped in ``robot_rl/rewards/prompts/`` (file names without ``.yaml``)."""
-    return sorted(p.name[: -len(".yaml")] for p in _prompt_dir().iterdir() if p.name.endswith(".yaml"))
+    return prompt_versions()
 
 
 def load_prompt(version: str = DEFAULT_PROMPT) -> PromptSet:
     """The prompt set ``version``; a clear ``ValueError`` for an unknown version or a malformed file."""
-    available = available_prompts()
-    if version not in available:
-        raise ValueError(f"unknown VLM prompt version '{version}'; available in robot_rl/rewards/prompts/: "
-                         f"{', '.join(available) or 'none'}")
-    where = f"robot_rl/rewards/prompts/{version}.yaml"
-    try:
-        data = yaml.safe_load(_prompt_dir().joinpath(f"{version}.yaml").read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from e
-    if not isinstance(data, dict) or data.get("version") != version:
-        raise ValueError(f"{where}: its 'version' must be '{version}' (the file name), got "
-                         f"{data.get('version') if isinstance(data, dict) else data!r}")
+    data, where = read_prompt_file(version, "VLM")
 
     def text(section: str, key: str, allowed: tuple[str, ...] = ("task",)) -> str:
         value = (data.get(section) or {}).get(key)
