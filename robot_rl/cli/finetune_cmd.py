@@ -122,16 +122,13 @@ def resolve_success_signal(spec: str | None, which: str, backend_spec: EnvSpec, 
     if spec == "ground_truth":
         return GroundTruthSuccess(backend_spec)
     if spec.startswith(("classifier:", "success:", "constant:")):
-        from robot_rl.rewards.success import ClassifierSuccess, ConstantSuccess, load_success_signal
+        from robot_rl.rewards.success import ClassifierSuccess, load_success_signal
 
         signal = load_success_signal(spec.removeprefix("classifier:"))
-        if isinstance(signal, ClassifierSuccess):
-            if signal.classifier.image_key is not None:
-                raise ValueError(f"{spec}: an image success classifier cannot relabel the offline data of "
-                                 "reset-free fine-tuning yet; train one with --obs state")
-            if threshold is not None:
-                signal.threshold = float(threshold)
-        elif isinstance(signal, ConstantSuccess) and threshold is not None:
+        if isinstance(signal, ClassifierSuccess) and signal.classifier.image_key is not None:
+            raise ValueError(f"{spec}: an image success classifier cannot relabel the offline data of "
+                             "reset-free fine-tuning yet; train one with --obs state")
+        if threshold is not None:
             signal.threshold = float(threshold)
         return signal
     raise ValueError(f"unknown success signal '{spec}' for the {which} direction; choose classifier:RUN_DIR, "
@@ -141,12 +138,12 @@ def resolve_success_signal(spec: str | None, which: str, backend_spec: EnvSpec, 
 def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.envs.reset_free import MetaWorldPairBackend
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
-    from robot_rl.rl.reset_free_report import write_report
+    from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 
-    missing = [f"--{k}" for k in ("forward", "backward") if getattr(args, k) is None]
+    missing = [f"--{k}" for k in DIRECTIONS if getattr(args, k) is None]
     if missing:
         raise ValueError(f"--reset-free needs {' and '.join(missing)} RUN_DIR (offline IQL runs of the two tasks)")
-    for k in ("forward", "backward"):
+    for k in DIRECTIONS:
         if not Path(getattr(args, k)).is_dir():
             raise FileNotFoundError(f"--{k} {getattr(args, k)}: no such run folder")
     console = Console(stderr=True)
@@ -174,7 +171,7 @@ def run_reset_free(args: argparse.Namespace) -> int:
                 def pct(v: float) -> str:
                     return "n/a" if v != v else f"{v:.0%}"
                 info = " ".join(f"{d[0]}: claimed {pct(m[f'{d}/claimed_rate'])} true {pct(m[f'{d}/true_rate'])}"
-                                for d in ("forward", "backward"))
+                                for d in DIRECTIONS)
                 info += f", interventions {int(m['interventions'])}"
                 if "eval/forward/success_rate" in m:
                     info += f", eval fwd {pct(m['eval/forward/success_rate'])}"

@@ -220,10 +220,10 @@ class RobotEnvBackend:
 
     def step(self, direction: int, action: torch.Tensor) -> tuple[Obs, dict[str, Any]]:
         res = self.env.step(action)
-        if bool((res.terminated | res.truncated).any()):
-            self.self_resets += 1
+        self_reset = bool((res.terminated | res.truncated).any())
+        self.self_resets += int(self_reset)
         self._obs = res.obs
-        return res.obs, {"self_reset": bool((res.terminated | res.truncated).any())}
+        return res.obs, {"self_reset": self_reset}
 
     def ground_truth_success(self, direction: int) -> None:
         return None

@@ -46,9 +46,6 @@ class CodeReward:
             source = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise RewardCodeError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        self.spec = spec
-        self.timeout = timeout
-        self.memory_mb = memory_mb
         limits = SandboxLimits(deadline_s=timeout, startup_s=STARTUP_TIMEOUT, memory_mb=memory_mb, check_values=False)
         try:
             self._sandbox = Sandbox(source, spec, limits, gate=gate, filename=self.path)

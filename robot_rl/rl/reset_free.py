@@ -48,11 +48,9 @@ from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, load_iql_for_finetun
 from robot_rl.rl.iql import gradient_step
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
+from robot_rl.rl.reset_free_report import DIRECTIONS, EVENTS_FILE
 from robot_rl.rl.rewards import SuccessSignal
 from robot_rl.rl.train import TrainingDiverged
-
-DIRECTIONS = ("forward", "backward")
-EVENTS_FILE = "events.jsonl"
 
 
 class GroundTruthSuccess:

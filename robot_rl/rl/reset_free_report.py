@@ -14,12 +14,13 @@ from typing import Any
 from robot_rl.rl.logger import read_jsonl
 
 DIRECTIONS = ("forward", "backward")
+EVENTS_FILE = "events.jsonl"
 PLOT_FILE = "reset_free.png"
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """Rows of ``events.jsonl`` (a torn last line from a crash is skipped)."""
-    return read_jsonl(Path(run_dir) / "events.jsonl")
+    return read_jsonl(Path(run_dir) / EVENTS_FILE)
 
 
 def rolling_rates(attempts: list[dict[str, Any]], key: str, window: int = 10) -> list[tuple[int, float]]:

@@ -117,7 +117,7 @@ def score(record: dict[str, Any], ranking: str) -> tuple[float, ...] | None:
 
 
 def best_of(records: list[dict[str, Any]], ranking: str) -> dict[str, Any] | None:
-    scored = [(score(r, ranking), -i, r) for i, r in enumerate(records) if score(r, ranking) is not None]
+    scored = [(key, -i, r) for i, r in enumerate(records) if (key := score(r, ranking)) is not None]
     return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
 
 
@@ -131,13 +131,14 @@ class _Log:
         if not self.path.exists():
             return []
         out = []
-        for n, line in enumerate(self.path.read_text().splitlines(), 1):
+        lines = self.path.read_text().splitlines()
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 out.append(json.loads(line))
             except ValueError:  # a line cut by a kill mid-write: everything before it is kept
-                if n != len(self.path.read_text().splitlines()):
+                if n != len(lines):
                     raise ValueError(f"{self.path}: line {n} is not JSON") from None
         return out
 

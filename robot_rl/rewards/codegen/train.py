@@ -25,7 +25,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -167,12 +167,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}{last}"
 
 
-def _check_finite(reward: np.ndarray, components: dict[str, np.ndarray]) -> None:
-    for name, values in {"reward": reward, **components}.items():
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"compute_reward returned non-finite values in '{name}'")
-
-
 def _check_deadline(deadline: float) -> None:
     if time.monotonic() > deadline:
         raise CandidateTimeout("ran past its wall-clock budget (stopped)")
@@ -197,7 +191,6 @@ def _relabel(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, chunk: int =
     rewards = []
     for i in range(0, len(t["actions"]), chunk):
         reward, comps = reward_fn(t["next_states"][i:i + chunk], t["actions"][i:i + chunk])
-        _check_finite(reward, comps)
         tracker.add(reward, comps)
         rewards.append(np.asarray(reward, np.float32))
     tracker.flush(0)
@@ -270,7 +263,6 @@ def _rollout(env: Any, policy: Callable[[dict[str, Any]], Any], reward_fn: Rewar
             if bool(done.all()):
                 break
     reward, comps = reward_fn(np.concatenate(after), np.concatenate(actions))
-    _check_finite(reward, comps)
     tracker.add(reward, comps)
     for s in success:
         tracker.episode(bool(s))
@@ -354,7 +346,6 @@ class SandboxRewardVecEnv(_vec_env_wrapper()):  # type: ignore[misc]
         for done in np.flatnonzero(dones):
             after[done] = infos[done]["terminal_observation"]
         reward, comps = self.reward_fn(after, self._actions)
-        _check_finite(reward, comps)
         self.tracker.add(reward, comps)
         for i, info in enumerate(infos):
             info["env_reward"] = float(env_reward[i])
@@ -368,8 +359,3 @@ class SandboxRewardVecEnv(_vec_env_wrapper()):  # type: ignore[misc]
             self._next_flush += self.window
             _check_deadline(self.deadline)
         return obs, np.asarray(reward, np.float32), dones, infos
-
-
-def job_summary(job: CandidateJob) -> dict[str, Any]:
-    """The job's settings for the record (no code: that is stored once per candidate)."""
-    return {"task": job.task, "budget": asdict(job.budget), "dataset": job.dataset}
