@@ -198,7 +198,8 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                     episode_return.zero_()
                 logger.log(env_steps, means)
                 last, sums = means, {}
-                save_checkpoint(run_dir, env_steps, _payload(payload, train_cfg, agent, cfg, last))
+                settings = {"finetune": dataclasses.asdict(cfg)}
+                save_checkpoint(run_dir, env_steps, finetune_payload(payload, train_cfg, agent, settings, last))
                 if on_log is not None:
                     on_log(env_steps, means)
     finally:
@@ -206,7 +207,9 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     return agent, last
 
 
-def _payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, cfg: FinetuneConfig,
-             last: dict[str, float]) -> dict[str, Any]:
-    return {**base, "config": train_cfg.to_dict(), "finetune": dataclasses.asdict(cfg), "agent": agent.state_dict(),
+def finetune_payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, settings: dict[str, Any],
+                     last: dict[str, float]) -> dict[str, Any]:
+    """A complete checkpoint of a fine-tuned agent: the offline run's payload with the agent, its optimizer and
+    schedule, the metrics, and ``settings`` (e.g. ``{"finetune": ...}``) replacing what they name."""
+    return {**base, "config": train_cfg.to_dict(), **settings, "agent": agent.state_dict(),
             "optimizer": agent.optimizer.state_dict(), "scheduler": agent.scheduler.state_dict(), "metrics": last}

@@ -44,7 +44,7 @@ from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
 from robot_rl.rl.checkpoint import save_checkpoint
 from robot_rl.rl.evaluate import evaluate
-from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, load_iql_for_finetuning, mixed_batch
+from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, finetune_payload, load_iql_for_finetuning, mixed_batch
 from robot_rl.rl.iql import gradient_step
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
@@ -502,12 +502,10 @@ def _critic_warmup(learner: _Learner, cfg: ResetFreeConfig) -> None:
 
 
 def _payload(learner: _Learner, cfg: ResetFreeConfig, last: dict[str, float]) -> dict[str, Any]:
-    agent, signal = learner.loaded.agent, learner.signal
-    return {**learner.loaded.payload, "config": learner.loaded.train_cfg.to_dict(),
-            "reset_free": {**dataclasses.asdict(cfg), "signal": signal.name, "threshold": signal.threshold,
-                           "success_reward": learner.scale},
-            "agent": agent.state_dict(), "optimizer": agent.optimizer.state_dict(),
-            "scheduler": agent.scheduler.state_dict(), "metrics": last}
+    signal = learner.signal
+    settings = {"reset_free": {**dataclasses.asdict(cfg), "signal": signal.name, "threshold": signal.threshold,
+                               "success_reward": learner.scale}}
+    return finetune_payload(learner.loaded.payload, learner.loaded.train_cfg, learner.loaded.agent, settings, last)
 
 
 def _finite_or_none(v: Any) -> Any:
