@@ -18,8 +18,8 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from robot_rl.core import ActionSpec, ArraySpec, EnvSpec
-from robot_rl.rl.networks import GaussianActor
-from robot_rl.rl.normalize import ObsNormalizer
+from robot_rl.nn.networks import GaussianActor
+from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.policy import Policy
 from robot_rl.ros import ControlConfig, ControlLoop, ObservationConfig, SafetyConfig, rosbags_types
 

@@ -34,7 +34,7 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
     """Evaluate the run's newest policy (when ``episodes`` > 0 and the task is a sim task), then write
     ``eval.json``, ``curves.png`` and ``report.md``. Returns the eval metrics."""
     from robot_rl.envs import list_tasks, make_env
-    from robot_rl.rl.checkpoint import load_checkpoint
+    from robot_rl.nn.checkpoint import load_checkpoint
     from robot_rl.rl.evaluate import evaluate
     from robot_rl.rl.logger import MetricsLogger
     from robot_rl.rl.policy import policy_from_payload

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--checkpoint RUN_DIR is required (or --reset-free with --forward and --backward)")
     from robot_rl.cli.eval_cmd import evaluate_run
     from robot_rl.envs import make_env
-    from robot_rl.rl.checkpoint import load_checkpoint
+    from robot_rl.nn.checkpoint import load_checkpoint
     from robot_rl.rl.finetune import FinetuneConfig, finetune
     from robot_rl.rl.rewards import resolve_reward_source
 

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.nn.networks import EnsembleLinear, random_shift
 from robot_rl.rewards.base import Segment
 from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
-from robot_rl.rl.networks import EnsembleLinear, random_shift
 
 __all__ = [
     "MemberNet", "PreferenceData", "RewardModel", "RewardModelConfig", "RewardModelError", "RewardTrainer",
@@ -477,7 +477,7 @@ class RewardModel(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "metrics": plain(self.metrics),
         }
-        from robot_rl.rl.checkpoint import atomic_torch_save
+        from robot_rl.nn.checkpoint import atomic_torch_save
 
         return atomic_torch_save(payload, path)
 

@@ -60,6 +60,7 @@ import yaml
 from torch import nn
 
 from robot_rl.data import Dataset, Episode
+from robot_rl.nn.networks import random_shift
 from robot_rl.rewards.base import Query, Segment, SegmentRef
 from robot_rl.rewards.model import RewardModel, RewardModelConfig, error_line, load_payload, plain
 from robot_rl.rewards.success_labels import (
@@ -72,7 +73,6 @@ from robot_rl.rewards.success_labels import (
     is_sim,
     one_step_segment,
 )
-from robot_rl.rl.networks import random_shift
 from robot_rl.rl.rewards import SuccessSignal
 
 MODEL_FILE = "success_classifier.pt"
@@ -259,7 +259,7 @@ class SuccessClassifier(nn.Module):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write config, dims, camera, threshold, normalization, weights, metrics and provenance atomically."""
-        from robot_rl.rl.checkpoint import atomic_torch_save
+        from robot_rl.nn.checkpoint import atomic_torch_save
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ import functools
 import torch
 from torch import nn
 
+from robot_rl.nn.networks import GaussianActor
 from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step
-from robot_rl.rl.networks import GaussianActor
 
 
 class BC(nn.Module):

@@ -18,11 +18,11 @@ import torch
 
 from robot_rl.core import EnvSpec, RobotEnv
 from robot_rl.data import TransitionSampler
-from robot_rl.rl.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.iql import IQL
 from robot_rl.rl.logger import MetricsLogger
-from robot_rl.rl.normalize import ObsNormalizer
 from robot_rl.rl.policy import Policy, require_fit
 from robot_rl.rl.rewards import RewardSource
 from robot_rl.rl.train import (

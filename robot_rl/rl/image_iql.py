@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robot_rl.nn.networks import ConvEncoder, Critic, GaussianActor, ValueNet, random_shift
 from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step, iql_losses, iql_scheduler
-from robot_rl.rl.networks import ConvEncoder, Critic, GaussianActor, ValueNet, random_shift
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from robot_rl.rl.networks import Critic, GaussianActor, ValueNet
+from robot_rl.nn.networks import Critic, GaussianActor, ValueNet
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from robot_rl.core import EnvSpec
-from robot_rl.rl.checkpoint import load_checkpoint
+from robot_rl.nn.checkpoint import load_checkpoint
+from robot_rl.nn.networks import GaussianActor
+from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.image_iql import EncoderConfig, ObsEncoder
 from robot_rl.rl.iql import IQLConfig
-from robot_rl.rl.networks import GaussianActor
-from robot_rl.rl.normalize import ObsNormalizer
 
 
 class Policy:

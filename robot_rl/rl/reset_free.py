@@ -42,7 +42,7 @@ import torch
 from robot_rl.core import EnvSpec, RobotEnv
 from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
-from robot_rl.rl.checkpoint import save_checkpoint
+from robot_rl.nn.checkpoint import save_checkpoint
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, finetune_payload, load_iql_for_finetuning, mixed_batch
 from robot_rl.rl.iql import gradient_step

@@ -21,14 +21,14 @@ import yaml
 
 from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
+from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.nn.normalize import ObsNormalizer, reward_scale
 from robot_rl.rl.bc import BC
-from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from robot_rl.rl.compiled import compile_losses, step_begin
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
 from robot_rl.rl.logger import MetricsLogger
-from robot_rl.rl.normalize import ObsNormalizer, reward_scale
 
 ALGOS = ("iql", "bc")
 OBS_TYPES = ("state", "image", "image_only")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import robot_rl.rewards.model as model_module
+from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.rewards.base import Segment, SegmentRef
 from robot_rl.rewards.model import (
     PreferenceData,
@@ -27,7 +28,6 @@ from robot_rl.rewards.model import (
     reward_correlation,
     train_reward_model,
 )
-from robot_rl.rl.networks import EnsembleLinear
 
 GOAL = np.array([0.3, -0.2], np.float32)
 SMALL = RewardModelConfig(hidden=(64, 64), batch_size=64, steps=400, lr=1e-3, valid_fraction=0.25)

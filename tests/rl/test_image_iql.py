@@ -13,11 +13,11 @@ import robot_rl.rl.image_iql as image_iql
 from robot_rl.cli.main import main
 from robot_rl.core import ActionSpec, ArraySpec, EnvSpec
 from robot_rl.data import Dataset, DatasetError, DatasetWriter, Episode
-from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint
+from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
+from robot_rl.nn.networks import ConvEncoder
 from robot_rl.rl.image_data import next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
-from robot_rl.rl.networks import ConvEncoder
 from robot_rl.rl.policy import load_policy
 from robot_rl.rl.train import TrainConfig, train
 from tests.rl.conftest import best_action

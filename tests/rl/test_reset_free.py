@@ -15,8 +15,8 @@ from robot_rl.cli.main import main
 from robot_rl.core import StepResult
 from robot_rl.envs import make_env
 from robot_rl.envs.reset_free import MetaWorldPairBackend, RobotEnvBackend
+from robot_rl.nn.checkpoint import load_checkpoint
 from robot_rl.rewards.success import ConstantSuccess
-from robot_rl.rl.checkpoint import load_checkpoint
 from robot_rl.rl.policy import load_policy
 from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
 from robot_rl.rl.reset_free_report import read_events, write_report

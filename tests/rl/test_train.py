@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robot_rl.data import DatasetError
-from robot_rl.rl.checkpoint import checkpoint_paths, load_checkpoint
+from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
 from robot_rl.rl.iql import IQLConfig
 from robot_rl.rl.policy import load_policy
 from robot_rl.rl.train import TrainConfig, TrainingDiverged, train

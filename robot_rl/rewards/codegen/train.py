@@ -203,7 +203,7 @@ def _train_iql(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, deadline: 
 
     from robot_rl.data import TransitionSampler
     from robot_rl.envs import make_env
-    from robot_rl.rl.normalize import ObsNormalizer, reward_scale
+    from robot_rl.nn.normalize import ObsNormalizer, reward_scale
     from robot_rl.rl.policy import Policy
     from robot_rl.rl.train import TrainConfig, make_agent
 

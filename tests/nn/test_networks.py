@@ -1,7 +1,7 @@
 import torch
 
+from robot_rl.nn.networks import EnsembleLinear, EnsembleMLP, GaussianActor, random_shift
 from robot_rl.rl.iql import expectile_loss
-from robot_rl.rl.networks import EnsembleLinear, EnsembleMLP, GaussianActor, random_shift
 
 
 def test_expectile_loss_is_asymmetric():
