@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from robot_rl.nn.networks import GaussianActor
-from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step
+from robot_rl.rl.agent import gradient_step
+from robot_rl.rl.iql import IQLConfig, actor_lr_factor
 
 
 class BC(nn.Module):
@@ -27,3 +28,6 @@ class BC(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return gradient_step(self, self.losses(batch))
+
+    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return []

@@ -1,9 +1,10 @@
-"""Optional compiled updates: ``torch.compile`` of the loss computation (forward and backward graphs).
+"""Optional compiled losses: ``torch.compile`` of an agent's loss computation (forward and backward graphs).
 
-On CUDA the mode is ``reduce-overhead``, which replays the compiled region as CUDA graphs: small-batch RL is
-launch-bound (an eager update is 100-200 kernel launches), so this is where the GPU speed comes from. The
-fused Adam step stays eager (a few kernels). Numbers match eager within float tolerance
-(tests/rl/test_compiled.py). On the CPU the default inductor mode is used; it helps little there.
+Inside the CUDA-graph runner (``graphed.py``, the default on CUDA) the compiled kernels are captured with the
+rest of the update, so inductor's default mode is used: fewer, fused kernels per update. On the eager path on
+CUDA the mode is ``reduce-overhead`` (torch.compile's own CUDA graphs around the losses; the optimizer step stays
+eager). On the CPU the default inductor mode helps little. Numbers match eager within float tolerance
+(tests/rl/test_compiled.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 import torch
 
 
-def compile_losses(agent: Any, device: torch.device) -> None:
+def compile_losses(agent: Any, device: torch.device, inside_graph: bool = False) -> None:
     """Replace ``agent.losses`` by its compiled version (the first update then takes a while to compile)."""
-    mode = "reduce-overhead" if device.type == "cuda" else None
+    mode = "reduce-overhead" if device.type == "cuda" and not inside_graph else None
     agent.losses = torch.compile(agent.losses, mode=mode, dynamic=False)
 
 

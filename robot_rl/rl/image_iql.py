@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from robot_rl.nn.networks import ConvEncoder, Critic, GaussianActor, ValueNet, random_shift
-from robot_rl.rl.iql import IQLConfig, actor_lr_factor, gradient_step, iql_losses, iql_scheduler
+from robot_rl.rl.agent import gradient_step
+from robot_rl.rl.iql import IQLConfig, actor_lr_factor, iql_losses, iql_scheduler
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,10 @@ class ImageIQL(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on all three losses, then the Polyak update of the target critic and target encoder.
         Returns detached 0-dim metrics on the training device."""
-        return gradient_step(self, self.losses(batch),
-                             targets=[(self.target_critic, self.critic), (self.target_encoder, self.encoder)])
+        return gradient_step(self, self.losses(batch))
+
+    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.target_critic, self.critic), (self.target_encoder, self.encoder)]
 
 
 class ImageBC(nn.Module):
@@ -118,3 +121,6 @@ class ImageBC(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return gradient_step(self, self.losses(batch))
+
+    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return []

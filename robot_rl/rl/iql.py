@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from robot_rl.nn.networks import Critic, GaussianActor, ValueNet
+from robot_rl.rl.agent import gradient_step
 
 
 @dataclass(frozen=True)
@@ -113,30 +113,6 @@ def iql_losses(nets: IQLNets, batch: dict[str, torch.Tensor], target_obs: torch.
     }
 
 
-LOSS_KEYS = ("value_loss", "critic_loss", "actor_loss")
-
-
-def gradient_step(agent: Any, out: dict[str, torch.Tensor],
-                  targets: Sequence[tuple[nn.Module, nn.Module]] = ()) -> dict[str, torch.Tensor]:
-    """One optimizer step of ``agent`` (its ``optimizer`` and ``scheduler``) on the sum of the losses in ``out``,
-    then a Polyak update of each ``(target, source)`` pair at ``agent.config.target_rate``.
-
-    The parameter sets of the losses are disjoint and their cross-terms detached, so one backward serves all.
-    Returns ``out`` detached (0-dim tensors on the training device).
-    """
-    agent.optimizer.zero_grad(set_to_none=True)
-    losses = [out[k] for k in LOSS_KEYS if k in out]
-    sum(losses[1:], losses[0]).backward()
-    agent.optimizer.step()
-    agent.scheduler.step()
-    if targets:
-        with torch.no_grad():
-            torch._foreach_lerp_([p for target, _ in targets for p in target.parameters()],
-                                 [p for _, source in targets for p in source.parameters()],
-                                 agent.config.target_rate)
-    return {k: v.detach() for k, v in out.items()}
-
-
 class IQL(nn.Module):
     """IQL agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
 
@@ -165,5 +141,8 @@ class IQL(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on all three losses, then the target update. Returns detached metrics
         (0-dim tensors on the training device; reading them syncs, so accumulate and log every k steps)."""
-        return gradient_step(self, self.losses(batch), targets=[(self.target_critic, self.critic)])
+        return gradient_step(self, self.losses(batch))
+
+    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.target_critic, self.critic)]
 

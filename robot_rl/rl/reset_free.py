@@ -43,9 +43,9 @@ from robot_rl.core import EnvSpec, RobotEnv
 from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
 from robot_rl.nn.checkpoint import save_checkpoint
+from robot_rl.rl.agent import gradient_step
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, finetune_payload, load_iql_for_finetuning, mixed_batch
-from robot_rl.rl.iql import gradient_step
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
 from robot_rl.rl.reset_free_report import DIRECTIONS, EVENTS_FILE
@@ -497,8 +497,7 @@ def _critic_warmup(learner: _Learner, cfg: ResetFreeConfig) -> None:
     agent = learner.loaded.agent
     for _ in range(cfg.critic_warmup_updates):
         out = agent.losses(learner.offline.sample(learner.loaded.train_cfg.iql.batch_size))
-        gradient_step(agent, {k: v for k, v in out.items() if k != "actor_loss"},
-                      targets=[(agent.target_critic, agent.critic)])
+        gradient_step(agent, {k: v for k, v in out.items() if k != "actor_loss"})
 
 
 def _payload(learner: _Learner, cfg: ResetFreeConfig, last: dict[str, float]) -> dict[str, Any]:

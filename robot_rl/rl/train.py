@@ -23,16 +23,16 @@ from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from robot_rl.nn.normalize import ObsNormalizer, reward_scale
-from robot_rl.rl.bc import BC
-from robot_rl.rl.compiled import compile_losses, step_begin
+from robot_rl.rl import algorithms
+from robot_rl.rl.agent import Agent, optimizer_state
+from robot_rl.rl.compiled import compile_losses
+from robot_rl.rl.graphed import UpdateRunner, choose_path, default_updates_per_call
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
-from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
-from robot_rl.rl.iql import IQL, IQLConfig
+from robot_rl.rl.image_iql import EncoderConfig
+from robot_rl.rl.iql import IQLConfig
 from robot_rl.rl.logger import MetricsLogger
 
-ALGOS = ("iql", "bc")
 OBS_TYPES = ("state", "image", "image_only")
-Agent = IQL | BC | ImageIQL | ImageBC
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class TrainConfig:
     dataset: str
     """Path of the HDF5 dataset."""
     algo: str = "iql"
-    """``iql`` or ``bc``."""
+    """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``)."""
     steps: int = 30_000
     """Gradient updates."""
     seed: int = 0
@@ -65,7 +65,11 @@ class TrainConfig:
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
     compile: bool = False
-    """Compile the loss computation with torch.compile (CUDA graphs on a GPU; the first update compiles)."""
+    """Compile the loss computation with torch.compile (fused kernels; the first update compiles)."""
+    cuda_graphs: bool = True
+    """On CUDA, run whole updates as CUDA-graph replays (``rl/graphed.py``); false: eager updates."""
+    updates_per_call: int = 0
+    """Updates captured in one CUDA graph and replayed per call (0: the measured default, 16); CUDA graphs only."""
     obs: str = "state"
     """What the policy sees: ``state``, ``image`` (a camera image and the state) or ``image_only``."""
     camera: str | None = None
@@ -78,8 +82,7 @@ class TrainConfig:
     """The image encoder (``obs`` = ``image`` / ``image_only``)."""
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGOS)}")
+        algorithms.algorithm(self.algo)  # one-line error listing the known names
         if self.obs not in OBS_TYPES:
             raise ValueError(f"unknown obs '{self.obs}'; choose one of: {', '.join(OBS_TYPES)}")
         if self.image_size is not None and self.image_size < 16:
@@ -87,6 +90,8 @@ class TrainConfig:
                              f"{self.image_size}")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, log_every and checkpoint_every must be >= 1")
+        if self.updates_per_call < 0:
+            raise ValueError(f"updates_per_call must be >= 0 (0: default), got {self.updates_per_call}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -170,21 +175,48 @@ def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
 
 
 def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Agent:
-    """IQL or BC on states, or (``cfg.obs`` image / image_only, with ``cfg.image_size`` resolved) on images."""
+    """The run's learner (``cfg.algo`` from the registry) on states, or (``cfg.obs`` image / image_only, with
+    ``cfg.image_size`` resolved) on images."""
     iql_cfg = dataclasses.replace(cfg.iql, steps=cfg.steps)
     if not cfg.images:
-        return IQL(obs_dim, act_dim, iql_cfg) if cfg.algo == "iql" else BC(obs_dim, act_dim, iql_cfg)
+        return algorithms.make_agent(cfg.algo, obs_dim, act_dim, iql_cfg)
     if cfg.image_size is None:
         raise ValueError("an image agent needs cfg.image_size (train() resolves it from the dataset)")
-    image_agent = ImageIQL if cfg.algo == "iql" else ImageBC
-    return image_agent(obs_dim, act_dim, cfg.image_size, iql_cfg, cfg.encoder, use_state=cfg.obs == "image")
+    return algorithms.make_agent(cfg.algo, obs_dim, act_dim, iql_cfg, cfg.image_size, cfg.encoder,
+                                 use_state=cfg.obs == "image")
+
+
+def update_path(cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
+    """How the run updates: (``"cuda-graph"`` or ``"eager"``, updates per call)."""
+    path = choose_path(device, cfg.cuda_graphs)
+    return path, (cfg.updates_per_call or default_updates_per_call(path)) if path == "cuda-graph" else 1
+
+
+def describe_path(cfg: TrainConfig, device: torch.device) -> str:
+    """One line for the console: which update path a run on ``device`` takes."""
+    path, k = update_path(cfg, device)
+    compiled = ", torch.compile'd losses" if cfg.compile else ""
+    if path == "cuda-graph":
+        return f"update path: CUDA graph on {device}, {k} updates per replay{compiled}"
+    return f"update path: eager on {device}{compiled}"
+
+
+def make_runner(cfg: TrainConfig, agent: Agent, sampler: TransitionSampler, device: torch.device,
+                schedule_length: int) -> UpdateRunner:
+    """The run's ``UpdateRunner`` (compiling the losses first when ``cfg.compile``)."""
+    path, k = update_path(cfg, device)
+    if cfg.compile:
+        compile_losses(agent, device, inside_graph=path == "cuda-graph")
+    batch = cfg.iql.batch_size
+    return UpdateRunner(agent, lambda: sampler.sample(batch), [sampler.generator], k, path, schedule_length,
+                        mark_step=cfg.compile and device.type == "cuda" and path == "eager")
 
 
 def _payload(cfg: TrainConfig, data: OfflineData, agent: Agent, sampler: TransitionSampler, step: int,
              last: dict[str, float]) -> dict[str, Any]:
     return {
         "format": 1, "algo": cfg.algo, "config": cfg.to_dict(), "env_spec": data.spec.to_json(),
-        "task_text": data.task_text, "agent": agent.state_dict(), "optimizer": agent.optimizer.state_dict(),
+        "task_text": data.task_text, "agent": agent.state_dict(), "optimizer": optimizer_state(agent.optimizer),
         "scheduler": agent.scheduler.state_dict(), "normalizer": dataclasses.asdict(data.normalizer),
         "reward_scale": data.reward_scale, "metrics": last,
         "rng": {"torch": torch.get_rng_state(), "sampler": sampler.generator.get_state(),
@@ -248,21 +280,19 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
     agent = make_agent(cfg, data.spec.state_dim, data.spec.action.dim).to(device)
     agent.train()
     step = _restore(payload, agent, sampler) if payload else 0
-    if cfg.compile:
-        compile_losses(agent, device)
+    runner = make_runner(cfg, agent, sampler, device, schedule_length=cfg.steps + 1)
     logger = MetricsLogger(run_dir)
     last: dict[str, float] = dict(payload.get("metrics", {})) if payload else {}
     sums: dict[str, torch.Tensor] = {}
     count = 0
     try:
         while step < cfg.steps:
-            if cfg.compile:
-                step_begin(device)
-            metrics = agent.update(sampler.sample(cfg.iql.batch_size))
-            for k, v in metrics.items():
+            boundary = min(_next_multiple(step, cfg.log_every), _next_multiple(step, cfg.checkpoint_every), cfg.steps)
+            n = min(runner.k, boundary - step)
+            for k, v in runner.run(n).items():
                 sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
-            count += 1
-            step += 1
+            count += n
+            step += n
             at_log = step % cfg.log_every == 0 or step == cfg.steps
             at_ckpt = step % cfg.checkpoint_every == 0 or step == cfg.steps
             if at_log or at_ckpt:
@@ -270,7 +300,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
                 if not all(math.isfinite(v) for v in means.values()) or not _params_finite(agent):
                     raise _diverged(run_dir, step, means, last)
                 if at_log:
-                    means["actor_lr"] = agent.optimizer.param_groups[-1]["lr"]
+                    means["actor_lr"] = float(agent.optimizer.param_groups[-1]["lr"])
                     logger.log(step, means)
                     last = {**means, "step": step}
                     sums, count = {}, 0
@@ -281,6 +311,11 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
     finally:
         logger.close()
     return agent, data, last
+
+
+def _next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step``."""
+    return (step // every + 1) * every
 
 
 def _diverged(run_dir: Path, step: int, means: dict[str, float], last: dict[str, float]) -> TrainingDiverged:
