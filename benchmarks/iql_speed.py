@@ -7,10 +7,11 @@ as ours (device-resident ``TransitionSampler``) does.
 
     python benchmarks/iql_speed.py                 # CPU, one thread, both sides; ratio printed last
     python benchmarks/iql_speed.py --threads 2
-    python benchmarks/iql_speed.py --device cuda   # compiled = CUDA graphs; adds d3rlpy with compile_graph
+    python benchmarks/iql_speed.py --device cuda --batches 256,1024 --k-sweep 1,4,64   # adds d3rlpy compile_graph
 
-"compiled" is ``TrainConfig.compile`` (``--set compile=true``): torch.compile of the loss computation
-(inductor on the CPU, CUDA graphs on a GPU); its first updates compile (tens of seconds, cached afterwards).
+On CUDA the product path is ``graphed``: K whole updates per CUDA-graph replay (``rl/graphed.py``, the default of
+``train`` / ``finetune`` there); ``graphed+compiled`` adds torch.compile'd losses inside the graph
+(``--set compile=true``). "compiled" on the CPU is inductor (``--set compile=true``); its first updates compile.
 """
 
 from __future__ import annotations
@@ -38,30 +39,45 @@ def synthetic(n: int = N) -> dict[str, np.ndarray]:
             "rewards": rng.normal(size=n).astype(np.float32), "terminals": terminals}
 
 
-def ours(device: str, threads: int, steps: int, warmup: int, compiled: bool) -> float:
+def ours(device: str, threads: int, steps: int, warmup: int, mode: str, batch: int = 256, k: int = 16) -> float:
+    """Updates/s of robot_rl's IQL through the product's ``UpdateRunner``.
+
+    ``mode``: ``eager`` (one ``update`` per call), ``graphed`` (K whole updates per CUDA-graph replay, the CUDA
+    default), ``graphed+compiled`` (the same with torch.compile'd losses inside the graph), ``compiled`` (the eager
+    path with ``--set compile=true``: inductor on the CPU, torch.compile's CUDA graphs around the losses on CUDA).
+    """
     import torch
 
     from robot_rl.data import TransitionSampler
-    from robot_rl.rl.compiled import compile_losses, step_begin
+    from robot_rl.rl.compiled import compile_losses
+    from robot_rl.rl.graphed import UpdateRunner
     from robot_rl.rl.iql import IQL, IQLConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    dev = torch.device(device)
     data = synthetic()
     sampler = TransitionSampler(data, device, seed=0)
-    agent = IQL(OBS, ACT, IQLConfig(steps=steps + warmup)).to(device)
-    if compiled:  # the product path: TrainConfig.compile (CUDA graphs on a GPU, inductor on the CPU)
-        compile_losses(agent, torch.device(device))
-    for _ in range(warmup):
-        step_begin(torch.device(device))
-        agent.update(sampler.sample(256))
+    agent = IQL(OBS, ACT, IQLConfig(steps=steps + warmup, batch_size=batch)).to(device)
+    graphed = mode.startswith("graphed")
+    if "compiled" in mode:
+        compile_losses(agent, dev, inside_graph=graphed)
+    runner = UpdateRunner(agent, lambda: sampler.sample(batch), [sampler.generator], k if graphed else 1,
+                          "cuda-graph" if graphed else "eager", steps + warmup + 1,
+                          mark_step=mode == "compiled" and dev.type == "cuda")
+    per_call = runner.k
+    done = 0
+    while done < warmup:
+        runner.run(per_call)
+        done += per_call
     _sync(device)
     t = time.perf_counter()
-    for _ in range(steps):
-        step_begin(torch.device(device))
-        agent.update(sampler.sample(256))
+    done = 0
+    while done < steps:
+        runner.run(per_call)
+        done += per_call
     _sync(device)
-    return steps / (time.perf_counter() - t)
+    return done / (time.perf_counter() - t)
 
 
 def _sync(device: str) -> None:
@@ -115,25 +131,44 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--d3rlpy-steps", type=int, default=None, help="timed d3rlpy updates (default: --steps)")
+    p.add_argument("--batches", default="256", help="comma-separated batch sizes (CUDA rows)")
+    p.add_argument("--k-sweep", default="", help="CUDA: comma-separated K (updates per replay) to time at batch 256")
+    p.add_argument("--no-d3rlpy", action="store_true")
     args = p.parse_args()
     rows: list[tuple[str, float | None]] = []
     where = f"{args.device}, {args.threads} thread"
-    rows.append((f"d3rlpy IQL ({where})", d3rlpy_rate(args.device, args.threads, args.steps, args.warmup, False)))
-    if args.device.startswith("cuda"):
-        rows.append(("d3rlpy IQL compile_graph", d3rlpy_rate(args.device, args.threads, args.steps, args.warmup,
-                                                              True)))
-    rows.append((f"robot_rl IQL eager ({where})", ours(args.device, args.threads, args.steps, args.warmup, False)))
-    rows.append((f"robot_rl IQL compiled ({where})",
-                 ours(args.device, args.threads, args.steps, args.warmup * 3, True)))
+    d_steps = args.d3rlpy_steps or args.steps
+    cuda = args.device.startswith("cuda")
+    if not args.no_d3rlpy:
+        rows.append((f"d3rlpy IQL ({where})", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup, False)))
+        if cuda:
+            rows.append(("d3rlpy IQL compile_graph", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup,
+                                                                  True)))
+    rows.append((f"robot_rl IQL eager ({where})", ours(args.device, args.threads, args.steps, args.warmup, "eager")))
+    if not cuda:
+        rows.append((f"robot_rl IQL compiled ({where})",
+                     ours(args.device, args.threads, args.steps, args.warmup * 3, "compiled")))
+    else:
+        for batch in (int(b) for b in args.batches.split(",")):
+            for mode in ("graphed", "graphed+compiled"):
+                rows.append((f"robot_rl IQL {mode} K=16 batch {batch}",
+                             ours(args.device, args.threads, args.steps * 5, args.warmup, mode, batch=batch)))
+        for k in (int(x) for x in args.k_sweep.split(",") if x):
+            rows.append((f"robot_rl IQL graphed K={k} batch 256",
+                         ours(args.device, args.threads, args.steps * 5, args.warmup, "graphed", k=k)))
     width = max(len(name) for name, _ in rows)
     print(f"{'run':<{width}}  updates/s")
     for name, rate in rows:
         print(f"{name:<{width}}  {rate:9.1f}" if rate is not None else f"{name:<{width}}  {'n/a':>9}")
-    base = rows[0][1]
-    if base:
-        for name, rate in rows[1:]:
+    rates = dict(rows)
+    for base_name in [n for n in rates if n.startswith("d3rlpy")]:
+        base = rates[base_name]
+        if not base:
+            continue
+        for name, rate in rows:
             if name.startswith("robot_rl") and rate:
-                print(f"ratio {name} / d3rlpy IQL eager: {rate / base:.2f}x")
+                print(f"ratio {name} / {base_name}: {rate / base:.2f}x")
 
 
 if __name__ == "__main__":
