@@ -2,8 +2,9 @@
 
 Settings: obs 17, act 6, 2x256 MLPs, batch 256, expectile 0.7, temperature 3, synthetic 1M transitions
 (numpy seed 0, generated identically in both processes). d3rlpy runs in its own virtual environment
-(``bash benchmarks/setup_d3rlpy.sh``), through its ``fit`` loop with logging off, so its replay sampling counts,
-as ours (device-resident ``TransitionSampler``) does.
+(``bash benchmarks/setup_d3rlpy.sh``), or, where ``D3RLPY_PYTHONPATH`` is set (``benchmarks/gpu_env.sh`` on a GPU
+machine), in this interpreter with ``PYTHONPATH`` replaced by it; through its ``fit`` loop with logging off, so its
+replay sampling counts, as ours (device-resident ``TransitionSampler``) does.
 
     python benchmarks/iql_speed.py                 # CPU, one thread, both sides; ratio printed last
     python benchmarks/iql_speed.py --threads 2
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -113,12 +115,24 @@ print(json.dumps({"updates_per_s": steps / (time.perf_counter() - t), "d3rlpy": 
 """
 
 
+def d3rlpy_python() -> tuple[str, dict[str, str] | None] | None:
+    """The interpreter and environment d3rlpy runs in: D3RLPY_PYTHONPATH with this Python, else its venv."""
+    path = os.environ.get("D3RLPY_PYTHONPATH")
+    if path:  # d3rlpy's own site folder only: the project's PYTHONPATH (gymnasium 1.4) must not be seen
+        return sys.executable, {**os.environ, "PYTHONPATH": path}
+    if D3RLPY_PY.exists():
+        return str(D3RLPY_PY), None
+    print(f"(d3rlpy venv missing: run bash {HERE / 'setup_d3rlpy.sh'}, or set D3RLPY_PYTHONPATH)", file=sys.stderr)
+    return None
+
+
 def d3rlpy_rate(device: str, threads: int, steps: int, warmup: int, graph: bool) -> float | None:
-    if not D3RLPY_PY.exists():
-        print(f"(d3rlpy venv missing: run bash {HERE / 'setup_d3rlpy.sh'})", file=sys.stderr)
+    launch = d3rlpy_python()
+    if launch is None:
         return None
-    out = subprocess.run([str(D3RLPY_PY), "-c", D3RLPY_SCRIPT, str(HERE), device, str(threads), str(steps),
-                          str(warmup), "1" if graph else "0"], capture_output=True, text=True, check=False)
+    python, env = launch
+    out = subprocess.run([python, "-c", D3RLPY_SCRIPT, str(HERE), device, str(threads), str(steps),
+                          str(warmup), "1" if graph else "0"], capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         print(f"d3rlpy run failed:\n{out.stderr[-2000:]}", file=sys.stderr)
         return None
