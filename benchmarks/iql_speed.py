@@ -47,6 +47,7 @@ def ours(device: str, threads: int, steps: int, warmup: int, mode: str, batch: i
     ``mode``: ``eager`` (one ``update`` per call), ``graphed`` (K whole updates per CUDA-graph replay, the CUDA
     default), ``graphed+compiled`` (the same with torch.compile'd losses inside the graph), ``compiled`` (the eager
     path with ``--set compile=true``: inductor on the CPU, torch.compile's CUDA graphs around the losses on CUDA).
+    ``+tf32``: TF32 matrix products; ``+combo``: inductor's combo kernels (horizontal fusion) — experiments.
     """
     import torch
 
@@ -55,9 +56,13 @@ def ours(device: str, threads: int, steps: int, warmup: int, mode: str, batch: i
     from robot_rl.rl.graphed import UpdateRunner
     from robot_rl.rl.iql import IQL, IQLConfig
 
+    import torch._inductor.config as inductor_config
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     dev = torch.device(device)
+    torch.backends.cuda.matmul.allow_tf32 = "tf32" in mode  # TF32 GEMMs (only the rows that say so)
+    inductor_config.combo_kernels = "combo" in mode  # inductor's horizontal fusion of independent kernels
     data = synthetic()
     sampler = TransitionSampler(data, device, seed=0)
     agent = IQL(OBS, ACT, IQLConfig(steps=steps + warmup, batch_size=batch)).to(device)
@@ -168,6 +173,9 @@ def main() -> None:
             for mode in ("graphed", "graphed+compiled"):
                 rows.append((f"robot_rl IQL {mode} K=16 batch {batch}",
                              ours(args.device, args.threads, args.steps * 5, args.warmup, mode, batch=batch)))
+        for mode in ("graphed+compiled+combo", "graphed+tf32", "graphed+compiled+tf32"):
+            rows.append((f"robot_rl IQL {mode} K=16 batch 256",
+                         ours(args.device, args.threads, args.steps * 5, args.warmup, mode)))
         for k in (int(x) for x in args.k_sweep.split(",") if x):
             rows.append((f"robot_rl IQL graphed K={k} batch 256",
                          ours(args.device, args.threads, args.steps * 5, args.warmup, "graphed", k=k)))

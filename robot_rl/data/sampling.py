@@ -30,11 +30,26 @@ class TransitionSampler:
 
     def __init__(self, transitions: Arrays, device: torch.device | str = "cpu", seed: int = 0) -> None:
         self.device = torch.device(device)
-        self.data = {k: torch.as_tensor(v).to(self.device) for k, v in transitions.items()}
-        sizes = {k: len(v) for k, v in self.data.items()}
+        tensors = {k: torch.as_tensor(v) for k, v in transitions.items()}
+        sizes = {k: len(v) for k, v in tensors.items()}
         if not sizes or len(set(sizes.values())) != 1 or min(sizes.values()) < 1:
             raise ValueError(f"transitions must be non-empty arrays with one common length, got lengths {sizes}")
         self.size = next(iter(sizes.values()))
+        # Arrays of one dtype are packed side by side into one [N, F] tensor, so a batch is one gather per dtype
+        # (on a GPU each gather is a kernel launch); ``data`` holds views of the packed columns.
+        self._packed: list[tuple[torch.Tensor, list[tuple[str, int, int, tuple[int, ...]]]]] = []
+        self.data: dict[str, torch.Tensor] = {}
+        for dtype in dict.fromkeys(t.dtype for t in tensors.values()):
+            names = [k for k, t in tensors.items() if t.dtype == dtype]
+            flat = [tensors[k].reshape(self.size, -1) for k in names]
+            packed = torch.cat(flat, dim=1).to(self.device)
+            columns, start = [], 0
+            for name, f in zip(names, flat, strict=True):
+                shape = tuple(tensors[name].shape[1:])
+                columns.append((name, start, f.shape[1], shape))
+                self.data[name] = packed[:, start:start + f.shape[1]].reshape(self.size, *shape)
+                start += f.shape[1]
+            self._packed.append((packed, columns))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
@@ -44,7 +59,12 @@ class TransitionSampler:
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """``{name: [B, ...]}``: B rows drawn uniformly with replacement."""
         index = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
-        return {k: v[index] for k, v in self.data.items()}
+        batch: dict[str, torch.Tensor] = {}
+        for packed, columns in self._packed:
+            rows = packed[index]
+            for name, start, width, shape in columns:
+                batch[name] = rows[:, start:start + width].reshape(batch_size, *shape)
+        return batch
 
 
 @dataclass(frozen=True)

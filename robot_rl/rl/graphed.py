@@ -75,8 +75,10 @@ class UpdateRunner:
             raise ValueError(f"unknown update path '{path}'")
         self.agent, self.sample, self.generators = agent, sample, list(generators)
         self.k, self.path, self.mark_step = updates_per_call, path, mark_step
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self._sums: dict[str, torch.Tensor] = {}
+        self._graphs: dict[int, torch.cuda.CUDAGraph | None] = {}
+        self._keys: list[str] = []
+        self._sums = torch.zeros(0)
+        """``[M]``: the metric sums of the last replay (static, ``_keys`` order; one add per update)."""
         if path == "cuda-graph":
             self._prepare_static(schedule_length)
 
@@ -88,7 +90,7 @@ class UpdateRunner:
             raise ValueError(f"run needs n >= 1 updates, got {n}")
         if self.path == "eager":
             return self._run_eager(n)
-        total: dict[str, torch.Tensor] = {}
+        total: torch.Tensor | None = None
         full, rest = divmod(n, self.k)
         for size, times in ((self.k, full), (1, rest)):
             for _ in range(times):
@@ -97,10 +99,10 @@ class UpdateRunner:
                     self._record(size)
                 else:
                     graph.replay()
-                for key, value in self._sums.items():
-                    total[key] = total[key] + value if key in total else value.clone()
+                total = self._sums.clone() if total is None else total + self._sums
         self.agent.scheduler.last_epoch += n
-        return total
+        assert total is not None
+        return dict(zip(self._keys, total.unbind(0), strict=True))
 
     # -- eager --------------------------------------------------------------------------------------------------
 
@@ -127,8 +129,9 @@ class UpdateRunner:
             group["capturable"] = True
         self._lrs = [group["lr"] for group in agent.optimizer.param_groups]
 
-    def _one_update(self) -> dict[str, torch.Tensor]:
-        """One update as the graph records it: the eager ``gradient_step`` with the schedule on the device."""
+    def _one_update(self) -> torch.Tensor:
+        """One update as the graph records it: the eager ``gradient_step`` with the schedule on the device.
+        Returns the metrics stacked ``[M]`` in ``_keys`` order (fixed at warm-up)."""
         out = self.agent.losses(self.sample())
         apply_gradients(self.agent, out)
         self._step.add_(1)
@@ -136,17 +139,17 @@ class UpdateRunner:
         rates = torch.index_select(self._table, 1, index).squeeze(1)  # [G]
         torch._foreach_copy_(self._lrs, list(rates.unbind(0)))
         polyak_update(self.agent)
-        return {k: v.detach() for k, v in out.items()}
+        if not self._keys:
+            self._keys = list(out)
+        elif list(out) != self._keys:
+            raise RuntimeError(f"losses() returned {list(out)} after {self._keys}; its keys must not change")
+        return torch.stack([out[k].detach().float() for k in self._keys])
 
     def _record(self, size: int) -> None:
-        """The body of a graph of ``size`` updates: the metric sums are static buffers, zeroed first."""
-        for value in self._sums.values():
-            value.zero_()
+        """The body of a graph of ``size`` updates: the metric sums are a static buffer, zeroed first."""
+        self._sums.zero_()
         for _ in range(size):
-            for key, value in self._one_update().items():
-                if key not in self._sums:
-                    raise RuntimeError(f"metric '{key}' appeared after warm-up; losses() must return fixed keys")
-                self._sums[key].add_(value)
+            self._sums.add_(self._one_update())
 
     def _graph(self, size: int) -> torch.cuda.CUDAGraph | None:
         if size not in self._graphs:
@@ -155,9 +158,9 @@ class UpdateRunner:
 
     def _warm_up(self) -> None:
         for _ in range(WARMUP_ITERATIONS):
-            for key, value in self._one_update().items():
-                if key not in self._sums:
-                    self._sums[key] = torch.zeros_like(value)
+            metrics = self._one_update()
+        if self._sums.numel() == 0:
+            self._sums = torch.zeros_like(metrics)
 
     def _capture(self, size: int) -> torch.cuda.CUDAGraph | None:
         """Warm up, undo the warm-up, capture ``size`` updates. On CPU tensors (the tests' view of the graph

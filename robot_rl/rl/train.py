@@ -229,13 +229,13 @@ def _restore(payload: dict[str, Any], agent: Agent, sampler: TransitionSampler) 
     agent.load_state_dict(payload["agent"])
     agent.optimizer.load_state_dict(payload["optimizer"])
     agent.scheduler.load_state_dict(payload["scheduler"])
-    rng = payload["rng"]
-    torch.set_rng_state(rng["torch"])
-    sampler.generator.set_state(rng["sampler"])
+    rng = payload["rng"]  # generator states are CPU byte tensors, whatever map_location moved them to
+    torch.set_rng_state(rng["torch"].cpu())
+    sampler.generator.set_state(rng["sampler"].cpu())
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
     if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
     return int(payload["step"])
 
 
