@@ -50,13 +50,12 @@ def ours(device: str, threads: int, steps: int, warmup: int, mode: str, batch: i
     ``+tf32``: TF32 matrix products; ``+combo``: inductor's combo kernels (horizontal fusion) — experiments.
     """
     import torch
+    import torch._inductor.config as inductor_config
 
     from robot_rl.data import TransitionSampler
     from robot_rl.rl.compiled import compile_losses
     from robot_rl.rl.graphed import UpdateRunner
     from robot_rl.rl.iql import IQL, IQLConfig
-
-    import torch._inductor.config as inductor_config
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
