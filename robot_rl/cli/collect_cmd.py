@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
 from robot_rl.data.behaviours import NEEDS_EXPERT, PRESETS, resolve_preset
+from robot_rl.envs.task_cards import default_camera
+
+if TYPE_CHECKING:
+    from robot_rl.core import EnvSpec
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -25,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--num-envs", type=int, default=1, help="environments stepped in one batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episode-length", type=int, default=None, help="default: the task card's")
-    p.add_argument("--camera", default=None, help="store images of this camera (default: the task card's)")
+    p.add_argument("--camera", default=None,
+                   help="store images of this camera (default: the task card's, or the one --resume's dataset stores)")
     p.add_argument("--image-every", type=int, default=0,
                    help="store a rendered frame every k steps (0: none; frames can be rendered later from "
                         "the stored sim states)")
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         expert = _expert_for(args.task)
     images = None
     if args.image_every > 0:
-        camera = args.camera or env.spec.extras.get("camera") or env.spec.cameras[0]
+        camera = collect_camera(args.camera, env.spec, args.out, args.resume)
         images = ImageOptions(camera, args.image_every, args.image_size, args.image_size)
     source = f"robot-rl collect --task {args.task} --preset {args.preset} --seed {args.seed}" + (
         f" --noise {args.noise}" if args.noise is not None else "")
@@ -79,6 +85,21 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"wrote {args.episodes} episodes to {args.out} "
                   f"({successes} successful, {time.time() - start:.1f} s). Next: robot-rl inspect {args.out}")
     return 0
+
+
+def collect_camera(camera: str | None, spec: EnvSpec, out: Path, resume: bool) -> str:
+    """``--camera``, else the default camera (``envs.task_cards.default_camera``) over the cameras that the dataset
+    being appended to (``--resume``) stores already."""
+    if camera:
+        return camera
+    stored: list[str] = []
+    if resume and out.exists():
+        from robot_rl.data import Dataset
+        from robot_rl.rl.image_data import stored_cameras
+
+        with Dataset(out) as ds:
+            stored = stored_cameras(ds)
+    return default_camera(spec, stored)
 
 
 def _expert_for(task: str):

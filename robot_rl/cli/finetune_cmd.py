@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.config_flags import add_config_flags
 from robot_rl.cli.help_text import command_help
 
 if TYPE_CHECKING:
@@ -18,24 +19,25 @@ if TYPE_CHECKING:
     from robot_rl.rl.rewards import SuccessSignal
 
 
+FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every",
+                  "eval_episodes", "seed")
+"""FinetuneConfig fields with a flag (reset-free fine-tuning reads the same flags)."""
+FINETUNE_RENAME = {"env_steps": "steps", "updates_per_env_step": "updates_per_step", "warmup_env_steps": "warmup"}
+
+
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.rl.finetune import FinetuneConfig
+
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--checkpoint", type=Path, default=None, help="run folder of an offline IQL run")
     p.add_argument("--task", default=None, help="sim task (default: the dataset's)")
-    p.add_argument("--steps", type=int, default=10_000, help="environment steps")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: CHECKPOINT-finetune)")
     p.add_argument("--num-envs", type=int, default=1)
-    p.add_argument("--offline-ratio", type=float, default=0.75,
-                   help="share of each batch from the offline data (default 0.75)")
-    p.add_argument("--updates-per-step", type=float, default=1.0)
-    p.add_argument("--warmup", type=int, default=1000, help="env steps before updates start")
+    p.set_defaults(config_flags=add_config_flags(p, FinetuneConfig, FINETUNE_FLAGS, rename=FINETUNE_RENAME))
     p.add_argument("--reward", default="dataset",
                    help="reward of new transitions: 'dataset' (the source of the dataset's active reward, e.g. "
                         "the reward model it was relabeled with), 'ground_truth' (the simulator's), "
                         "reward-model:RUN_DIR or code:FILE.py")
-    p.add_argument("--eval-every", type=int, default=5000)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("reset-free (--reset-free)")
     g.add_argument("--reset-free", action="store_true",
                    help="alternate a forward and a backward policy in one world without resets")
@@ -81,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     task = args.task or EnvSpec.from_json(payload["env_spec"]).name
     out = args.out or Path(f"{args.checkpoint}-finetune")
-    cfg = FinetuneConfig(env_steps=args.steps, updates_per_env_step=args.updates_per_step,
-                         offline_ratio=args.offline_ratio, warmup_env_steps=args.warmup,
-                         eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed,
-                         log_every=min(1000, args.steps))
+    cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
     env = make_env(task, num_envs=args.num_envs)

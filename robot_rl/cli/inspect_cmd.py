@@ -79,32 +79,33 @@ def _keys_table(described: list) -> Table:
     return t
 
 
-def _frames(ds, ep, count: int, console: Console) -> tuple[np.ndarray | None, list[int], str]:
-    """uint8 [F, H, W, 3] frames of one episode: stored images, else rendered from stored sim states."""
-    length = ep.states.shape[0]
-    steps = np.unique(np.linspace(0, length - 1, count).round().astype(int))
-    if ep.images:
-        camera, frames = next(iter(ep.images.items()))
-        idx = np.unique(np.minimum(steps // ep.image_every, len(frames) - 1))
-        return frames[idx], [int(i * ep.image_every) for i in idx], f"stored images, camera '{camera}'"
-    if ep.sim_states is None:
-        return None, [], "no images and no sim states stored"
-    import torch
-
-    from robot_rl.envs import make_env
-    from robot_rl.envs.task_cards import load_task_card
+def _frames(ds, name: str, ep, count: int) -> tuple[np.ndarray | None, list[int], str]:
+    """uint8 [F, H, W, 3] frames of one episode (of the default camera): stored images, else rendered from stored
+    sim states at 160x160; the steps they show; how they were made."""
+    from robot_rl.data import DatasetError
+    from robot_rl.rl.image_data import DatasetFrames, dataset_camera
 
     try:
-        env = make_env(ds.spec.name)
-    except ValueError as e:
+        camera = dataset_camera(ds)
+    except DatasetError as e:
+        return None, [], f"no frames: {e}"
+    steps = np.unique(np.linspace(0, ep.length - 1, count).round().astype(int))
+    stored = ep.images.get(camera)
+    if stored is not None:
+        steps = np.unique(np.minimum(steps // ep.image_every, len(stored) - 1)) * ep.image_every
+        size, how = tuple(stored.shape[1:3]), f"stored images, camera '{camera}'"
+    elif ep.sim_states is None:
+        return None, [], f"camera '{camera}': no images and no sim states stored"
+    else:
+        size, how = (160, 160), f"rendered from stored sim states, camera '{camera}'"
+    source = DatasetFrames(ds, camera, size, cache=False)
+    try:
+        frames = source.frames_at(name, steps, None if ep.sim_states is None else ep.sim_states[steps], ep)
+    except ValueError as e:  # no sim backend for the task
         return None, [], f"cannot render: {e}"
-    try:
-        card = load_task_card(ds.spec.name)
-        camera = card.camera if card is not None else env.spec.cameras[0]
-        frames = env.render(torch.from_numpy(ep.sim_states[steps]), camera, 160, 160).numpy()
     finally:
-        env.close()
-    return frames, [int(s) for s in steps], f"rendered from stored sim states, camera '{camera}'"
+        source.close()
+    return frames, [int(s) for s in steps], how
 
 
 def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
@@ -117,7 +118,7 @@ def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
     success = np.array([bool(s[3]) for s in summaries])
     # Filmstrip of the best episode (successful first, then highest return).
     best = max(summaries, key=lambda s: (bool(s[3]), np.nan_to_num(s[2], nan=-np.inf)))
-    frames, steps, how = _frames(ds, ds.load_episode(best[0], images=True), count, console)
+    frames, steps, how = _frames(ds, best[0], ds.load_episode(best[0], images=True), count)
     ncols = max(len(steps), 1)
     fig = plt.figure(figsize=(max(2.0 * ncols, 8), 6.5), constrained_layout=True)
     grid = fig.add_gridspec(2, ncols, height_ratios=[1.4, 1])

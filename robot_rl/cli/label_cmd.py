@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     frames_identity = None
     if args.labeler == "vlm":
         from robot_rl.data import Dataset
+        from robot_rl.rl.image_data import dataset_camera
 
         with Dataset(args.dataset) as ds:
-            camera = args.camera or (ds.spec.cameras[0] if ds.spec.cameras else None)
+            camera = dataset_camera(ds, args.camera) if args.camera or ds.spec.cameras else None
         frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
     labeler = make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
                            api_key_env=args.api_key_env, concurrency=args.concurrency,

@@ -132,9 +132,10 @@ class Pipeline:
         frames_identity = None
         if kind == "vlm":
             from robot_rl.data import Dataset
+            from robot_rl.rl.image_data import dataset_camera
 
             with Dataset(self.dataset) as ds:
-                camera = vlm.get("camera") or ds.spec.cameras[0]
+                camera = dataset_camera(ds, vlm.get("camera"))
             frames_identity = {"camera": camera, "size": [size, size]}
         teacher = {"seed": self.seed, **dict(lab.get("teacher") or {})}
         labeler = make_labeler(kind, teacher=teacher, vlm_url=vlm.get("url"), model=vlm.get("model"),

@@ -9,28 +9,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, config_dict
 from robot_rl.cli.help_text import command_help
-from robot_rl.cli.overrides import apply_overrides, load_yaml
+
+TRAIN_FLAGS = ("dataset", "algo", "steps", "seed", "device", "reward_key", "obs", "camera", "image_size")
+"""TrainConfig fields with a flag; the rest through --config / --set."""
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.rl.train import ALGOS, OBS_TYPES, TrainConfig
+
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
-    p.add_argument("--dataset", type=Path, help="HDF5 dataset (required unless --resume)")
-    p.add_argument("--algo", choices=("iql", "bc"), default=None, help="default: iql")
-    p.add_argument("--steps", type=int, default=None, help="gradient updates (default 30000)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
-    p.add_argument("--reward-key", default=None, help="rewards (active, default) or a labeler id, e.g. ground_truth")
-    p.add_argument("--obs", choices=("state", "image", "image_only"), default=None,
-                   help="policy input: state (default), image (camera image + state) or image_only")
-    p.add_argument("--camera", default=None, help="camera of image observations (default: the dataset's)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="square image size (default: the stored frames', else 64); missing frames are rendered "
-                        "once from the dataset's sim states")
-    p.add_argument("--config", type=Path, default=None, help="YAML with TrainConfig fields")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set iql.temperature=10 (repeatable)")
+    p.set_defaults(config_flags=add_config_flags(p, TrainConfig, TRAIN_FLAGS,
+                                                 choices={"algo": ALGOS, "obs": OBS_TYPES}))
+    add_config_file_flags(p, TrainConfig, "iql.temperature=10")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--eval-episodes", type=int, default=10, help="evaluate in the dataset's sim task (0: skip)")
 
@@ -39,13 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rl.train import TrainConfig, train
 
     console = Console(stderr=True)
-    cfg_dict = load_yaml(args.config)
-    for field, value in (("dataset", args.dataset), ("algo", args.algo), ("steps", args.steps),
-                         ("seed", args.seed), ("device", args.device), ("reward_key", args.reward_key),
-                         ("obs", args.obs), ("camera", args.camera), ("image_size", args.image_size)):
-        if value is not None:
-            cfg_dict[field] = str(value) if isinstance(value, Path) else value
-    cfg_dict = apply_overrides(cfg_dict, args.set)
+    cfg_dict = config_dict(args.config_flags, args)
     if args.resume and "dataset" not in cfg_dict:
         import yaml
 

@@ -9,22 +9,23 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, config_dict
 from robot_rl.cli.help_text import command_help
-from robot_rl.cli.overrides import apply_overrides, load_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.rewards.model import RewardModelConfig
+
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset the labels were asked on")
     p.add_argument("--out", type=Path, required=True, help="run folder for reward_model.pt, metrics and plots")
     p.add_argument("--store", default=None, help="label store (default: DATASET.labels.sqlite)")
     p.add_argument("--labeler", default=None, help="use only this labeler's answers (scripted, vlm, human)")
-    p.add_argument("--obs", choices=("state", "image"), default=None, help="reward over states (default) or images")
-    p.add_argument("--camera", default=None, help="image models: camera (default: the task's first)")
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (default 2000)")
+    p.set_defaults(config_flags=add_config_flags(p, RewardModelConfig, ("obs", "steps")))
+    p.add_argument("--camera", default=None,
+                   help="image models: camera (default: the dataset's only stored camera, else the task card's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--config", type=Path, default=None, help="YAML with RewardModelConfig fields")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    add_config_file_flags(p, RewardModelConfig, "hidden=[64,64]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,13 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.model import RewardModelConfig
 
     console = Console(stderr=True)
-    cfg = load_yaml(args.config)
-    for field, value in (("obs", args.obs), ("steps", args.steps)):
-        if value is not None:
-            cfg[field] = value
-    cfg = apply_overrides(cfg, args.set)
     try:
-        config = RewardModelConfig(**cfg)
+        config = RewardModelConfig(**config_dict(args.config_flags, args))
     except TypeError as e:
         raise ValueError(f"bad reward-model config: {e}") from None
     columns = (TextColumn("[bold]train reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

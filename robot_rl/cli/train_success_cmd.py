@@ -17,17 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, config_dict
 from robot_rl.cli.help_text import command_help
-from robot_rl.cli.overrides import apply_overrides, load_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.rewards.success import SuccessConfig
+
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--dataset", type=Path, required=True, help="HDF5 dataset")
     p.add_argument("--out", type=Path, default=Path("runs/success"), help="run folder (default runs/success)")
-    p.add_argument("--obs", choices=("state", "image", "both"), default=None, help="classifier input (default state)")
-    p.add_argument("--camera", default=None, help="image modes: camera (default: the task's first)")
-    p.add_argument("--image-size", type=int, default=None, help="image modes: square frame size (default 64)")
+    flags = add_config_flags(p, SuccessConfig, ("obs", "camera", "image_size", "steps", "threshold",
+                                                 "preference_negatives"))
     p.add_argument("--labels-from", choices=("dataset", "ground_truth", "none"), default="dataset",
                    help="episode outcomes: recorded success marks (dataset; not simulator flags), the simulator's "
                         "ground truth (ground_truth, sim only), or none")
@@ -45,13 +46,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                                                           "(default DATASET.success-labels.sqlite)")
     p.add_argument("--labels", default=None, help="preference label store for --preference-negatives "
                                                   "(default DATASET.labels.sqlite)")
-    p.add_argument("--preference-negatives", action="store_true",
-                   help="use the last frame of each strictly less-preferred segment as a down-weighted negative")
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (default 1000)")
-    p.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: max F1 on held-out)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--config", type=Path, default=None, help="YAML with SuccessConfig fields")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    add_config_file_flags(p, SuccessConfig, "members=5")
+    p.set_defaults(config_flags=flags)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,16 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.success_labels import default_success_store, label_success, make_success_labeler
 
     console = Console(stderr=True)
-    cfg = load_yaml(args.config)
-    for key, value in (("obs", args.obs), ("camera", args.camera), ("image_size", args.image_size),
-                       ("steps", args.steps), ("threshold", args.threshold)):
-        if value is not None:
-            cfg[key] = value
-    if args.preference_negatives:
-        cfg["preference_negatives"] = True
-    cfg = apply_overrides(cfg, args.set)
     try:
-        config = SuccessConfig(**cfg)
+        config = SuccessConfig(**config_dict(args.config_flags, args))
     except TypeError as e:
         raise ValueError(f"bad success-classifier config: {e}") from None
     dataset = str(args.dataset)

@@ -12,11 +12,15 @@ A card is named after the task part of the env name: ``metaworld/drawer-open-v3`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from robot_rl.core import EnvSpec
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "sim" / "tasks"
 _KEYS = ("task_text", "camera", "episode_length", "ground_truth", "notes")
@@ -62,6 +66,27 @@ def load_task_card(name: str, tasks_dir: Path = TASKS_DIR) -> TaskCard | None:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of {', '.join(_KEYS)}, got {type(raw).__name__}")
     return _validate(path, raw)
+
+
+def default_camera(spec: EnvSpec, stored: Sequence[str] = (), tasks_dir: Path = TASKS_DIR) -> str:
+    """The camera to show, label or train on when none is named: the one rule of every command.
+
+    ``stored``: the cameras whose frames a dataset stores (none for a new dataset). In order: the only stored
+    camera; the task card's camera, when it is stored (with none stored: when the env has it); the first stored
+    camera in the env's camera order; the env's first camera. Raises ``ValueError`` when there is none.
+    """
+    stored = list(dict.fromkeys(stored))
+    if len(stored) == 1:
+        return stored[0]
+    card = load_task_card(spec.name, tasks_dir)
+    if card is not None and (card.camera in stored or (not stored and (not spec.cameras
+                                                                       or card.camera in spec.cameras))):
+        return card.camera
+    if stored:
+        return min(stored, key=lambda c: (spec.cameras.index(c) if c in spec.cameras else len(spec.cameras), c))
+    if spec.cameras:
+        return spec.cameras[0]
+    raise ValueError(f"'{spec.name}' names no camera and no frames are stored")
 
 
 def _validate(path: Path, raw: dict[str, Any]) -> TaskCard:

@@ -92,8 +92,9 @@ class SuccessConfig:
     obs: Literal["state", "image", "both"] = "state"
     """What the classifier reads: the state, a camera frame, or both."""
     camera: str | None = None
-    """Image modes: the camera (default: the task's first)."""
+    """Image modes: the camera (default: the dataset's only stored camera, else the task card's)."""
     image_size: int = 64
+    """Image modes: square frame size in pixels."""
     members: int = 3
     """Ensemble size; the probability is the members' mean."""
     hidden: tuple[int, ...] = (256, 256)
@@ -107,6 +108,7 @@ class SuccessConfig:
     weight_decay: float = 1e-4
     batch_size: int = 128
     steps: int = 1000
+    """Gradient steps."""
     valid_fraction: float = 0.2
     """Share of episodes held out (their examples are never trained on)."""
     first_frames: int = 3
@@ -114,6 +116,8 @@ class SuccessConfig:
     final_frames: int = 3
     """Examples per marked episode from its end."""
     preference_negatives: bool = False
+    """Use the last frame of each strictly less-preferred segment as a negative, down-weighted by
+    ``preference_weight``."""
     preference_weight: float = 0.5
     threshold: float | None = None
     """Fixed decision threshold; None: max F1 on the held-out examples."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from robot_rl.core import RobotEnv, SimEnv
+from robot_rl.envs.task_cards import default_camera
 
 PolicyFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -81,7 +82,7 @@ def _write_gif(env: SimEnv, states: np.ndarray, path: Path, camera: str | None, 
     from PIL import Image
 
     step = max(1, len(states) // max_frames)
-    cam = camera or env.spec.cameras[0]
+    cam = camera or default_camera(env.spec)
     frames = env.render(torch.from_numpy(states[::step]), cam, size, size).cpu().numpy()
     images = [Image.fromarray(f) for f in frames]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
-"""A camera frame for every step of an offline dataset, for image IQL / BC, and the sampler that serves them.
-
-Frames come from the dataset when it stores every step (``image_every == 1``) at the wanted size; otherwise they
-are rendered once, at load time, from the stored ``sim_state`` rows through the sim backend (imported lazily:
-``robot_rl.rl`` never imports the simulators at module import time).
+"""Frames of an offline dataset: ``DatasetFrames`` (the one source of frames: stored where the dataset holds the
+step at the wanted size, else rendered from the stored ``sim_state``; also behind ``robot_rl.rewards.frames``),
+``step_frames`` (a frame for every step, for image IQL / BC, rendered once at load time) and the sampler that
+serves them. The sim backend is imported lazily: ``robot_rl.rl`` never imports the simulators at module import
+time. The default camera is ``dataset_camera``'s (the rule of ``robot_rl.envs.task_cards.default_camera``).
 
 The image after an episode's last step is never stored (``sim_state`` holds the state *before* each step), so
 the last step's next-obs image reuses the last step's own frame; its next-obs *state* is the true one. This
@@ -11,13 +11,16 @@ touches one transition per episode, and none that bootstraps when the episode en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from robot_rl.data import Dataset, DatasetError, TransitionSampler
+from robot_rl.data import Dataset, DatasetError, Episode, TransitionSampler
+from robot_rl.data.layout import IMAGE_GROUP
+from robot_rl.envs.task_cards import default_camera
 
 DEFAULT_IMAGE_SIZE = 64
 RENDER_CHUNK = 64
@@ -40,43 +43,50 @@ class StepFrames:
 
 def step_frames(ds: Dataset, camera: str | None = None, image_size: int | None = None,
                 progress: RenderProgress | None = None) -> StepFrames:
-    """A square frame of ``camera`` for every step of every episode of ``ds`` (in ``ds.episode_names`` order).
+    """A square frame of ``camera`` for every step of every episode of ``ds`` (in ``ds.episode_names`` order),
+    from a ``DatasetFrames``: stored where the dataset holds the step at the size, else rendered.
 
-    ``camera`` None: the dataset's only stored camera; with none stored, the task's default camera.
-    ``image_size`` None: the stored frames' size when the dataset stores every step, else 64.
-    Raises ``DatasetError`` (one line, naming the episode) where an episode has neither usable frames nor sim
-    states.
+    ``camera`` None: ``dataset_camera``'s default. ``image_size`` None: the stored frames' size when the dataset
+    stores every step, else 64. Raises ``DatasetError`` (one line, naming the episode) where an episode lacks a
+    frame and the sim state to render it, before rendering anything.
     """
     names = ds.episode_names
     if not names:
         raise DatasetError(f"{ds.path}: no episodes")
+    camera = dataset_camera(ds, camera)
     first = ds.load_episode(names[0], images=True)
-    camera = camera or _default_camera(ds, sorted(first.images))
     if image_size is None:
         shape = first.images[camera].shape if camera in first.images else (0, 0, -1)
         image_size = int(shape[1]) if shape[1] == shape[2] and first.image_every == 1 else DEFAULT_IMAGE_SIZE
     size = image_size
+    source = DatasetFrames(ds, camera, (size, size), cache=False)
     frames = np.empty((ds.num_transitions, size, size, 3), dtype=np.uint8)
-    to_render: list[tuple[int, np.ndarray]] = []  # (first row, sim states [T, S])
+    to_render: list[tuple[np.ndarray, np.ndarray]] = []  # (rows of frames, sim states [K, S])
     row = 0
     for name in names:
         ep = first if name == names[0] else ds.load_episode(name, images=True)
-        stored = ep.images.get(camera)
-        if stored is not None and ep.image_every == 1 and stored.shape[1:3] == (size, size):
-            frames[row:row + ep.length] = stored
-        elif ep.sim_states is not None:
-            to_render.append((row, ep.sim_states))
-        else:
-            why = (f"stores no frames of camera '{camera}'" if stored is None
-                   else f"stores only every {ep.image_every}th frame" if ep.image_every != 1
-                   else f"stores {stored.shape[1]}x{stored.shape[2]} frames")
-            raise DatasetError(f"{ds.path}: episode {name}: image training needs a {size}x{size} frame of camera "
-                               f"'{camera}' at every step; the episode {why} and has no sim_state to render them "
-                               "from (pick --image-size / --camera to match the stored frames)")
+        steps = np.arange(ep.length)
+        got, missing = source.lookup(name, steps, ep)
+        frames[row:row + ep.length] = got
+        if missing.size:
+            if ep.sim_states is None:
+                raise source.missing_error(name, int(missing[0]), ep)
+            to_render.append((row + missing, ep.sim_states[missing]))
         row += ep.length
-    if to_render:
-        _render(ds.spec.name, to_render, frames, camera, progress)
-    return StepFrames(frames, camera, size, sum(len(s) for _, s in to_render))
+    total, done = sum(len(s) for _, s in to_render), 0
+    if total and progress is not None:
+        progress(0, total)
+    try:
+        for rows, states in to_render:
+            for i in range(0, len(states), RENDER_CHUNK):
+                chunk = states[i:i + RENDER_CHUNK]
+                frames[rows[i:i + len(chunk)]] = source.render(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        source.close()
+    return StepFrames(frames, camera, size, total)
 
 
 def next_frame_rows(episode_index: np.ndarray) -> np.ndarray:
@@ -107,37 +117,119 @@ class FrameSampler(TransitionSampler):
         return batch
 
 
-def _default_camera(ds: Dataset, stored: list[str]) -> str:
-    if len(stored) > 1:
-        raise DatasetError(f"{ds.path}: stores images of cameras {', '.join(stored)}; pick one (--camera)")
-    if stored:
-        return stored[0]
-    camera = ds.spec.extras.get("camera") or (ds.spec.cameras[0] if ds.spec.cameras else None)
-    if not camera:
-        raise DatasetError(f"{ds.path}: stores no images and '{ds.spec.name}' names no camera to render from")
-    return str(camera)
+def stored_cameras(ds: Dataset) -> list[str]:
+    """Cameras whose frames ``ds`` stores in any episode (from the file's layout; no frame is read)."""
+    prefix = IMAGE_GROUP + "/"
+    return [key[len(prefix):] for key, _, _ in ds.describe() if key.startswith(prefix)]
 
 
-def _render(task: str, to_render: list[tuple[int, np.ndarray]], frames: np.ndarray, camera: str,
-            progress: RenderProgress | None) -> None:
-    """Render ``to_render`` episodes' sim states into ``frames`` rows (``frames`` square, ``[N, S, S, 3]``)."""
-    from robot_rl.envs import list_tasks, make_env  # lazily: the simulators load only when frames are rendered
+def dataset_camera(ds: Dataset, camera: str | None = None) -> str:
+    """``camera`` (checked against the env's and the stored cameras), or the default one for ``ds``: the rule of
+    ``robot_rl.envs.task_cards.default_camera`` over the cameras ``ds`` stores."""
+    stored = stored_cameras(ds)
+    if camera is None:
+        try:
+            return default_camera(ds.spec, stored)
+        except ValueError as e:
+            raise DatasetError(f"{ds.path}: {e}") from None
+    if ds.spec.cameras and camera not in ds.spec.cameras and camera not in stored:
+        raise ValueError(f"{ds.spec.name}: unknown camera '{camera}' (cameras: {', '.join(ds.spec.cameras)})")
+    return camera
 
-    if task not in list_tasks():
-        raise DatasetError(f"no sim backend for '{task}' to render frames from the stored sim states; "
-                           "collect the dataset with --image-every 1 instead")
-    size = frames.shape[1]
-    total, done = sum(len(s) for _, s in to_render), 0
-    if progress is not None:
-        progress(0, total)
-    env = make_env(task)
-    try:
-        for row, states in to_render:
-            for i in range(0, len(states), RENDER_CHUNK):
-                chunk = torch.from_numpy(states[i:i + RENDER_CHUNK])
-                frames[row + i:row + i + len(chunk)] = env.render(chunk, camera, size, size).cpu().numpy()
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-    finally:
-        env.close()
+
+class DatasetFrames:
+    """Frames of one camera at one size (height, width) for any step of a dataset's episodes: the one source of
+    frames for image training, labelers, reward models and success classifiers.
+
+    A stored frame is used where the dataset holds that step at that size; otherwise the step is rendered from its
+    stored sim state through the task's simulator (made lazily, once; ``close()`` frees it). With ``cache``, each
+    episode's stored frames and every rendered frame are kept for later calls.
+    """
+
+    def __init__(self, dataset: Dataset, camera: str | None = None, size: tuple[int, int] = (64, 64),
+                 cache: bool = True) -> None:
+        self.dataset = dataset
+        self.camera = dataset_camera(dataset, camera)
+        self.size = (int(size[0]), int(size[1]))
+        self.cache = cache
+        self.rendered = 0
+        """How many frames were rendered (not read from the dataset) so far."""
+        self._env: Any = None
+        self._stored: dict[str, tuple[np.ndarray, int] | None] = {}
+        self._rendered: dict[tuple[str, int], np.ndarray] = {}
+
+    def lookup(self, name: str, steps: Sequence[int] | np.ndarray, episode: Episode | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames uint8 [K, H, W, 3], missing int64 [M])``: the stored (or cached) frame before each of
+        ``steps`` of episode ``name``, and the positions in ``steps`` that have none (their rows are zero).
+        ``episode``: the episode already read with images, to save reading it again."""
+        out = np.zeros((len(steps), *self.size, 3), dtype=np.uint8)
+        stored = self._stored_frames(name, episode)
+        missing = []
+        for k, step in enumerate(steps):
+            frame = self._rendered.get((name, int(step)))
+            if frame is None and stored is not None and step % stored[1] == 0:
+                frame = stored[0][step // stored[1]]
+            if frame is None:
+                missing.append(k)
+            else:
+                out[k] = frame
+        return out, np.asarray(missing, dtype=np.int64)
+
+    def frames_at(self, name: str, steps: Sequence[int] | np.ndarray, sim_states: np.ndarray | None,
+               episode: Episode | None = None) -> np.ndarray:
+        """uint8 ``[K, H, W, 3]``: the frame before each of ``steps`` of episode ``name``; ``sim_states`` (float
+        ``[K, S]``, row k the state before ``steps[k]``, or None) renders those the dataset does not store."""
+        out, missing = self.lookup(name, steps, episode)
+        if missing.size:
+            if sim_states is None:
+                raise self.missing_error(name, int(steps[missing[0]]), episode)
+            rendered = self.render(sim_states[missing])
+            out[missing] = rendered
+            if self.cache:
+                for k, frame in zip(missing, rendered, strict=True):
+                    self._rendered[(name, int(steps[k]))] = frame
+        return out
+
+    def render(self, sim_states: np.ndarray) -> np.ndarray:
+        """uint8 ``[K, H, W, 3]``: frames rendered from sim states ``[K, S]`` in the dataset's task."""
+        if self._env is None:
+            from robot_rl.envs import list_tasks, make_env  # lazily: the simulators load only to render
+
+            task = self.dataset.spec.name
+            if task not in list_tasks():
+                raise DatasetError(f"no sim backend for '{task}' to render frames from the stored sim states; "
+                                   "collect the dataset with --image-every 1 instead")
+            self._env = make_env(task, cameras=(self.camera,), image_size=self.size)
+        frames = self._env.render(torch.as_tensor(sim_states, dtype=torch.float64), self.camera,
+                                  self.size[1], self.size[0])
+        self.rendered += len(sim_states)
+        return np.asarray(frames.cpu().numpy(), dtype=np.uint8)
+
+    def missing_error(self, name: str, step: int, episode: Episode | None = None) -> DatasetError:
+        """The one-line error for a step that has no usable frame and no sim state to render one from."""
+        ep = episode if episode is not None else self.dataset.load_episode(name, images=True)
+        stored = ep.images.get(self.camera)
+        h, w = self.size
+        why = (f"stores no frames of camera '{self.camera}'" if stored is None
+               else f"stores {stored.shape[1]}x{stored.shape[2]} frames" if tuple(stored.shape[1:3]) != self.size
+               else f"stores only every {ep.image_every}th frame")
+        return DatasetError(f"{self.dataset.path}: episode {name}: needs a {h}x{w} frame of camera '{self.camera}' "
+                            f"at step {step}; the episode {why} and has no sim_state to render it from (pick "
+                            "--image-size / --camera to match the stored frames)")
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def _stored_frames(self, name: str, episode: Episode | None) -> tuple[np.ndarray, int] | None:
+        """(frames [F, H, W, 3], stride) of the episode's stored frames of the camera at the size, else None."""
+        if name in self._stored:
+            return self._stored[name]
+        ep = episode if episode is not None and episode.images else self.dataset.load_episode(name, images=True)
+        images = ep.images.get(self.camera)
+        found = (images, ep.image_every) if images is not None and tuple(images.shape[1:3]) == self.size else None
+        if self.cache:
+            self._stored[name] = found
+        return found

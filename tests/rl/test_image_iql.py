@@ -15,7 +15,7 @@ from robot_rl.core import ActionSpec, ArraySpec, EnvSpec
 from robot_rl.data import Dataset, DatasetError, DatasetWriter, Episode
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
 from robot_rl.nn.networks import ConvEncoder
-from robot_rl.rl.image_data import next_frame_rows, step_frames
+from robot_rl.rl.image_data import DatasetFrames, next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
 from robot_rl.rl.policy import load_policy
@@ -214,9 +214,14 @@ def test_frames_rendered_from_sim_states_match_stored_and_live_frames(metaworld_
     assert (got.camera, got.image_size, got.rendered) == ("corner", 64, 12) and got.frames.shape == (12, 64, 64, 3)
     assert calls[0] == (0, 12) and calls[-1] == (12, 12)
     with Dataset(metaworld_dataset) as ds:
-        small = step_frames(ds, image_size=32)
+        small = step_frames(ds, image_size=32)  # at the stored size: stored every 3rd step, the rest rendered
+        source = DatasetFrames(ds, size=(32, 32))
+        rerendered = [source.render(ep.sim_states[::3]) for ep in eps]
+        source.close()
+    assert small.rendered == 8
     for e, ep in enumerate(eps):  # rendered frames at the stored steps are the stored frames
         np.testing.assert_array_equal(small.frames[e * 6:(e + 1) * 6:3], ep.images["corner"])
+        np.testing.assert_array_equal(rerendered[e], ep.images["corner"])
     # ... and what the env shows a policy at act time
     from robot_rl.envs import make_env
 
