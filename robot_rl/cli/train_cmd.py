@@ -17,19 +17,20 @@ TRAIN_FLAGS = ("dataset", "algo", "steps", "seed", "device", "reward_key", "obs"
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from robot_rl.rl.train import ALGOS, OBS_TYPES, TrainConfig
+    from robot_rl.rl.algorithms import ALGORITHMS
+    from robot_rl.rl.train import OBS_TYPES, TrainConfig
 
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.set_defaults(config_flags=add_config_flags(p, TrainConfig, TRAIN_FLAGS,
-                                                 choices={"algo": ALGOS, "obs": OBS_TYPES}))
+                                                 choices={"algo": tuple(ALGORITHMS), "obs": OBS_TYPES}))
     add_config_file_flags(p, TrainConfig, "iql.temperature=10")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--eval-episodes", type=int, default=10, help="evaluate in the dataset's sim task (0: skip)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.rl.train import TrainConfig, train
+    from robot_rl.rl.train import TrainConfig, describe_path, resolve_device, train
 
     console = Console(stderr=True)
     cfg_dict = config_dict(args.config_flags, args)
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(cfg_dict)
     except TypeError as e:
         raise ValueError(f"bad config: {e}") from None
+    console.print(describe_path(cfg, resolve_device(cfg.device)))
     start = time.time()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),

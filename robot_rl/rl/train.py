@@ -46,6 +46,7 @@ class TrainConfig:
     steps: int = 30_000
     """Gradient updates."""
     seed: int = 0
+    """Seeds torch, numpy, Python and the sampler: same seed, data and device, same run."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``."""
     reward_key: str = "rewards"
