@@ -71,7 +71,7 @@ def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", c
     if workers > 0:
         from robot_rl.envs.subproc import SubprocEnv
 
-        return SubprocEnv(name, num_envs, workers, device, tuple(cameras), tuple(image_size), episode_length)
+        return SubprocEnv(name, num_envs, workers, device, tuple(cameras), image_size, episode_length)
     card = load_task_card(name)
     kwargs = {}
     if episode_length is not None:

@@ -217,7 +217,7 @@ class SubprocEnv:
         self._broken: str | None = None
         self._pending = False
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, None)
-        ctx = mp.get_context(start_method)
+        ctx: Any = mp.get_context(start_method)
         if start_method == "forkserver":
             ctx.set_forkserver_preload(["robot_rl.envs.subproc"])
         make_kwargs = {"cameras": tuple(cameras), "image_size": tuple(image_size), "episode_length": episode_length}
@@ -246,7 +246,8 @@ class SubprocEnv:
         self._views = _views(self._shm.buf, layout)
         self._obs_keys = list(self.spec.observations)
         self._action_shape = (num_envs, self.spec.action.dim)
-        obs_shapes = [((num_envs, *s.shape), np.dtype(s.dtype)) for s in self.spec.observations.values()]
+        obs_shapes: list[tuple[tuple[int, ...], Any]] = [((num_envs, *s.shape), np.dtype(s.dtype))
+                                                         for s in self.spec.observations.values()]
         self._outputs = StepOutputs([*obs_shapes, ((num_envs, self.spec.sim_state_dim), np.float64),
                                      *[((num_envs,), dtype) for _, dtype in _SCALARS]],
                                     zeroed=[False] * (len(obs_shapes) + 1 + len(_SCALARS)))
