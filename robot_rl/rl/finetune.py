@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ class FinetuneConfig:
     eval_episodes: int = 10
     seed: int = 0
     threads: int = 0
-    """torch CPU threads of the learner (0: 1 when it runs on CUDA, else torch's default)."""
+    """torch CPU threads of the learner (0: 1 when it runs on CUDA; on the CPU, the cores less one for the env
+    stepping and one per env worker process, at least 1, at most torch's default). On the 2-core VM with other
+    processes busy, torch's default 2 threads gave 5-7 env steps/s, 1 thread 49-115 (benchmarks/finetune_speed.md);
+    on the H200 16 threads spun while the GPU idled."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.offline_ratio <= 1.0:
@@ -239,7 +243,8 @@ def _set_threads(requested: int, device: torch.device, env: RobotEnv) -> int:
     elif device.type == "cuda":
         n, why = 1, "learner on CUDA: one thread launches the kernels, more would only spin"
     else:
-        n, why = before, "torch's default"
+        n = max(1, min(before, (os.cpu_count() or 1) - 1 - workers))
+        why = f"one core left to the env stepping{' and one per env worker' if workers else ''}"
     torch.set_num_threads(n)
     where = f"{workers} env worker process(es)" if workers else "envs in this process"
     print(f"finetune: torch CPU threads {n} ({why}); learner on {device}; {where}", file=sys.stderr, flush=True)
