@@ -104,3 +104,15 @@ def test_bad_arguments() -> None:
         SubprocEnv(TASK, num_envs=2, workers=3)
     with pytest.raises(ValueError, match=r"env worker 0 .* could not build its envs: ValueError: unknown task"):
         SubprocEnv("metaworld/no-such-task-v3", num_envs=1, workers=1)
+
+
+@pytest.mark.slow
+def test_a_stuck_worker_times_out_instead_of_hanging() -> None:
+    e = SubprocEnv(TASK, num_envs=2, workers=2, episode_length=20, timeout=1.0)
+    try:
+        e.reset(seed=0)
+        os.kill(e.worker_pids[0], signal.SIGSTOP)
+        with pytest.raises(EnvWorkerError, match=r"env worker 0 \(pid \d+, env 0\) did not answer within 1 s"):
+            e.step(torch.zeros(2, 4))
+    finally:
+        e.close()  # kills the stopped worker

@@ -75,6 +75,7 @@ def test_finetune_and_eval_cli(offline_run, tmp_path, capsys):
     assert "does not fit" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_with_env_workers_steps_while_updating(offline_run, tmp_path, capsys, monkeypatch):
     from robot_rl.envs.subproc import SubprocEnv
 
