@@ -45,7 +45,7 @@ def list_tasks() -> list[str]:
 
 
 def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", cameras: tuple[str, ...] = (),
-             image_size: tuple[int, int] = (128, 128), episode_length: int | None = None) -> SimEnv:
+             image_size: tuple[int, int] = (128, 128), episode_length: int | None = None, workers: int = 0) -> SimEnv:
     """Build ``num_envs`` copies of the task ``name`` behind one batched ``SimEnv``.
 
     Args:
@@ -57,6 +57,9 @@ def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", c
             ``info["sim_state"]`` and calling ``env.render(states, camera, width, height)`` every k steps.
         image_size: ``(height, width)`` of those images in pixels.
         episode_length: steps before ``truncated``; default: the task card's, else 500 (MetaWorld), 1000 (gym).
+        workers: 0 (default): step the envs in this process. W >= 1: in W worker processes at the same time
+            (``robot_rl.envs.subproc.SubprocEnv``, with ``step_async``/``step_wait``; the same transitions
+            for the same seed).
 
     ``spec.task_text`` comes from the task card (``sim/tasks/<task>.yaml``), empty if there is none.
     """
@@ -65,6 +68,10 @@ def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", c
         close = difflib.get_close_matches(name, list(registry), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(f"unknown task '{name}'{hint}; valid names: {', '.join(registry)}")
+    if workers > 0:
+        from robot_rl.envs.subproc import SubprocEnv
+
+        return SubprocEnv(name, num_envs, workers, device, tuple(cameras), image_size, episode_length)
     card = load_task_card(name)
     kwargs = {}
     if episode_length is not None:

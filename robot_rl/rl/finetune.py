@@ -3,12 +3,18 @@
 Each env step, the (stochastic) policy acts in ``num_envs`` envs; new transitions are labeled by a
 ``RewardSource``, scaled like the offline rewards, and stored in a device-resident ring buffer. Every
 update draws ``offline_ratio`` of the batch from the offline data and the rest from the new transitions.
+
+With an env that steps in worker processes (``make_env(..., workers=W)``: it has ``step_async``), the next
+action is sent before the updates of the current step, so the envs step while the learner updates; the
+policy then acts one step's updates behind (with in-process envs the order is as before: update, then act).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +62,11 @@ class FinetuneConfig:
     eval_every: int = 5000
     eval_episodes: int = 10
     seed: int = 0
+    threads: int = 0
+    """torch CPU threads of the learner (0: 1 when it runs on CUDA; on the CPU, the cores less one for the env
+    stepping and one per env worker process, at least 1, at most torch's default). On the 2-core VM with other
+    processes busy, torch's default 2 threads gave 5-7 env steps/s, 1 thread 49-115 (benchmarks/finetune_speed.md);
+    on the H200 16 threads spun while the GPU idled."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.offline_ratio <= 1.0:
@@ -155,11 +166,18 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     last: dict[str, float] = {}
     next_log = cfg.log_every
     next_eval = cfg.eval_every
+    overlap = hasattr(env, "step_async")  # a SubprocEnv: its workers step while this process updates
+    next_action: torch.Tensor | None = None
+    threads = _set_threads(cfg.threads, device, env)
     try:
         while env_steps < cfg.env_steps:
-            agent.actor.eval()
-            action = policy(obs, deterministic=False, generator=gen)
-            res = env.step(action.to(env.device))
+            if next_action is None:
+                agent.actor.eval()
+                action = policy(obs, deterministic=False, generator=gen)
+                res = env.step(action.to(env.device))
+            else:
+                action, next_action = next_action, None
+                res = env.step_wait()  # type: ignore[attr-defined]
             next_obs = dict(res.obs)
             done = res.terminated | res.truncated
             if bool(done.any()):
@@ -176,12 +194,19 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                 episode_return[i] = 0.0
             obs = res.obs
             env_steps += env.num_envs
+            log_due = env_steps >= next_log or env_steps >= cfg.env_steps
+            eval_due = log_due and (env_steps >= next_eval or env_steps >= cfg.env_steps)
+            if overlap and env_steps < cfg.env_steps and not eval_due:
+                # act now with the policy before this step's updates, and let the envs step during them
+                agent.actor.eval()
+                next_action = policy(obs, deterministic=False, generator=gen)
+                env.step_async(next_action.to(env.device))  # type: ignore[attr-defined]
             agent.actor.train()
             while updates < (env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step:
                 for k, v in agent.update(mixed_batch(offline_sampler, replay, batch, n_off)).items():
                     sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
                 updates += 1
-            if env_steps >= next_log or env_steps >= cfg.env_steps:
+            if log_due:
                 next_log += cfg.log_every
                 n = max(updates - int(last.get("updates", 0)), 1)
                 means = {k: float(v) / n for k, v in sums.items()}
@@ -190,7 +215,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                                            f"last checkpoint kept in {run_dir}")
                 recent = returns[-20:]
                 means.update({"updates": float(updates), "train/return_mean": sum(recent) / max(len(recent), 1)})
-                if env_steps >= next_eval or env_steps >= cfg.env_steps:
+                if eval_due:
                     next_eval += cfg.eval_every
                     agent.actor.eval()
                     means.update(evaluate(policy, env, cfg.eval_episodes, seed=10_000).as_metrics())
@@ -204,7 +229,26 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                     on_log(env_steps, means)
     finally:
         logger.close()
+        torch.set_num_threads(threads)
     return agent, last
+
+
+def _set_threads(requested: int, device: torch.device, env: RobotEnv) -> int:
+    """Set torch's CPU threads for fine-tuning (see ``FinetuneConfig.threads``), say so once on stderr; returns the
+    number before, to restore."""
+    before = torch.get_num_threads()
+    workers = len(getattr(env, "worker_pids", ()))
+    if requested > 0:
+        n, why = requested, "threads setting"
+    elif device.type == "cuda":
+        n, why = 1, "learner on CUDA: one thread launches the kernels, more would only spin"
+    else:
+        n = max(1, min(before, (os.cpu_count() or 1) - 1 - workers))
+        why = f"one core left to the env stepping{' and one per env worker' if workers else ''}"
+    torch.set_num_threads(n)
+    where = f"{workers} env worker process(es)" if workers else "envs in this process"
+    print(f"finetune: torch CPU threads {n} ({why}); learner on {device}; {where}", file=sys.stderr, flush=True)
+    return before
 
 
 def finetune_payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, settings: dict[str, Any],

@@ -1,6 +1,7 @@
 """Online fine-tuning in a real MetaWorld env, from a short offline IQL run."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -72,3 +73,32 @@ def test_finetune_and_eval_cli(offline_run, tmp_path, capsys):
     assert (out / "episode.gif").stat().st_size > 1000
     assert main(["eval", "--checkpoint", str(out), "--task", "gym/Hopper-v5", "--episodes", "1"]) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_finetune_with_env_workers_steps_while_updating(offline_run, tmp_path, capsys, monkeypatch):
+    from robot_rl.envs.subproc import SubprocEnv
+
+    calls = {"step": 0, "step_async": 0}
+    for name in calls:
+        original = getattr(SubprocEnv, name)
+
+        def counted(self, action, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, action)
+        monkeypatch.setattr(SubprocEnv, name, counted)
+    env = make_env("metaworld/drawer-open-v3", num_envs=2, workers=2, episode_length=30)
+    cfg = FinetuneConfig(env_steps=300, warmup_env_steps=50, log_every=100, eval_every=300, eval_episodes=2,
+                         threads=1)
+    try:
+        _, last = finetune(offline_run / "iql", env, GroundTruthReward(), cfg, tmp_path / "ft")
+    finally:
+        env.close()
+    assert last["updates"] == 250 and 0.0 <= last["eval/success_rate"] <= 1.0
+    # 150 steps of 2 envs: the first by step(), the other 149 sent before the updates of the step before them
+    assert calls["step_async"] - calls["step"] == 149
+    err = capsys.readouterr().err
+    assert re.search(r"finetune: torch CPU threads 1 \(threads setting\); learner on \S+; 2 env worker process\(es\)",
+                     err)
+    payload, _ = load_checkpoint(tmp_path / "ft")
+    assert payload["step"] == 300 and payload["finetune"]["threads"] == 1
