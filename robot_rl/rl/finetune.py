@@ -26,7 +26,10 @@ from robot_rl.core import EnvSpec, RobotEnv
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.nn.normalize import ObsNormalizer
+from robot_rl.rl.agent import optimizer_state
+from robot_rl.rl.algorithms import algorithm
 from robot_rl.rl.evaluate import evaluate
+from robot_rl.rl.graphed import UpdateRunner
 from robot_rl.rl.iql import IQL
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy, require_fit
@@ -35,9 +38,11 @@ from robot_rl.rl.train import (
     OfflineData,
     TrainConfig,
     TrainingDiverged,
+    describe_path,
     load_offline_data,
     make_agent,
     resolve_device,
+    update_path,
 )
 
 
@@ -87,6 +92,8 @@ class OnlineReplay:
         }
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self._filled = torch.zeros((), dtype=torch.int64, device=device)
+        """``size`` on the device: a CUDA graph that samples keeps reading the current fill, not a captured one."""
 
     def add(self, batch: dict[str, torch.Tensor]) -> None:
         n = batch["obs"].shape[0]
@@ -95,9 +102,14 @@ class OnlineReplay:
             self.data[k][idx] = v.to(self.data[k].dtype)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        self._filled.fill_(self.size)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        idx = torch.randint(self.size, (batch_size,), device=self.data["obs"].device, generator=self.generator)
+        """B stored transitions uniformly with replacement (a 62-bit draw modulo the fill: bias < 1e-12)."""
+        if self.size == 0:
+            raise ValueError("the online replay is empty: collect transitions before sampling")
+        draw = torch.randint(2**62, (batch_size,), device=self.data["obs"].device, generator=self.generator)
+        idx = draw % self._filled
         return {k: v[idx] for k, v in self.data.items()}
 
 
@@ -121,7 +133,7 @@ def load_iql_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates
     if payload["config"].get("obs", "state") != "state":
         raise ValueError(f"{checkpoint_dir}: online fine-tuning supports state-observation checkpoints only; this one "
                          f"uses obs={payload['config']['obs']}")
-    if payload["algo"] != "iql":
+    if not algorithm(payload["algo"]).online:
         raise ValueError(f"{checkpoint_dir}: online fine-tuning continues IQL; this checkpoint is {payload['algo']}")
     train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})
     device = resolve_device(train_cfg.device)
@@ -169,6 +181,10 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     overlap = hasattr(env, "step_async")  # a SubprocEnv: its workers step while this process updates
     next_action: torch.Tensor | None = None
     threads = _set_threads(cfg.threads, device, env)
+    path, k = update_path(train_cfg, device)
+    runner = UpdateRunner(agent, lambda: mixed_batch(offline_sampler, replay, batch, n_off),
+                          [offline_sampler.generator, replay.generator], k, path, schedule_length=total_updates + 1)
+    print(f"finetune: {describe_path(train_cfg, device)}", file=sys.stderr, flush=True)
     try:
         while env_steps < cfg.env_steps:
             if next_action is None:
@@ -202,10 +218,11 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                 next_action = policy(obs, deterministic=False, generator=gen)
                 env.step_async(next_action.to(env.device))  # type: ignore[attr-defined]
             agent.actor.train()
-            while updates < (env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step:
-                for k, v in agent.update(mixed_batch(offline_sampler, replay, batch, n_off)).items():
-                    sums[k].add_(v) if k in sums else sums.setdefault(k, v.clone())  # in place: no allocation per step
-                updates += 1
+            due = math.ceil((env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step) - updates
+            if due > 0:  # one CUDA-graph replay per K updates on CUDA, an eager loop elsewhere
+                for key, v in runner.run(due).items():
+                    sums[key].add_(v) if key in sums else sums.setdefault(key, v.clone())  # in place
+                updates += due
             if log_due:
                 next_log += cfg.log_every
                 n = max(updates - int(last.get("updates", 0)), 1)
@@ -256,4 +273,4 @@ def finetune_payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, s
     """A complete checkpoint of a fine-tuned agent: the offline run's payload with the agent, its optimizer and
     schedule, the metrics, and ``settings`` (e.g. ``{"finetune": ...}``) replacing what they name."""
     return {**base, "config": train_cfg.to_dict(), **settings, "agent": agent.state_dict(),
-            "optimizer": agent.optimizer.state_dict(), "scheduler": agent.scheduler.state_dict(), "metrics": last}
+            "optimizer": optimizer_state(agent.optimizer), "scheduler": agent.scheduler.state_dict(), "metrics": last}

@@ -218,3 +218,41 @@ def test_cuda_train_graphed_matches_eager_and_resumes(bandit_dataset, tmp_path):
     shutil.copy(checkpoint_paths(tmp_path / "g")[0], tmp_path / "r" / "checkpoints")
     cut, _, _ = train(base, tmp_path / "r", resume=True)
     _assert_same(graphed, cut, exact=False)
+
+
+def _replay_compare(device: torch.device, path: str) -> None:
+    """Fine-tuning's mixed batches (offline + a growing online replay) through the runner equal eager updates:
+    the replay's fill is read on the device, so a graph keeps sampling what has been added since its capture."""
+    from robot_rl.rl.finetune import OnlineReplay, mixed_batch
+
+    torch.manual_seed(0)
+    eager = AGENTS["iql"]().to(device)
+    other = copy.deepcopy(eager)
+    data = _data(400)
+    sides = []
+    for _ in range(2):
+        offline = TransitionSampler(data, device, seed=5)
+        replay = OnlineReplay(1000, OBS, ACT, device, seed=6)
+        sides.append((offline, replay))
+    (off_e, rep_e), (off_o, rep_o) = sides
+    runner = UpdateRunner(other, lambda: mixed_batch(off_o, rep_o, 64, 48), [off_o.generator, rep_o.generator], 4,
+                          path, schedule_length=41)
+    new = _data(60)
+    for start in (0, 20, 40):  # add transitions, then update: as finetune does each env step
+        chunk = {k: v[start:start + 20].to(device) for k, v in new.items() if k in rep_e.data}
+        rep_e.add(chunk)
+        rep_o.add(chunk)
+        for _ in range(9):
+            eager.update(mixed_batch(off_e, rep_e, 64, 48))
+        runner.run(9)
+        _assert_same(eager, other, exact=False)
+
+
+def test_graph_body_with_a_growing_replay_on_cpu():
+    _replay_compare(torch.device("cpu"), "cuda-graph")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_with_a_growing_replay():
+    _replay_compare(torch.device("cuda"), "cuda-graph")
