@@ -70,8 +70,8 @@ class UpdateRunner:
             for group in agent.optimizer.param_groups:  # read by the capturable fused optimizer on the device
                 group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
             self._lrs = [group["lr"] for group in agent.optimizer.param_groups]
-            self._graphs = StepGraphs(self._one_update, [cast(nn.Module, agent)], agent.optimizer, generators, updates_per_call,
-                                      extra=[self._step, *self._lrs])
+            self._graphs = StepGraphs(self._one_update, [cast(nn.Module, agent)], agent.optimizer, generators,
+                                      updates_per_call, extra=[self._step, *self._lrs])
 
     def run(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` updates; the sum of each metric over them (0-dim device tensors, new each call)."""
