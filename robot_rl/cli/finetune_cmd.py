@@ -6,16 +6,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
-
-if TYPE_CHECKING:
-    from robot_rl.core import EnvSpec
-    from robot_rl.rl.rewards import SuccessSignal
+from robot_rl.rewards.sources import signal_help, source_help
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -30,9 +26,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--updates-per-step", type=float, default=1.0)
     p.add_argument("--warmup", type=int, default=1000, help="env steps before updates start")
     p.add_argument("--reward", default="dataset",
-                   help="reward of new transitions: 'dataset' (the source of the dataset's active reward, e.g. "
-                        "the reward model it was relabeled with), 'ground_truth' (the simulator's), "
-                        "reward-model:RUN_DIR or code:FILE.py")
+                   help=f"reward of new transitions (default: dataset): {source_help(online=True)}")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -45,8 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="drawer (drawer-open-v3 / drawer-close-v3), door (door-open-v3 / door-close-v3) or "
                         "FORWARD_TASK:BACKWARD_TASK (MetaWorld tasks that share one model)")
     g.add_argument("--success", default=None,
-                   help="success signal of both directions: classifier:RUN_DIR (robot-rl train-success), "
-                        "ground_truth (the simulator's flag: the baseline, sim only) or constant:P; required unless "
+                   help=f"success signal of both directions: {signal_help()}; required unless "
                         "--forward-success and --backward-success are given")
     g.add_argument("--forward-success", default=None, help="success signal of the forward direction")
     g.add_argument("--backward-success", default=None, help="success signal of the backward direction")
@@ -71,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.cli.eval_cmd import evaluate_run
     from robot_rl.envs import make_env
     from robot_rl.nn.checkpoint import load_checkpoint
+    from robot_rl.rewards.sources import resolve_reward_source
     from robot_rl.rl.finetune import FinetuneConfig, finetune
-    from robot_rl.rl.rewards import resolve_reward_source
 
     console = Console(stderr=True)
     payload, _ = load_checkpoint(args.checkpoint)
@@ -110,33 +103,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_success_signal(spec: str | None, which: str, backend_spec: EnvSpec, threshold: float | None
-                           ) -> SuccessSignal:
-    """``ground_truth``, ``classifier:RUN_DIR`` (or ``success:RUN_DIR``) or ``constant:P`` for one direction."""
-    from robot_rl.rl.reset_free import GroundTruthSuccess
-
-    if spec is None:
-        raise ValueError(f"reset-free: no success signal for the {which} direction; pass --success "
-                         "classifier:RUN_DIR (or --forward-success / --backward-success; ground_truth only as the "
-                         "sim baseline)")
-    if spec == "ground_truth":
-        return GroundTruthSuccess(backend_spec)
-    if spec.startswith(("classifier:", "success:", "constant:")):
-        from robot_rl.rewards.success import ClassifierSuccess, load_success_signal
-
-        signal = load_success_signal(spec.removeprefix("classifier:"))
-        if isinstance(signal, ClassifierSuccess) and signal.classifier.image_key is not None:
-            raise ValueError(f"{spec}: an image success classifier cannot relabel the offline data of "
-                             "reset-free fine-tuning yet; train one with --obs state")
-        if threshold is not None:
-            signal.threshold = float(threshold)
-        return signal
-    raise ValueError(f"unknown success signal '{spec}' for the {which} direction; choose classifier:RUN_DIR, "
-                     "ground_truth or constant:P")
-
-
 def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.envs.reset_free import MetaWorldPairBackend
+    from robot_rl.rewards.sources import resolve_success_signal
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from robot_rl.core import SuccessSignal
 from robot_rl.data import Dataset, Episode
 from robot_rl.nn.networks import random_shift
 from robot_rl.rewards.base import Query, Segment, SegmentRef
@@ -73,7 +74,6 @@ from robot_rl.rewards.success_labels import (
     is_sim,
     one_step_segment,
 )
-from robot_rl.rl.rewards import SuccessSignal
 
 MODEL_FILE = "success_classifier.pt"
 CONFIG_FILE = "success_config.yaml"
@@ -346,17 +346,6 @@ class FlippedSuccess:
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         return 1.0 - self.inner(obs)
-
-
-def load_success_signal(spec: str, device: str | torch.device = "cpu") -> SuccessSignal:
-    """``constant:P`` -> ``ConstantSuccess(P)``; anything else is a run folder or ``success_classifier.pt``."""
-    if spec.startswith("constant:"):
-        try:
-            p = float(spec.removeprefix("constant:"))
-        except ValueError:
-            raise SuccessError(f"success signal '{spec}': expected constant:P with P in [0, 1]") from None
-        return ConstantSuccess(p)
-    return ClassifierSuccess(spec.removeprefix("success:"), device)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from robot_rl.core import EnvSpec, RobotEnv
+from robot_rl.core import EnvSpec, RobotEnv, SuccessSignal
 from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
 from robot_rl.nn.checkpoint import save_checkpoint
@@ -49,7 +49,6 @@ from robot_rl.rl.iql import gradient_step
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
 from robot_rl.rl.reset_free_report import DIRECTIONS, EVENTS_FILE
-from robot_rl.rl.rewards import SuccessSignal
 from robot_rl.rl.train import TrainingDiverged
 
 

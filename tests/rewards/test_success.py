@@ -14,6 +14,7 @@ import torch
 from robot_rl.cli.main import main
 from robot_rl.data import Dataset
 from robot_rl.rewards.relabel import active_label, make_rewarder, relabel
+from robot_rl.rewards.sources import SuccessReward, dataset_reward_source, resolve_reward_source
 from robot_rl.rewards.store import LabelStore
 from robot_rl.rewards.success import (
     PLOT_FILE,
@@ -27,7 +28,6 @@ from robot_rl.rewards.success import (
     train_success,
 )
 from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, frame_truth, label_success
-from robot_rl.rl.rewards import SuccessReward, dataset_reward_source, resolve_reward_source
 
 FAST = {"steps": 300, "batch_size": 64, "members": 2, "valid_fraction": 0.3, "log_every": 100}
 
