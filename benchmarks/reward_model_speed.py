@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.rewards.model import MemberNet, RewardModel, RewardModelConfig, RewardTrainer
+from robot_rl.rewards.model import MemberNet, RewardModel, RewardModelConfig
+from robot_rl.rewards.model_training import RewardTrainer
 
 D, A, PAIRS = 39, 4, 500
 

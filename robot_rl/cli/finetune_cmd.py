@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
-from robot_rl.rewards.sources import signal_help, source_help
+from robot_rl.rewards.signals import signal_help
+from robot_rl.rewards.sources import source_help
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.envs.reset_free import MetaWorldPairBackend
-    from robot_rl.rewards.sources import resolve_success_signal
+    from robot_rl.rewards.signals import resolve_success_signal
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 

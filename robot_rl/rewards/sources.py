@@ -13,14 +13,13 @@ Adding a kind is one class with ``kind``, ``argument`` (``""``: takes none), ``h
 ``source_help``.
 
 Success signals (reset-free fine-tuning: ``classifier:RUN_DIR``, ``constant:P``, ``ground_truth``) are a second
-small table, ``SIGNALS``, read by the same parser.
+small table, ``robot_rl.rewards.signals.SIGNALS``, read by the same parser (``parse_kind``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -360,7 +359,7 @@ def _name(cls: type[SourceKind]) -> str:
     return f"{cls.kind}:{cls.argument}" if cls.argument else cls.kind
 
 
-def _parse(text: str, table: dict[str, Any]) -> tuple[Any, str] | None:
+def parse_kind(text: str, table: dict[str, Any]) -> tuple[Any, str] | None:
     """``KIND`` or ``KIND:ARGUMENT`` -> (the table's row, argument); None if it names no row or misses its argument."""
     kind, sep, arg = text.partition(":")
     entry = table.get(kind)
@@ -391,7 +390,7 @@ def source_help(relabels: bool | None = None, online: bool | None = None) -> str
 def parse_source(text: str, relabels: bool | None = None, online: bool | None = None) -> tuple[type[SourceKind], str]:
     """``"reward-model:runs/r"`` -> ``(LearnedReward, "runs/r")``, among the kinds that can relabel and/or label
     online as asked; ``ValueError`` naming the choices otherwise."""
-    found = _parse(text, SOURCES)
+    found = parse_kind(text, SOURCES)
     if found is None or found[0] not in _kinds(relabels, online):
         raise ValueError(f"unknown reward source '{text}'; choose {_choices(source_names(relabels, online))}")
     return found[0], found[1]
@@ -424,7 +423,7 @@ def dataset_reward_source(dataset: str) -> RewardSource:
         if active is not None and active != GROUND_TRUTH and names:
             provenance = ds.load_episode(names[0]).reward_labels[active][1]
             text = str(provenance.get("source", ""))
-            found = _parse(text, SOURCES)
+            found = parse_kind(text, SOURCES)
             if found is not None and found[0].online and found[0].argument:
                 cls, arg = found
                 if cls.kind in ("reward-model", "success"):  # the file itself, wherever its run folder went
@@ -441,79 +440,3 @@ def dataset_reward_source(dataset: str) -> RewardSource:
                 return GroundTruthReward()
     raise ValueError(f"{dataset}: the active rewards are not the simulator's ground truth, and their source "
                      "cannot label new transitions yet; pass --reward ground_truth to use the simulator's reward")
-
-
-# -- success signals (reset-free fine-tuning) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignalKind:
-    """A row of ``SIGNALS``."""
-
-    argument: str
-    """What follows ``kind:``; ``""``: none."""
-    help: str
-    open: Callable[[str, EnvSpec, str | torch.device], SuccessSignal]
-    """``(argument, the direction's EnvSpec, device) -> signal``."""
-    takes_threshold: bool = True
-    """``--threshold`` overrides the signal's own."""
-
-
-def _ground_truth_signal(arg: str, spec: EnvSpec, device: str | torch.device) -> SuccessSignal:
-    from robot_rl.rl.reset_free import GroundTruthSuccess
-
-    return GroundTruthSuccess(spec)
-
-
-def _classifier_signal(arg: str, spec: EnvSpec, device: str | torch.device) -> SuccessSignal:
-    from robot_rl.rewards.success import ClassifierSuccess
-
-    return ClassifierSuccess(arg, device)
-
-
-def _constant_signal(arg: str, spec: EnvSpec, device: str | torch.device) -> SuccessSignal:
-    from robot_rl.rewards.success import ConstantSuccess, SuccessError
-
-    try:
-        p = float(arg)
-    except ValueError:
-        raise SuccessError(f"success signal 'constant:{arg}': expected constant:P with P in [0, 1]") from None
-    return ConstantSuccess(p)
-
-
-SIGNALS: dict[str, SignalKind] = {
-    "classifier": SignalKind("RUN_DIR", "a success classifier (robot-rl train-success)", _classifier_signal),
-    "success": SignalKind("RUN_DIR", "the same as classifier:RUN_DIR", _classifier_signal),
-    "ground_truth": SignalKind("", "the simulator's flag: the baseline, sim only", _ground_truth_signal, False),
-    "constant": SignalKind("P", "P(success) = P for every observation", _constant_signal),
-}
-"""Success-signal kind -> row, for ``robot-rl finetune --reset-free --success``."""
-
-
-def signal_help() -> str:
-    """The success-signal kinds and what each is, for a CLI option's help."""
-    return "; ".join(f"{k}:{row.argument}: {row.help}" if row.argument else f"{k}: {row.help}"
-                     for k, row in SIGNALS.items())
-
-
-def resolve_success_signal(text: str | None, which: str, backend_spec: EnvSpec, threshold: float | None = None,
-                           device: str | torch.device = "cpu") -> SuccessSignal:
-    """The success signal ``text`` (``classifier:RUN_DIR``, ``success:RUN_DIR``, ``ground_truth``, ``constant:P``)
-    of the ``which`` direction of reset-free fine-tuning; ``threshold`` overrides a classifier's own."""
-    if text is None:
-        raise ValueError(f"reset-free: no success signal for the {which} direction; pass --success "
-                         "classifier:RUN_DIR (or --forward-success / --backward-success; ground_truth only as the "
-                         "sim baseline)")
-    found = _parse(text, SIGNALS)
-    if found is None:
-        raise ValueError(f"unknown success signal '{text}' for the {which} direction; choose classifier:RUN_DIR, "
-                         "ground_truth or constant:P")
-    row, arg = found
-    signal = row.open(arg, backend_spec, device)
-    classifier = getattr(signal, "classifier", None)
-    if classifier is not None and classifier.image_key is not None:
-        raise ValueError(f"{text}: an image success classifier cannot relabel the offline data of reset-free "
-                         "fine-tuning yet; train one with --obs state")
-    if threshold is not None and row.takes_threshold:
-        signal.threshold = float(threshold)
-    return signal

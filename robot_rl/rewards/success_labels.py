@@ -1,5 +1,6 @@
 """Per-frame success labels: "is the task achieved in this observation?" answered by a labeler, stored in the
-success label store (``<dataset>.success-labels.sqlite``) and read by ``robot_rl.rewards.success.train_success``.
+success label store (``<dataset>.success-labels.sqlite``) and read by
+``robot_rl.rewards.success_training.train_success``.
 
 - ``ScriptedSuccessTeacher``: the simulator's ground truth with a mistake rate (sim only; it plays the person or VLM).
 - ``VLMSuccessLabeler``: one image, one yes/no question (prompt ``prompts/success/success-v1.yaml``), parsed strictly.

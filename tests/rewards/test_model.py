@@ -14,20 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import robot_rl.rewards.model as model_module
+import robot_rl.rewards.model_training as training_module
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.rewards.base import Segment, SegmentRef
 from robot_rl.rewards.model import (
-    PreferenceData,
     RewardModel,
     RewardModelConfig,
     RewardModelError,
-    RewardTrainer,
-    pair_logits,
     plot_reward_vs_truth,
     reward_correlation,
-    train_reward_model,
 )
+from robot_rl.rewards.model_training import PreferenceData, RewardTrainer, pair_logits, train_reward_model
 
 GOAL = np.array([0.3, -0.2], np.float32)
 SMALL = RewardModelConfig(hidden=(64, 64), batch_size=64, steps=400, lr=1e-3, valid_fraction=0.25)
@@ -150,7 +147,7 @@ def test_vectorized_members_equal_each_member_alone() -> None:
 
 def test_members_draw_their_own_minibatches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every member from member 0's weights: only per-member bootstrap batches can make them differ."""
-    build = model_module._build_model
+    build = training_module._build_model
 
     def identical_members(*args: Any) -> RewardModel:
         model = build(*args)
@@ -159,7 +156,7 @@ def test_members_draw_their_own_minibatches(monkeypatch: pytest.MonkeyPatch) -> 
                 p.copy_(p[:1].expand_as(p))
         return model
 
-    monkeypatch.setattr(model_module, "_build_model", identical_members)
+    monkeypatch.setattr(training_module, "_build_model", identical_members)
     data = preferences(episodes(20, seed=1), 50, seed=1)
     model, _ = train_reward_model(data, dataclasses.replace(SMALL, steps=5, batch_size=8))
     for p in model.layers.parameters():

@@ -24,10 +24,10 @@ from robot_rl.rewards.success import (
     SuccessClassifier,
     SuccessConfig,
     SuccessError,
-    collect_examples,
-    train_success,
 )
+from robot_rl.rewards.success_examples import collect_examples
 from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, frame_truth, label_success
+from robot_rl.rewards.success_training import train_success
 
 FAST = {"steps": 300, "batch_size": 64, "members": 2, "valid_fraction": 0.3, "log_every": 100}
 
