@@ -24,6 +24,9 @@ then puts the world in a start state of the direction about to act (sim: a fresh
 a callback that blocks until a person is done). Interventions are counted and reported per 1,000 steps and
 per hour of robot time at the backend's control rate (MetaWorld: 80 Hz of simulated time,
 ``1 / (frame_skip * timestep)``; pass ``control_hz`` for a nominal rate).
+
+Length: one loop and the state it carries (learners, attempts, interventions, evaluation) read top to bottom; the
+report already lives in ``reset_free_report.py``.
 """
 
 from __future__ import annotations
