@@ -42,8 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.rewards.model import MemberNet, RewardModel, RewardModelConfig
-from robot_rl.rewards.model_training import RewardTrainer
+from robot_rl.rewards.model import MemberNet, RewardModel, RewardModelConfig, RewardTrainer
 
 D, A, PAIRS = 39, 4, 500
 

@@ -19,8 +19,7 @@ import torch
 
 from robot_rl.data import Dataset
 from robot_rl.envs import make_env
-from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig
-from robot_rl.rewards.success_training import train_success
+from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig, train_success
 
 IMAGE = {"obs": "image", "image_size": 64, "members": 1, "steps": 400, "batch_size": 64, "eval_frames": 8}
 

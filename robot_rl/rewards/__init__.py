@@ -27,10 +27,10 @@ from robot_rl.rewards.base import (
     query_key,
 )
 from robot_rl.rewards.jobs import label_dataset, make_labeler, train_reward
+from robot_rl.rewards.labelers.scripted import ScriptedTeacher, TeacherConfig
 from robot_rl.rewards.labeling import LabelingResult, label_queries
 from robot_rl.rewards.pairs import make_queries, sample_pairs
 from robot_rl.rewards.relabel import ModelRewarder, activate_label, active_label, make_rewarder, relabel
-from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
 from robot_rl.rewards.store import LabelStore, LabelStoreError
 
 __all__ = [

@@ -89,7 +89,7 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
                     frames: Any = None) -> tuple[Any, list[tuple[Segment, Segment]], dict[str, int]]:
     """The labeled pairs of ``dataset`` in the store (optionally one labeler's) as ``PreferenceData``; pairs whose
     segments changed since they were labeled are left out (counted in the returned stats)."""
-    from robot_rl.rewards.model_training import PreferenceData
+    from robot_rl.rewards.model import PreferenceData
 
     store_path = store or default_store_path(dataset)
     if not os.path.exists(store_path):
@@ -135,9 +135,7 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
     """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,
     ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics."""
     from robot_rl.nn.payload import plain
-    from robot_rl.rewards.model import RewardModelConfig
-    from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
-    from robot_rl.rewards.model_training import train_reward_model
+    from robot_rl.rewards.model import RewardModelConfig, plot_reward_vs_truth, reward_correlation, train_reward_model
 
     config = config or RewardModelConfig()
     out = Path(out)

@@ -14,17 +14,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import robot_rl.rewards.model_training as training_module
+import robot_rl.rewards.model.training as training_module
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.rewards.base import Segment, SegmentRef
 from robot_rl.rewards.model import (
+    PreferenceData,
     RewardModel,
     RewardModelConfig,
     RewardModelError,
+    RewardTrainer,
+    pair_logits,
     plot_reward_vs_truth,
     reward_correlation,
+    train_reward_model,
 )
-from robot_rl.rewards.model_training import PreferenceData, RewardTrainer, pair_logits, train_reward_model
 
 GOAL = np.array([0.3, -0.2], np.float32)
 SMALL = RewardModelConfig(hidden=(64, 64), batch_size=64, steps=400, lr=1e-3, valid_fraction=0.25)

@@ -24,10 +24,10 @@ from robot_rl.rewards.success import (
     SuccessClassifier,
     SuccessConfig,
     SuccessError,
+    collect_examples,
+    train_success,
 )
-from robot_rl.rewards.success_examples import collect_examples
-from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, frame_truth, label_success
-from robot_rl.rewards.success_training import train_success
+from robot_rl.rewards.success.labels import ScriptedSuccessTeacher, frame_truth, label_success
 
 FAST = {"steps": 300, "batch_size": 64, "members": 2, "valid_fraction": 0.3, "log_every": 100}
 
@@ -240,7 +240,7 @@ def test_train_success_cli(drawer: Path, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_preference_losers_are_weighted_negatives_and_their_noise_is_measured(drawer: Path, tmp_path: Path) -> None:
     from robot_rl.rewards.jobs import label_dataset
-    from robot_rl.rewards.scripted import ScriptedTeacher
+    from robot_rl.rewards.labelers.scripted import ScriptedTeacher
 
     prefs = tmp_path / "prefs.sqlite"
     job = label_dataset(str(drawer), ScriptedTeacher(), 60, 10, store=str(prefs))

@@ -1,4 +1,4 @@
-"""Weights of a CLIP reward (``clip.py``) from a local file: the architecture by name, the checkpoint read with
+"""Weights of a CLIP reward (``reward.py``) from a local file: the architecture by name, the checkpoint read with
 ``torch.load(weights_only=True)`` (or safetensors, or OpenAI's TorchScript archive) and fitted to it, with one-line
 ``ClipRewardError``s. Nothing is downloaded.
 """

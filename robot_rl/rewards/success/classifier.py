@@ -2,8 +2,8 @@
 (RoboFuME, SERL), trained from a dataset without ground truth unless the user asks for it.
 
 This module: the network (``SuccessConfig``, ``SuccessClassifier``) and the success signals the fine-tuning loops use
-(``ClassifierSuccess``, ``ConstantSuccess``, ``FlippedSuccess``). Training examples: ``success_examples.py``;
-training, the threshold and calibration: ``success_training.py``.
+(``ClassifierSuccess``, ``ConstantSuccess``, ``FlippedSuccess``). Training examples: ``examples.py``;
+training, the threshold and calibration: ``training.py``; per-frame labels: ``labels.py``.
 
 Ground truth of observation k (the state before step k) is ``successes[k - 1]`` (success after the previous step);
 unknown for k = 0.
@@ -31,8 +31,8 @@ from torch import nn
 
 from robot_rl.core import SuccessSignal
 from robot_rl.nn.payload import error_line, load_payload, plain
-from robot_rl.rewards.model import RewardModel, RewardModelConfig
-from robot_rl.rewards.success_labels import SuccessError
+from robot_rl.rewards.model.network import RewardModel, RewardModelConfig
+from robot_rl.rewards.success.labels import SuccessError
 
 MODEL_FILE = "success_classifier.pt"
 CONFIG_FILE = "success_config.yaml"

@@ -1,4 +1,4 @@
-"""Training of the Bradley-Terry reward-model ensemble (``rewards/model.py``): the labeled pairs
+"""Training of the Bradley-Terry reward-model ensemble (``network.py``): the labeled pairs
 (``PreferenceData``), the vectorized trainer (``RewardTrainer``: all members in one step) and
 ``train_reward_model``.
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from robot_rl.nn.networks import random_shift
 from robot_rl.rewards.base import Segment
-from robot_rl.rewards.model import (
+from robot_rl.rewards.model.network import (
     CPU_CHUNK_BYTES,
     ArrayLike,
     RewardModel,

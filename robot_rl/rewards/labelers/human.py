@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image
 
 from robot_rl.rewards.base import Label, Query, Segment
-from robot_rl.rewards.human_server import Clip, FrameSourceLike, RenderJob, Server, Session
+from robot_rl.rewards.labelers.human_server import Clip, FrameSourceLike, RenderJob, Server, Session
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Training of the success classifier (``success.py``) on the examples of ``success_examples.py``; the threshold,
+"""Training of the success classifier (``classifier.py``) on the examples of ``examples.py``; the threshold,
 scores and calibration plot.
 
 Held-out examples are whole episodes (``valid_fraction``); the threshold (unless fixed) maximizes F1 on them
@@ -32,7 +32,7 @@ from robot_rl.data import Dataset, Episode
 from robot_rl.nn.networks import random_shift
 from robot_rl.nn.payload import plain
 from robot_rl.rewards.base import Segment, SegmentRef
-from robot_rl.rewards.success import (
+from robot_rl.rewards.success.classifier import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -40,8 +40,8 @@ from robot_rl.rewards.success import (
     SuccessClassifier,
     SuccessConfig,
 )
-from robot_rl.rewards.success_examples import collect_examples
-from robot_rl.rewards.success_labels import (
+from robot_rl.rewards.success.examples import collect_examples
+from robot_rl.rewards.success.labels import (
     SuccessError,
     frame_truth,
 )

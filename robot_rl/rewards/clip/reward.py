@@ -21,7 +21,7 @@ architecture the weights were trained as; open_clip cannot tell GELU from QuickG
 (and open_clip's ``openai`` tags) need the ``-quickgelu`` variant, e.g. ``ViT-B-32-quickgelu``. Files are read with
 ``torch.load(weights_only=True)``: tensors only, never pickled code.
 
-Weights are read by ``clip_weights.py``. Preprocessing is the model's own eval transform (open_clip
+Weights are read by ``weights.py``. Preprocessing is the model's own eval transform (open_clip
 ``image_transform`` from the model's preprocess config: resize with antialiasing, center crop or pad, scale to
 [0, 1], normalize), done batched on uint8 tensors on the model's device instead of per-frame PIL. PIL resizes
 horizontally then vertically, rounding to uint8 after each pass; the tensor path does the same two passes, so it
@@ -47,7 +47,7 @@ from open_clip.transform import center_crop_or_pad
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
-from robot_rl.rewards.clip_weights import (
+from robot_rl.rewards.clip.weights import (
     ClipRewardError,
     as_prompts,
     build_model,

@@ -27,9 +27,9 @@ import numpy as np
 from robot_rl.rewards.base import CANT_TELL, EQUAL, FIRST, SECOND, Label, Query, Segment
 
 if TYPE_CHECKING:
-    from robot_rl.rewards.human import HumanLabeler
+    from robot_rl.rewards.labelers.human import HumanLabeler
 
-logger = logging.getLogger("robot_rl.rewards.human")
+logger = logging.getLogger("robot_rl.rewards.labelers.human")
 
 ANSWERS: dict[str, float | None] = {"left": FIRST, "right": SECOND, "equal": EQUAL, "skip": CANT_TELL}
 """The page's answers and the label values they give."""
@@ -352,5 +352,5 @@ def parse_answer(body: Any) -> tuple[int, str, str, str | None]:
 CSP = ("default-src 'none'; connect-src 'self'; img-src 'self' blob:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
-PAGE = resources.files("robot_rl.rewards").joinpath("human.html").read_text(encoding="utf-8")
-"""The labeling page (package data ``robot_rl/rewards/human.html``): HTML, CSS and its script in one file."""
+PAGE = resources.files("robot_rl.rewards.labelers").joinpath("human.html").read_text(encoding="utf-8")
+"""The labeling page (package data ``robot_rl/rewards/labelers/human.html``): HTML, CSS and its script in one file."""

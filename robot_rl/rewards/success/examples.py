@@ -1,4 +1,4 @@
-"""Training examples of the success classifier (``success.py``): labeled observations of a dataset.
+"""Training examples of the success classifier (``classifier.py``): labeled observations of a dataset.
 
 Training examples are observations (``state`` before step k of an episode, and/or the camera frame rendered from
 its sim state), each labeled success (1) or not (0), from these sources:
@@ -35,8 +35,8 @@ import numpy as np
 
 from robot_rl.data import Dataset, Episode
 from robot_rl.rewards.base import Query, Segment
-from robot_rl.rewards.success import LABELS_FROM, SuccessConfig
-from robot_rl.rewards.success_labels import (
+from robot_rl.rewards.success.classifier import LABELS_FROM, SuccessConfig
+from robot_rl.rewards.success.labels import (
     FAILURE,
     SUCCESS,
     SuccessError,

@@ -34,7 +34,7 @@ class LabelerOptions:
 
 
 def _scripted(o: LabelerOptions) -> Labeler:
-    from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
+    from robot_rl.rewards.labelers.scripted import ScriptedTeacher, TeacherConfig
 
     try:
         return ScriptedTeacher(TeacherConfig(**(o.teacher or {})))
@@ -46,7 +46,7 @@ def _vlm(o: LabelerOptions) -> Labeler:
     if not o.vlm_url or not o.model:
         raise ValueError("the vlm labeler needs --vlm-url URL and --model NAME (an OpenAI-compatible server)")
     from robot_rl.llm import LLMClient, LLMConfig
-    from robot_rl.rewards.vlm import VLMLabeler
+    from robot_rl.rewards.labelers.vlm import VLMLabeler
 
     client = LLMClient(LLMConfig(base_url=o.vlm_url, model=o.model, api_key_env=o.api_key_env,
                                  max_concurrency=o.concurrency, deadline_s=o.deadline, cache_path=o.cache_path))
@@ -54,7 +54,7 @@ def _vlm(o: LabelerOptions) -> Labeler:
 
 
 def _human(o: LabelerOptions) -> Labeler:
-    from robot_rl.rewards.human import HumanLabeler
+    from robot_rl.rewards.labelers.human import HumanLabeler
 
     return HumanLabeler(port=o.port)
 

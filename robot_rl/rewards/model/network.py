@@ -6,7 +6,7 @@ better, 1 second better, 0.5 equal: a soft target). Every member is trained on i
 all members run as one vectorized computation per step: state members as one batched matmul per layer
 (``EnsembleLinear``), image members as one grouped convolution per layer (``groups = members``; on the CPU, E convs
 on slices of the same weights, which oneDNN runs 2x faster). The per-member losses are summed, so one backward and
-one Adam step over all parameters equal E independent trainings (``RewardTrainer``, in ``model_training.py`` with
+one Adam step over all parameters equal E independent trainings (``RewardTrainer``, in ``training.py`` with
 ``PreferenceData`` and ``train_reward_model``).
 
 Speed (``benchmarks/reward_model_speed.md``): on a GPU the vectorized step is 1.8x (L = 50) to 2.9x (L <= 10)
@@ -39,7 +39,7 @@ from torch import nn
 
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.nn.payload import error_line, load_payload, plain
-from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
+from robot_rl.rewards.model.evaluation import plot_reward_vs_truth, reward_correlation
 
 __all__ = [
     "MemberNet", "RewardModel", "RewardModelConfig", "RewardModelError", "plot_reward_vs_truth", "reward_correlation",
