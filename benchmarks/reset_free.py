@@ -62,7 +62,7 @@ def main() -> None:
     from robot_rl.cli.main import main as cli
     from robot_rl.envs.reset_free import MetaWorldPairBackend
     from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig, train_success
-    from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, label_success
+    from robot_rl.rewards.success.labels import ScriptedSuccessTeacher, label_success
     from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import write_report
 

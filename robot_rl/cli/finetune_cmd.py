@@ -6,18 +6,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.config_flags import add_config_flags
 from robot_rl.cli.help_text import command_help
-
-if TYPE_CHECKING:
-    from robot_rl.core import EnvSpec
-    from robot_rl.rl.rewards import SuccessSignal
-
+from robot_rl.rewards.signals import signal_help
+from robot_rl.rewards.sources import source_help
 
 FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every",
                   "eval_episodes", "seed")
@@ -38,9 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "--num-envs; default 0: in this process, which measured as fast on 2 cores)")
     p.set_defaults(config_flags=add_config_flags(p, FinetuneConfig, FINETUNE_FLAGS, rename=FINETUNE_RENAME))
     p.add_argument("--reward", default="dataset",
-                   help="reward of new transitions: 'dataset' (the source of the dataset's active reward, e.g. "
-                        "the reward model it was relabeled with), 'ground_truth' (the simulator's), "
-                        "reward-model:RUN_DIR or code:FILE.py")
+                   help=f"reward of new transitions (default: dataset): {source_help(online=True)}")
     g = p.add_argument_group("reset-free (--reset-free)")
     g.add_argument("--reset-free", action="store_true",
                    help="alternate a forward and a backward policy in one world without resets")
@@ -50,8 +44,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="drawer (drawer-open-v3 / drawer-close-v3), door (door-open-v3 / door-close-v3) or "
                         "FORWARD_TASK:BACKWARD_TASK (MetaWorld tasks that share one model)")
     g.add_argument("--success", default=None,
-                   help="success signal of both directions: classifier:RUN_DIR (robot-rl train-success), "
-                        "ground_truth (the simulator's flag: the baseline, sim only) or constant:P; required unless "
+                   help=f"success signal of both directions: {signal_help()}; required unless "
                         "--forward-success and --backward-success are given")
     g.add_argument("--forward-success", default=None, help="success signal of the forward direction")
     g.add_argument("--backward-success", default=None, help="success signal of the backward direction")
@@ -76,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.cli.eval_cmd import evaluate_run
     from robot_rl.envs import make_env
     from robot_rl.nn.checkpoint import load_checkpoint
+    from robot_rl.rewards.sources import resolve_reward_source
     from robot_rl.rl.finetune import FinetuneConfig, finetune
-    from robot_rl.rl.rewards import resolve_reward_source
 
     console = Console(stderr=True)
     payload, _ = load_checkpoint(args.checkpoint)
@@ -112,33 +105,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_success_signal(spec: str | None, which: str, backend_spec: EnvSpec, threshold: float | None
-                           ) -> SuccessSignal:
-    """``ground_truth``, ``classifier:RUN_DIR`` (or ``success:RUN_DIR``) or ``constant:P`` for one direction."""
-    from robot_rl.rl.reset_free import GroundTruthSuccess
-
-    if spec is None:
-        raise ValueError(f"reset-free: no success signal for the {which} direction; pass --success "
-                         "classifier:RUN_DIR (or --forward-success / --backward-success; ground_truth only as the "
-                         "sim baseline)")
-    if spec == "ground_truth":
-        return GroundTruthSuccess(backend_spec)
-    if spec.startswith(("classifier:", "success:", "constant:")):
-        from robot_rl.rewards.success import ClassifierSuccess, load_success_signal
-
-        signal = load_success_signal(spec.removeprefix("classifier:"))
-        if isinstance(signal, ClassifierSuccess) and signal.classifier.image_key is not None:
-            raise ValueError(f"{spec}: an image success classifier cannot relabel the offline data of "
-                             "reset-free fine-tuning yet; train one with --obs state")
-        if threshold is not None:
-            signal.threshold = float(threshold)
-        return signal
-    raise ValueError(f"unknown success signal '{spec}' for the {which} direction; choose classifier:RUN_DIR, "
-                     "ground_truth or constant:P")
-
-
 def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.envs.reset_free import MetaWorldPairBackend
+    from robot_rl.rewards.signals import resolve_success_signal
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 

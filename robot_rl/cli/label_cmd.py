@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.rewards.labelers import LABELERS
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset")
-    p.add_argument("--labeler", choices=("scripted", "vlm", "human"), default="scripted",
+    p.add_argument("--labeler", choices=tuple(LABELERS), default="scripted",
                    help="scripted: B-Pref teacher from the sim's ground truth (default); vlm: a vision-language "
                         "model behind an OpenAI-compatible endpoint; human: a page on 127.0.0.1")
     p.add_argument("--pairs", type=int, default=500, help="pairs to label (default 500)")

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
 from robot_rl.cli.overrides import apply_overrides, load_yaml
+from robot_rl.rewards.labelers import LABELERS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 STAGES = ("collect", "label", "train-reward", "relabel", "train", "finetune", "eval")
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--config", type=Path, default=None, help="pipeline YAML (default: configs/quickstart.yaml)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's)")
-    p.add_argument("--labeler", choices=("scripted", "vlm", "human"), default=None)
+    p.add_argument("--labeler", choices=tuple(LABELERS), default=None)
     p.add_argument("--vlm-url", default=None, help="OpenAI-compatible base URL of the VLM (with --labeler vlm)")
     p.add_argument("--model", default=None, help="VLM model name (with --labeler vlm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

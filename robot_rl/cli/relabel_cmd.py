@@ -21,13 +21,13 @@ from rich.progress import (
 )
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.rewards.sources import source_help, source_names
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset (changed in place)")
-    p.add_argument("--source", default=None,
-                   help="reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py or success:RUN_DIR (sparse 0/1)")
+    p.add_argument("--source", default=None, help=source_help(relabels=True))
     p.add_argument("--id", default=None, help="label id (default: reward_model, clip, code or success)")
     p.add_argument("--activate", action="store_true", help="also make these rewards the active ones")
     p.add_argument("--activate-label", default=None, metavar="ID",
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{args.dataset}: active rewards are now '{args.activate_label}'")
         return 0
     if not args.source:
-        raise ValueError("--source is required (reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py or "
-                         "success:RUN_DIR)")
+        raise ValueError(f"--source is required ({', '.join(source_names(relabels=True))})")
     with Dataset(args.dataset) as ds:
         options = {"model": args.clip_model, "baseline": args.baseline, "alpha": args.alpha, "camera": args.camera,
                    "size": args.image_size} if args.source.startswith("clip:") else {}

@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.success import SuccessConfig, train_success
-    from robot_rl.rewards.success_labels import default_success_store, label_success, make_success_labeler
+    from robot_rl.rewards.success.labels import default_success_store, label_success, make_success_labeler
 
     console = Console(stderr=True)
     try:

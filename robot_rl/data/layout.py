@@ -1,19 +1,21 @@
 """The on-disk layout of a dataset file (robomimic style) and the checks writer and reader share.
 
 ```
-/data            attrs: format_version, env_spec (EnvSpec JSON), task_text, source, total (transitions)
+/data            attrs: format_version, env_spec (EnvSpec JSON), task_text, source, total (transitions),
+                 active_reward (optional: the label id whose values are the active ``rewards``; absent: as collected)
 /data/demo_<i>   attrs: num_samples (written last: the "complete" marker), success, seed (-1: none), free-form
     obs/state [T, D] f32, next_obs/state [T, D] f32, actions [T, A] f32, rewards [T] f32 (NaN: unlabeled),
     dones [T] u8 (terminated | truncated), terminals [T] u8 (terminated), successes [T] u8 (optional),
     sim_state [T, S] f64 (optional), obs/privileged [T, P] f32 (optional),
     obs/image/<camera> [ceil(T / every), H, W, 3] u8 (optional; attr every: frame j is step j * every),
-    reward_labels/<labeler_id> [T] f32 (attr provenance: JSON)
+    reward_labels/<labeler_id> [T] f32 (attr provenance: JSON, keys sorted)
 /mask/train, /mask/valid   demo names as bytes
 ```
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -43,6 +45,10 @@ IMAGE_GROUP = "obs/image"
 LABEL_GROUP = "reward_labels"
 GROUND_TRUTH = "ground_truth"
 """Labeler id under which simulator ground truth is stored (it is also the active ``rewards``)."""
+ACTIVE_ATTR = "active_reward"
+"""``/data`` attr: the label id whose values are the active ``rewards`` (absent: as collected)."""
+ORIGINAL = "original"
+"""Label id under which activating another label keeps old active rewards that no other label holds."""
 
 COMPLETE_ATTR = "num_samples"
 """Episode attr written last; a demo group without it is incomplete (a writer died while writing it)."""
@@ -62,6 +68,11 @@ def demo_index(name: str) -> int | None:
     """``"demo_12"`` -> 12; anything else -> ``None``."""
     m = _DEMO_RE.fullmatch(name)
     return int(m.group(1)) if m else None
+
+
+def provenance_json(provenance: dict[str, Any]) -> str:
+    """The ``provenance`` attr of a reward label: JSON with sorted keys (one spelling for every writer)."""
+    return json.dumps(provenance, sort_keys=True)
 
 
 def check_name(what: str, name: str) -> None:

@@ -23,7 +23,6 @@ committed episodes also survive power loss.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from types import TracebackType
@@ -57,6 +56,7 @@ from robot_rl.data.layout import (
     demo_name,
     one_line,
     open_hdf5,
+    provenance_json,
     read_header,
     split_masks,
 )
@@ -247,7 +247,7 @@ def _write_episode(group: h5py.Group, ep: Episode, compression: str | None) -> N
         images.attrs["every"] = np.int64(ep.image_every)
     for label_id, (values, provenance) in ep.reward_labels.items():
         label = group.create_dataset(f"{LABEL_GROUP}/{label_id}", data=values)
-        label.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+        label.attrs["provenance"] = provenance_json(provenance)
     attrs: dict[str, Any] = {k: v for k, v in ep.attrs.items() if k != "success"}
     for key, value in attrs.items():
         try:

@@ -10,8 +10,11 @@ metrics = train_reward("d.h5", "runs/reward")                           # reward
 relabel("d.h5", ModelRewarder("runs/reward"), activate=True)            # reward_labels/reward_model
 ```
 
-Heavier parts import lazily: ``rewards.model`` (torch networks), ``rewards.clip`` (open_clip), ``rewards.vlm``
-(the LLM client), ``rewards.human`` (a local web page).
+By concept: ``labelers/`` (the labeler registry and the labelers), ``model/`` (reward model), ``clip/``,
+``success/`` (success classifier), ``sources.py`` (every reward source, for relabel and fine-tuning, by name),
+``relabel.py``, ``codegen/`` (reward-code search). Heavier parts import lazily: ``rewards.model`` (torch networks),
+``rewards.clip`` (open_clip), ``rewards.labelers.vlm`` (the LLM client), ``rewards.labelers.human`` (a local web
+page).
 """
 
 from robot_rl.rewards.base import (
@@ -27,10 +30,10 @@ from robot_rl.rewards.base import (
     query_key,
 )
 from robot_rl.rewards.jobs import label_dataset, make_labeler, train_reward
+from robot_rl.rewards.labelers.scripted import ScriptedTeacher, TeacherConfig
 from robot_rl.rewards.labeling import LabelingResult, label_queries
 from robot_rl.rewards.pairs import make_queries, sample_pairs
 from robot_rl.rewards.relabel import ModelRewarder, activate_label, active_label, make_rewarder, relabel
-from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
 from robot_rl.rewards.store import LabelStore, LabelStoreError
 
 __all__ = [

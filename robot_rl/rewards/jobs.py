@@ -1,4 +1,6 @@
-"""The labeling and reward-training jobs behind ``robot-rl label``, ``robot-rl train-reward`` and the pipeline."""
+"""The labeling and reward-training jobs behind ``robot-rl label``, ``robot-rl train-reward`` and the pipeline.
+
+Labelers by name: ``robot_rl.rewards.labelers`` (``LABELERS``, ``make_labeler``, re-exported here)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ import yaml
 
 from robot_rl.data import Dataset, DatasetError
 from robot_rl.rewards.base import EQUAL, Label, Labeler, Query, Segment
+from robot_rl.rewards.labelers import LABELERS as LABELERS  # re-exported: the names callers know
+from robot_rl.rewards.labelers import make_labeler as make_labeler
 from robot_rl.rewards.labeling import LabelingResult, Progress, label_queries
 from robot_rl.rewards.pairs import SegmentLoader, make_queries, sample_pairs
 from robot_rl.rewards.store import LabelStore, default_store_path
 
-LABELERS = ("scripted", "vlm", "human")
 MODEL_FILE = "reward_model.pt"
 REWARD_CONFIG_FILE = "reward_config.yaml"
 METRICS_FILE = "reward_metrics.json"
@@ -38,38 +41,6 @@ class LabelJob:
     """Share of decided labels (not equal, not can't-tell) that agree with the ground-truth returns (NaN without
     ground truth)."""
     decided: int
-
-
-def make_labeler(kind: str, *, teacher: dict[str, Any] | None = None, vlm_url: str | None = None,
-                 model: str | None = None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
-                 prompt_version: str = "rl-vlm-f-v1", frames_identity: dict[str, Any] | None = None,
-                 port: int = 0, deadline: float = 120.0, cache_path: str | None = None) -> Labeler:
-    """A labeler by name: ``scripted`` (B-Pref teacher; ``teacher`` holds ``TeacherConfig`` fields), ``vlm``
-    (needs ``vlm_url`` and ``model``) or ``human`` (a page on 127.0.0.1:``port``).
-
-    ``cache_path``: the VLM client's response cache (SQLite). With it, a reply that arrived before a crash is not
-    asked for again when the job resumes, even if its query's label was not stored yet (stage 1 of two)."""
-    if kind == "scripted":
-        from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
-
-        try:
-            return ScriptedTeacher(TeacherConfig(**(teacher or {})))
-        except TypeError as e:
-            raise ValueError(f"bad teacher setting: {e}") from None
-    if kind == "vlm":
-        if not vlm_url or not model:
-            raise ValueError("the vlm labeler needs --vlm-url URL and --model NAME (an OpenAI-compatible server)")
-        from robot_rl.llm import LLMClient, LLMConfig
-        from robot_rl.rewards.vlm import VLMLabeler
-
-        client = LLMClient(LLMConfig(base_url=vlm_url, model=model, api_key_env=api_key_env,
-                                     max_concurrency=concurrency, deadline_s=deadline, cache_path=cache_path))
-        return VLMLabeler(client, prompt_version=prompt_version, frames_identity=frames_identity)
-    if kind == "human":
-        from robot_rl.rewards.human import HumanLabeler
-
-        return HumanLabeler(port=port)
-    raise ValueError(f"unknown labeler '{kind}'; choose one of {', '.join(LABELERS)}")
 
 
 def label_dataset(dataset: str, labeler: Labeler, pairs: int, segment_length: int, *, selection: str = "uniform",
@@ -163,8 +134,8 @@ def train_reward(dataset: str, out: str | Path, *, store: str | None = None, lab
                  plot_episodes: int = 4) -> dict[str, Any]:
     """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,
     ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics."""
-    from robot_rl.rewards.model import RewardModelConfig, plain, train_reward_model
-    from robot_rl.rewards.model_eval import plot_reward_vs_truth, reward_correlation
+    from robot_rl.nn.payload import plain
+    from robot_rl.rewards.model import RewardModelConfig, plot_reward_vs_truth, reward_correlation, train_reward_model
 
     config = config or RewardModelConfig()
     out = Path(out)

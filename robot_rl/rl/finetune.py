@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from robot_rl.core import EnvSpec, RobotEnv
+from robot_rl.core import EnvSpec, RewardSource, RobotEnv
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.nn.normalize import ObsNormalizer
@@ -33,7 +33,6 @@ from robot_rl.rl.graphed import UpdateRunner
 from robot_rl.rl.iql import IQL
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy, require_fit
-from robot_rl.rl.rewards import RewardSource
 from robot_rl.rl.train import (
     OfflineData,
     TrainConfig,

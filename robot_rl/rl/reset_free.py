@@ -24,6 +24,9 @@ then puts the world in a start state of the direction about to act (sim: a fresh
 a callback that blocks until a person is done). Interventions are counted and reported per 1,000 steps and
 per hour of robot time at the backend's control rate (MetaWorld: 80 Hz of simulated time,
 ``1 / (frame_skip * timestep)``; pass ``control_hz`` for a nominal rate).
+
+Length: one loop and the state it carries (learners, attempts, interventions, evaluation) read top to bottom; the
+report already lives in ``reset_free_report.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from robot_rl.core import EnvSpec, RobotEnv
+from robot_rl.core import EnvSpec, RobotEnv, SuccessSignal
 from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
 from robot_rl.nn.checkpoint import save_checkpoint
@@ -49,7 +52,6 @@ from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, finetune_payload, lo
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
 from robot_rl.rl.reset_free_report import DIRECTIONS, EVENTS_FILE
-from robot_rl.rl.rewards import SuccessSignal
 from robot_rl.rl.train import TrainingDiverged
 
 

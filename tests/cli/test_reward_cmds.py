@@ -20,7 +20,7 @@ import yaml
 from robot_rl.cli.main import main
 from robot_rl.data import Dataset
 from robot_rl.rewards.relabel import active_label
-from robot_rl.rl.rewards import LearnedReward, resolve_reward_source
+from robot_rl.rewards.sources import LearnedReward, resolve_reward_source
 from tests.llm.replay_server import Behaviour, RecordedRequest, ReplayServer
 from tests.rewards.conftest import write_reach
 

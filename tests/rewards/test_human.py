@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from robot_rl.rewards.base import CANT_TELL, EQUAL, FIRST, SECOND, Label, Query, Segment, SegmentRef
-from robot_rl.rewards.human import HumanLabeler
+from robot_rl.rewards.labelers.human import HumanLabeler
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import robot_rl.rewards.model as model_module
+import robot_rl.rewards.model.training as training_module
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.rewards.base import Segment, SegmentRef
 from robot_rl.rewards.model import (
@@ -150,7 +150,7 @@ def test_vectorized_members_equal_each_member_alone() -> None:
 
 def test_members_draw_their_own_minibatches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every member from member 0's weights: only per-member bootstrap batches can make them differ."""
-    build = model_module._build_model
+    build = training_module._build_model
 
     def identical_members(*args: Any) -> RewardModel:
         model = build(*args)
@@ -159,7 +159,7 @@ def test_members_draw_their_own_minibatches(monkeypatch: pytest.MonkeyPatch) -> 
                 p.copy_(p[:1].expand_as(p))
         return model
 
-    monkeypatch.setattr(model_module, "_build_model", identical_members)
+    monkeypatch.setattr(training_module, "_build_model", identical_members)
     data = preferences(episodes(20, seed=1), 50, seed=1)
     model, _ = train_reward_model(data, dataclasses.replace(SMALL, steps=5, batch_size=8))
     for p in model.layers.parameters():

@@ -9,8 +9,8 @@ import torch
 
 from robot_rl.data import Dataset
 from robot_rl.rewards import EQUAL, FIRST, SECOND, Query, Segment, SegmentRef
+from robot_rl.rewards.labelers.scripted import ScriptedTeacher, TeacherConfig
 from robot_rl.rewards.pairs import make_queries, sample_pairs
-from robot_rl.rewards.scripted import ScriptedTeacher, TeacherConfig
 
 
 def test_uniform_pairs_lie_inside_episodes_and_repeat_with_the_seed(reach_dataset: Path) -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from robot_rl.data import Dataset
 from robot_rl.rewards import FIRST, SECOND, Label, Query, SegmentRef
+from robot_rl.rewards.labelers.scripted import ScriptedTeacher
 from robot_rl.rewards.labeling import label_queries
 from robot_rl.rewards.pairs import make_queries, sample_pairs
-from robot_rl.rewards.scripted import ScriptedTeacher
 from robot_rl.rewards.store import LabelStore, LabelStoreError
 
 
@@ -102,7 +102,7 @@ import sys, time
 from robot_rl.data import Dataset
 from robot_rl.rewards.labeling import label_queries
 from robot_rl.rewards.pairs import make_queries, sample_pairs
-from robot_rl.rewards.scripted import ScriptedTeacher
+from robot_rl.rewards.labelers.scripted import ScriptedTeacher
 from robot_rl.rewards.store import LabelStore
 
 class Slow(ScriptedTeacher):

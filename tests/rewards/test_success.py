@@ -14,6 +14,7 @@ import torch
 from robot_rl.cli.main import main
 from robot_rl.data import Dataset
 from robot_rl.rewards.relabel import active_label, make_rewarder, relabel
+from robot_rl.rewards.sources import SuccessReward, dataset_reward_source, resolve_reward_source
 from robot_rl.rewards.store import LabelStore
 from robot_rl.rewards.success import (
     PLOT_FILE,
@@ -26,8 +27,7 @@ from robot_rl.rewards.success import (
     collect_examples,
     train_success,
 )
-from robot_rl.rewards.success_labels import ScriptedSuccessTeacher, frame_truth, label_success
-from robot_rl.rl.rewards import SuccessReward, dataset_reward_source, resolve_reward_source
+from robot_rl.rewards.success.labels import ScriptedSuccessTeacher, frame_truth, label_success
 
 FAST = {"steps": 300, "batch_size": 64, "members": 2, "valid_fraction": 0.3, "log_every": 100}
 
@@ -240,7 +240,7 @@ def test_train_success_cli(drawer: Path, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_preference_losers_are_weighted_negatives_and_their_noise_is_measured(drawer: Path, tmp_path: Path) -> None:
     from robot_rl.rewards.jobs import label_dataset
-    from robot_rl.rewards.scripted import ScriptedTeacher
+    from robot_rl.rewards.labelers.scripted import ScriptedTeacher
 
     prefs = tmp_path / "prefs.sqlite"
     job = label_dataset(str(drawer), ScriptedTeacher(), 60, 10, store=str(prefs))

@@ -14,7 +14,7 @@ from robot_rl.llm import LLMClient
 from robot_rl.rewards.base import CANT_TELL, Segment, SegmentRef
 from robot_rl.rewards.labeling import label_queries
 from robot_rl.rewards.store import LabelStore
-from robot_rl.rewards.success_labels import (
+from robot_rl.rewards.success.labels import (
     FAILURE,
     SUCCESS,
     SuccessError,

@@ -15,7 +15,7 @@ import pytest
 
 from robot_rl.llm import LLMAuthError, LLMClient
 from robot_rl.rewards.base import CANT_TELL, FIRST, SECOND, Label, Query, Segment, SegmentRef, query_key
-from robot_rl.rewards.vlm import (
+from robot_rl.rewards.labelers.vlm import (
     DEFAULT_PROMPT,
     UnparseableAnswer,
     VLMLabeler,

@@ -9,8 +9,8 @@ import torch
 from robot_rl.cli.main import main
 from robot_rl.envs import make_env
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
+from robot_rl.rewards.sources import GroundTruthReward, dataset_reward_source
 from robot_rl.rl.finetune import FinetuneConfig, OnlineReplay, finetune
-from robot_rl.rl.rewards import GroundTruthReward, dataset_reward_source
 
 
 @pytest.fixture(scope="module")

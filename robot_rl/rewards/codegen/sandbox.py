@@ -24,6 +24,9 @@ Layers (``sandbox_layers()`` probes which ones this machine gives; ``format_laye
 
 The worker reads the code from the pipe, so it needs no access to the code's file; the host never unpickles what the
 worker sends (JSON header + raw float32).
+
+Length: the host side of one security boundary (the worker's launch, framing, deadlines and result checks) kept in
+one file so that it can be reviewed as a whole, beside its other half, ``worker.py``.
 """
 
 from __future__ import annotations

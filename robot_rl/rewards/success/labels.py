@@ -1,5 +1,6 @@
 """Per-frame success labels: "is the task achieved in this observation?" answered by a labeler, stored in the
-success label store (``<dataset>.success-labels.sqlite``) and read by ``robot_rl.rewards.success.train_success``.
+success label store (``<dataset>.success-labels.sqlite``) and read by
+``robot_rl.rewards.success.training.train_success``.
 
 - ``ScriptedSuccessTeacher``: the simulator's ground truth with a mistake rate (sim only; it plays the person or VLM).
 - ``VLMSuccessLabeler``: one image, one yes/no question (prompt ``prompts/success/success-v1.yaml``), parsed strictly.
@@ -23,7 +24,7 @@ import numpy as np
 
 from robot_rl.data import GROUND_TRUTH, Dataset, Episode
 from robot_rl.rewards.base import CANT_TELL, Label, Query, Segment, SegmentRef
-from robot_rl.rewards.vlm import VLMLabeler, prompt_versions, read_prompt_file
+from robot_rl.rewards.labelers.vlm import VLMLabeler, prompt_versions, read_prompt_file
 
 DEFAULT_PROMPT = "success-v1"
 SUCCESS = 1.0

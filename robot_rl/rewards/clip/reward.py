@@ -21,25 +21,21 @@ architecture the weights were trained as; open_clip cannot tell GELU from QuickG
 (and open_clip's ``openai`` tags) need the ``-quickgelu`` variant, e.g. ``ViT-B-32-quickgelu``. Files are read with
 ``torch.load(weights_only=True)``: tensors only, never pickled code.
 
-Preprocessing is the model's own eval transform (open_clip ``image_transform`` from the model's preprocess config:
-resize with antialiasing, center crop or pad, scale to [0, 1], normalize), done batched on uint8 tensors on the
-model's device instead of per-frame PIL. PIL resizes horizontally then vertically, rounding to uint8 after each
-pass; the tensor path does the same two passes, so it matches the PIL transform to within 1 uint8 level per pass
-(PIL's fixed-point filter weights), on well under 1% of pixels for bicubic resizes (checked in the tests).
+Weights are read by ``weights.py``. Preprocessing is the model's own eval transform (open_clip
+``image_transform`` from the model's preprocess config: resize with antialiasing, center crop or pad, scale to
+[0, 1], normalize), done batched on uint8 tensors on the model's device instead of per-frame PIL. PIL resizes
+horizontally then vertically, rounding to uint8 after each pass; the tensor path does the same two passes, so it
+matches the PIL transform to within 1 uint8 level per pass (PIL's fixed-point filter weights), on well under 1% of
+pixels for bicubic resizes (checked in the tests).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import re
-import warnings
-import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,176 +47,23 @@ from open_clip.transform import center_crop_or_pad
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
+from robot_rl.rewards.clip.weights import (
+    ClipRewardError,
+    as_prompts,
+    build_model,
+    check_checkpoint_path,
+    check_model_name,
+    file_sha256,
+    fit_state_dict,
+    read_checkpoint,
+)
+
 DEFAULT_CACHE_SIZE = 32_768
 """Image embeddings kept (LRU) by default: 64 MiB for a 512-dim model."""
 
-_SCHEMAS = ("hf-hub:", "local-dir:")
-_SHA_CHUNK = 1 << 22
 _HASH_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _HASH_CHUNK = 64
 """Frames per hashing thread at least."""
-
-
-class ClipRewardError(ValueError):
-    """A model or checkpoint ``ClipReward`` cannot use; the one-line message names the file and what is wrong."""
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_SHA_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _as_prompts(value: str | Sequence[str], what: str) -> list[str]:
-    prompts = [value] if isinstance(value, str) else list(value)
-    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise ValueError(f"ClipReward: {what} must be a non-empty prompt or a non-empty list of non-empty prompts")
-    return prompts
-
-
-def _check_model_name(model: str) -> dict[str, Any]:
-    """The built-in open_clip config of ``model``; refuses other names, and configs that would reach the network."""
-    if model.startswith(_SCHEMAS):
-        raise ClipRewardError(f"model '{model}': remote/schema model names are refused (ClipReward never downloads); "
-                              f"name a built-in open_clip architecture such as 'ViT-B-32' and pass local weights")
-    config = open_clip.get_model_config(model)
-    if config is None:
-        raise ClipRewardError(f"model '{model}': not an open_clip architecture (see open_clip.list_models())")
-    text_cfg = config.get("text_cfg", {})
-    hub_keys = [k for k in ("hf_model_name", "hf_tokenizer_name") if text_cfg.get(k)]
-    if hub_keys or "siglip" in model.lower():
-        raise ClipRewardError(f"model '{model}': its text tower or tokenizer comes from the Hugging Face Hub or the "
-                              f"web ({', '.join(hub_keys) or 'SigLIP tokenizer'}), which ClipReward never downloads; "
-                              f"use an architecture with open_clip's bundled tokenizer (e.g. ViT-B-32, ViT-L-14)")
-    return dict(config)
-
-
-def _check_checkpoint_path(checkpoint: str | os.PathLike[str]) -> Path:
-    text = os.fspath(checkpoint)
-    if text.startswith(_SCHEMAS):
-        raise ClipRewardError(f"checkpoint '{text}': remote names are refused (ClipReward never downloads); "
-                              f"give the path of a local weights file")
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise ClipRewardError(f"checkpoint '{text}': no such file (ClipReward never downloads weights: pretrained "
-                              f"tags such as 'openai' are not paths; give the path of a local weights file)")
-    if not path.is_file():
-        raise ClipRewardError(f"checkpoint '{text}': not a file")
-    return path.resolve()
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
-
-
-def _load_error_reason(e: Exception) -> str:
-    text = str(e)
-    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
-        return f"it pickles Python objects ({found.group(1)}), not only tensors; ClipReward loads weights only"
-    if "WeightsUnpickler error:" in text:
-        return f"unreadable ({_first_line(text.split('WeightsUnpickler error:', 1)[1], 100)})"
-    return f"unreadable ({type(e).__name__}: {_first_line(text, 100)})"
-
-
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """The file's state dict (tensors by name), with open_clip's unwrapping, and whether it is OpenAI's release
-    format (a TorchScript archive with ``input_resolution``); one-line errors naming the file."""
-    openai = False
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path), device="cpu")
-        elif _is_torchscript(path):
-            with warnings.catch_warnings():  # torch.jit.load's deprecation notice (Future- or DeprecationWarning)
-                warnings.filterwarnings("ignore", message=".*torch.jit.load")
-                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
-            openai = "input_resolution" in obj
-            for key in ("input_resolution", "context_length", "vocab_size"):
-                obj.pop(key, None)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch/safetensors raise many types for a bad file; all mean "unreadable"
-        raise ClipRewardError(f"checkpoint {path}: not a weights file or corrupt: {_load_error_reason(e)}") from e
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise ClipRewardError(f"checkpoint {path}: holds a {type(obj).__name__}, not a state dict of tensors")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not state:
-        raise ClipRewardError(f"checkpoint {path}: holds no tensors (keys: {', '.join(map(str, list(obj)[:5]))})")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state, openai
-
-
-def _fit_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,
-                    name: str) -> dict[str, torch.Tensor]:
-    """open_clip's format conversions (as in ``open_clip.load_checkpoint``, without its silent positional-embedding
-    resizing), then a key and shape check against ``model`` with a one-line error."""
-    from open_clip.convert import convert_state_dict
-    from open_clip.model import convert_to_custom_text_state_dict
-
-    state = convert_state_dict(model, state)
-    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
-        state = convert_to_custom_text_state_dict(state)
-    expected = model.state_dict()
-    for key in ("logit_scale", "logit_bias"):
-        if key in state and key in expected and state[key].shape != expected[key].shape \
-                and state[key].numel() == expected[key].numel():
-            state[key] = state[key].reshape(expected[key].shape)
-    if "logit_bias" in expected and "logit_bias" not in state:
-        state["logit_bias"] = torch.zeros_like(expected["logit_bias"])
-    position_ids = "text.transformer.embeddings.position_ids"  # dropped by newer transformers versions
-    if position_ids in state and position_ids not in expected:
-        del state[position_ids]
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        def some(keys: list[str]) -> str:
-            return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
-
-        parts = [f"{len(missing)} missing keys ({some(missing)})" if missing else "",
-                 f"{len(unexpected)} unexpected keys ({some(unexpected)})" if unexpected else "",
-                 (f"{len(mismatched)} shape mismatches ({mismatched[0]}: file {list(state[mismatched[0]].shape)}, "
-                  f"model {list(expected[mismatched[0]].shape)}{', ...' if len(mismatched) > 1 else ''})")
-                 if mismatched else ""]
-        raise ClipRewardError(f"checkpoint {path}: not a {name} checkpoint: {'; '.join(p for p in parts if p)}; "
-                              f"pass the architecture it was trained as (model=...)")
-    # the model's dtypes (OpenAI's files are fp16), as load_state_dict(assign=True) would keep the file's
-    return {k: v.to(expected[k].dtype) for k, v in state.items()}
-
-
-class _NoRandomInitWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-
-def _build_model(name: str) -> torch.nn.Module:
-    """The architecture with random weights (open_clip downloads nothing when ``pretrained`` is ``None`` and the
-    tower flags are off); silences open_clip's "initialized randomly" warning, as the weights are loaded next."""
-    quiet = _NoRandomInitWarning()
-    root = logging.getLogger()
-    root.addFilter(quiet)
-    try:
-        model = open_clip.create_model(name, pretrained=None, pretrained_image=False, pretrained_text=False)
-    except Exception as e:  # e.g. a timm tower without timm installed
-        raise ClipRewardError(f"model '{name}': cannot build it ({type(e).__name__}: {_first_line(str(e))})") from e
-    finally:
-        root.removeFilter(quiet)
-    return model
 
 
 def _pair(size: Any) -> tuple[int, int]:
@@ -359,23 +202,23 @@ class ClipReward:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"ClipReward: device '{device}' asked for, but this torch sees no CUDA device")
-        config = _check_model_name(model)
-        path = _check_checkpoint_path(checkpoint)
+        config = check_model_name(model)
+        path = check_checkpoint_path(checkpoint)
         size = path.stat().st_size
         sha256 = file_sha256(path)
-        state, openai = _read_checkpoint(path)
+        state, openai = read_checkpoint(path)
         if openai and not config.get("quick_gelu"):
             variant = f"{model}-quickgelu"
             hint = f"model='{variant}'" if variant in open_clip.list_models() else "a -quickgelu architecture"
             raise ClipRewardError(f"checkpoint {path}: OpenAI's CLIP weights were trained with QuickGELU, which "
                                   f"'{model}' does not use; pass {hint}")
-        net = _build_model(model)
+        net = build_model(model)
         # assign: the file's tensors become the parameters (no second copy of the weights in memory)
-        net.load_state_dict(_fit_state_dict(net, state, path, model), strict=True, assign=True)
+        net.load_state_dict(fit_state_dict(net, state, path, model), strict=True, assign=True)
         del state
         net.to(dev).eval()
         tokenizer = open_clip.get_tokenizer(model)
-        if not isinstance(tokenizer, SimpleTokenizer):  # _check_model_name already refuses Hub tokenizers
+        if not isinstance(tokenizer, SimpleTokenizer):  # check_model_name already refuses Hub tokenizers
             raise ClipRewardError(f"model '{model}': tokenizer {type(tokenizer).__name__} is not open_clip's bundled "
                                   f"SimpleTokenizer")
         self.model_name = model
@@ -389,8 +232,8 @@ class ClipReward:
     # -- prompts ---------------------------------------------------------------------------------------------------
 
     def _set_prompts(self, goal: str | Sequence[str], baseline: str | Sequence[str] | None, alpha: float) -> None:
-        self.goal = _as_prompts(goal, "goal")
-        self.baseline = None if baseline is None else _as_prompts(baseline, "baseline")
+        self.goal = as_prompts(goal, "goal")
+        self.baseline = None if baseline is None else as_prompts(baseline, "baseline")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"ClipReward: alpha must be in [0, 1], got {alpha}")
         self.alpha = float(alpha)

@@ -1,0 +1,37 @@
+"""What the learners know of rewards: two protocols, so that ``robot_rl.rl`` never imports ``robot_rl.rewards``.
+
+The concrete sources (a learned reward model, reward code, a success classifier, the simulator's reward) live in
+``robot_rl.rewards.sources``; the CLI resolves a name such as ``reward-model:RUN_DIR`` there and hands the object
+to the fine-tuning loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class RewardSource(Protocol):
+    """Labels new transitions online: rewards ``[N]`` in the units of the offline dataset's active reward (the
+    trainer applies the offline reward scale afterwards)."""
+
+    name: str
+
+    def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
+                 env_reward: torch.Tensor) -> torch.Tensor:
+        """``[N]`` rewards for ``action [N, A]`` taken at ``obs`` leading to ``next_obs``; ``env_reward [N]`` is the
+        backend's own reward (NaN on a real robot)."""
+        ...
+
+
+class SuccessSignal(Protocol):
+    """What decides "success" online (the sparse reward of fine-tuning, the end of a reset-free attempt):
+    ``__call__(obs) -> P(success) [N]`` of post-step observations and the ``threshold`` above which it counts.
+    ``robot_rl.rewards.success``: ``ClassifierSuccess``, ``ConstantSuccess``; ``robot_rl.rl.reset_free``:
+    ``GroundTruthSuccess``."""
+
+    name: str
+    threshold: float
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
