@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c 'import torch; assert torch.cuda.is_available(), "no CUDA"; print("torch", torch.__version__, torch.cuda.get_device_name())'
 
 section "gpu tests"
-timeout 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests/rl/test_graphed.py tests/rl/test_compiled.py \
+timeout 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests/rl/test_graphed.py tests/nn/test_cuda_graph.py tests/rl/test_compiled.py \
   tests/data/test_sampling.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 
 section "IQL updates/s (synthetic 1M transitions, obs 17, act 6, 2x256)"

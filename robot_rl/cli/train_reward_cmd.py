@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(metrics: dict) -> str:
-    """Two lines: held-out accuracy, agreement with ground truth, reward correlation."""
+    """Three lines: held-out accuracy, agreement with ground truth, reward correlation; the training path."""
     def pct(key: str) -> str:
         v = metrics.get(key)
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
@@ -65,4 +65,5 @@ def summary(metrics: dict) -> str:
     return (f"{labels.get('used', '?')} labeled pairs ({labels.get('cant_tell', 0)} can't tell left out): held-out "
             f"accuracy {pct('valid_accuracy')}, agreement with ground truth {pct('valid_true_agreement')}\n"
             f"correlation of learned and true reward along episodes: "
-            f"{'n/a' if c is None or c != c else f'{c:.2f}'}")
+            f"{'n/a' if c is None or c != c else f'{c:.2f}'}\n"
+            f"training path: {metrics.get('path', 'eager')}, {metrics.get('steps_per_s', float('nan')):.0f} steps/s")

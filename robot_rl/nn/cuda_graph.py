@@ -27,6 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+STEPS_PER_REPLAY = 16
+"""Default K. Measured on an H200 (benchmarks/iql_speed.md): K = 1 / 4 / 16 / 64 gave 1,813 / 1,869 / 1,885 / 1,803
+IQL updates/s — a replayed step is bound by its kernels' GPU time, so K matters little; 16 amortizes the host."""
+
 WARMUP_STEPS = 3
 """Real steps on a side stream before capture (PyTorch's whole-network capture recipe)."""
 
@@ -52,8 +56,9 @@ class StepGraphs:
         self.generators, self.k, self.extra = list(generators), steps_per_replay, list(extra)
         self.device = next(p for m in self.modules for p in m.parameters()).device
         self.cuda = self.device.type == "cuda"
-        for group in optimizer.param_groups:
-            group["capturable"] = True
+        if self.cuda:  # CPU optimizers (the tests' view of the body) have no capturable mode
+            for group in optimizer.param_groups:
+                group["capturable"] = True
         self._graphs: dict[int, torch.cuda.CUDAGraph | None] = {}
         self._sums = torch.zeros(0)
         """``[M]``: the sums of the last replay (a static buffer)."""

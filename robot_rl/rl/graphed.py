@@ -20,7 +20,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from robot_rl.nn.cuda_graph import StepGraphs
+from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
 from robot_rl.rl.agent import Agent, apply_gradients, polyak_update
 
 Sample = Callable[[], dict[str, torch.Tensor]]
@@ -110,8 +110,8 @@ class UpdateRunner:
 
 
 def default_updates_per_call(path: str) -> int:
-    """K when the run does not set it: measured on an H200 (benchmarks/iql_speed.md); 1 on the eager path."""
-    return 16 if path == "cuda-graph" else 1
+    """K when the run does not set it (``nn.cuda_graph.STEPS_PER_REPLAY``); 1 on the eager path."""
+    return STEPS_PER_REPLAY if path == "cuda-graph" else 1
 
 
 def is_finite_sum(sums: dict[str, torch.Tensor]) -> bool:

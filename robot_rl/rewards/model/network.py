@@ -98,6 +98,8 @@ class RewardModelConfig:
     """Image members: random-shift augmentation in training (pixels of replicated padding); 0: off."""
     log_every: int = 100
     """Steps between ``progress`` calls (the only host syncs of the loop)."""
+    cuda_graphs: bool = True
+    """On CUDA, run training steps as CUDA-graph replays (``nn/cuda_graph.py``, 16 steps per replay)."""
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
 from robot_rl.nn.networks import random_shift
 from robot_rl.rewards.base import Segment
 from robot_rl.rewards.model.network import (
@@ -219,6 +220,7 @@ class RewardTrainer:
         per_pair = 2 * states.shape[2] * model.members * model.widest_activation * 4  # bytes
         fit = max(1, CPU_CHUNK_BYTES // per_pair) if dev.type == "cpu" else config.batch_size
         self.chunks = -(-config.batch_size // fit)
+        self._graphs: StepGraphs | None = None
 
     def step(self) -> torch.Tensor:
         """One optimizer step; returns ``[3]`` on the device: the members' summed loss, and the correct and the
@@ -235,12 +237,28 @@ class RewardTrainer:
             # sum over members of each member's mean over its b pairs
             loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / b
             loss.backward()
-            with torch.no_grad():
+            with torch.no_grad():  # masks multiplied, not indexed: no host sync, so the step can be graphed
                 clear = target != 0.5
-                stats.append(torch.stack([loss.detach(), ((logits > 0) == (target > 0.5))[clear].sum(),
-                                          clear.sum()]))
+                stats.append(torch.stack([loss.detach(), (((logits > 0) == (target > 0.5)) & clear).sum(),
+                                          clear.sum()]).float())
         self.optimizer.step()
         return torch.stack(stats).sum(0) if len(stats) > 1 else stats[0]
+
+    @property
+    def path(self) -> str:
+        """``"cuda-graph"`` (CUDA, ``config.cuda_graphs``) or ``"eager"``."""
+        return "cuda-graph" if self.model.device.type == "cuda" and self.config.cuda_graphs else "eager"
+
+    def run(self, n: int) -> torch.Tensor:
+        """``n`` steps; the sum of their ``step()`` outputs. On the CUDA-graph path, 16 steps per replay."""
+        if self.path == "eager":
+            total = self.step()
+            for _ in range(n - 1):
+                total = total + self.step()
+            return total
+        if self._graphs is None:
+            self._graphs = StepGraphs(self.step, [self.model], self.optimizer, [self.generator], STEPS_PER_REPLAY)
+        return self._graphs.run(n)
 
 
 def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = None,
@@ -281,9 +299,13 @@ def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = 
     window_steps = 0
     last: dict[str, float] = {"loss": float("nan"), "accuracy": float("nan")}
     start = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        window += trainer.step()
-        window_steps += 1
+    step = 0
+    while step < config.steps:
+        per_call = STEPS_PER_REPLAY if trainer.path == "cuda-graph" else 1
+        n = min(per_call, config.steps - step, config.log_every - step % config.log_every)
+        window += trainer.run(n)
+        window_steps += n
+        step += n
         if step % config.log_every == 0 or step == config.steps:
             loss_sum, correct, count = window.tolist()
             last = {"loss": loss_sum / (e * window_steps), "accuracy": correct / max(count, 1.0)}
@@ -293,7 +315,8 @@ def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = 
             window_steps = 0
     elapsed = time.perf_counter() - start
     model.eval()
-    metrics: dict[str, Any] = {"steps": config.steps, "loss": last["loss"], "train_pairs": len(train_idx),
+    metrics: dict[str, Any] = {"steps": config.steps, "path": trainer.path, "loss": last["loss"],
+                               "train_pairs": len(train_idx),
                                "valid_pairs": len(valid_idx), "time_s": elapsed,
                                "steps_per_s": config.steps / elapsed if elapsed > 0 else float("nan")}
     for name, split in (("train", train), ("valid", valid)):

@@ -80,6 +80,8 @@ class SuccessConfig:
     preference_weight: float = 0.5
     threshold: float | None = None
     """Fixed decision threshold; None: max F1 on the held-out examples."""
+    cuda_graphs: bool = True
+    """On CUDA, run training steps as CUDA-graph replays (``nn/cuda_graph.py``)."""
     eval_frames: int = 16
     """Image modes: frames per held-out episode scored against ground truth (state mode scores every step)."""
     log_every: int = 50

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 import yaml
 
 from robot_rl.data import Dataset, Episode
+from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
 from robot_rl.nn.networks import random_shift
 from robot_rl.nn.payload import plain
 from robot_rl.rewards.base import Segment, SegmentRef
@@ -178,7 +179,9 @@ def fit_classifier(config: SuccessConfig, state_dim: int, camera: str | None, st
     model.train()
     window = torch.zeros(2, device=dev)
     last = {"loss": math.nan, "accuracy": math.nan}
-    for step in range(1, config.steps + 1):
+
+    def step() -> torch.Tensor:
+        """One AdamW step; ``[2]``: the mean member loss and the accuracy of the batch (no host sync)."""
         idx = torch.multinomial(mass, e * b, replacement=True, generator=gen).reshape(e, b)
         sv = None if s_norm is None else s_norm[idx]
         fv = None
@@ -193,14 +196,22 @@ def fit_classifier(config: SuccessConfig, state_dim: int, camera: str | None, st
         loss.backward()
         opt.step()
         with torch.no_grad():
-            window += torch.stack([loss.detach() / e, ((logits > 0) == (target > 0.5)).float().mean()])
-        if step % config.log_every == 0 or step == config.steps:
-            n = config.log_every if step % config.log_every == 0 else step % config.log_every
-            loss_v, acc_v = (window / n).tolist()
+            return torch.stack([loss.detach() / e, ((logits > 0) == (target > 0.5)).float().mean()])
+
+    graphs = (StepGraphs(step, [model], opt, [gen], STEPS_PER_REPLAY)
+              if dev.type == "cuda" and config.cuda_graphs else None)
+    done = 0
+    while done < config.steps:
+        n = min(STEPS_PER_REPLAY if graphs else 1, config.steps - done, config.log_every - done % config.log_every)
+        window += graphs.run(n) if graphs else step()
+        done += n
+        if done % config.log_every == 0 or done == config.steps:
+            n_logged = config.log_every if done % config.log_every == 0 else done % config.log_every
+            loss_v, acc_v = (window / n_logged).tolist()
             last = {"loss": loss_v, "accuracy": acc_v}
             window.zero_()
             if progress is not None:
-                progress("train", step, config.steps, last)
+                progress("train", done, config.steps, last)
     model.eval()
     return model, last
 
