@@ -31,7 +31,7 @@ timeout 300 $PY benchmarks/iql_speed.py --device cuda --threads 1 --steps 1000 -
 
 if [ -f benchmarks/finetune_speed.py ]; then
   section "fine-tuning env steps/s"
-  timeout 150 $PY benchmarks/finetune_speed.py --device cuda 2>&1 | tee "$OUT/finetune_speed.log" | tail -12
+  timeout 150 $PY benchmarks/finetune_speed.py --device cuda --num-envs 1 8 --workers 2 2>&1 | tee "$OUT/finetune_speed.log" | tail -12
 fi
 
 section "quickstart pipeline on CUDA"
