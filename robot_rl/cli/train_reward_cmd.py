@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.set_defaults(config_flags=add_config_flags(p, RewardModelConfig, ("obs", "steps")))
     p.add_argument("--camera", default=None,
                    help="image models: camera (default: the dataset's only stored camera, else the task card's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
     add_config_file_flags(p, RewardModelConfig, "hidden=[64,64]")
 
 

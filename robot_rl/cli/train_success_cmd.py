@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                                                           "(default DATASET.success-labels.sqlite)")
     p.add_argument("--labels", default=None, help="preference label store for --preference-negatives "
                                                   "(default DATASET.labels.sqlite)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
     add_config_file_flags(p, SuccessConfig, "members=5")
     p.set_defaults(config_flags=flags)
 

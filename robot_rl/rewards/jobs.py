@@ -129,7 +129,7 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
 
 
 def train_reward(dataset: str, out: str | Path, *, store: str | None = None, labeler: str | None = None,
-                 config: Any = None, device: str = "cpu", camera: str | None = None,
+                 config: Any = None, device: str = "auto", camera: str | None = None,
                  progress: Callable[[int, dict[str, float]], None] | None = None,
                  plot_episodes: int = 4) -> dict[str, Any]:
     """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,

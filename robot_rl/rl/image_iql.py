@@ -56,6 +56,13 @@ def _shift(module: nn.Module, images: torch.Tensor, pad: int) -> torch.Tensor:
     return random_shift(images, pad) if module.training and pad > 0 else images
 
 
+def _encoder_parts(state_dim: int, image_size: int, config: IQLConfig | None, encoder: EncoderConfig | None,
+                   use_state: bool) -> tuple[IQLConfig, EncoderConfig, ObsEncoder]:
+    """What every image agent starts from: its config, its encoder config and the shared encoder."""
+    encoder = encoder or EncoderConfig()
+    return config or IQLConfig(), encoder, ObsEncoder(image_size, state_dim, encoder, use_state)
+
+
 class ImageIQL(nn.Module):
     """IQL on ``image`` (+ ``obs`` state) batches through a shared ``ObsEncoder``; the same ``update``,
     ``optimizer`` and ``scheduler`` as ``IQL``. The encoder trains at the critic's learning rate."""
@@ -63,10 +70,9 @@ class ImageIQL(nn.Module):
     def __init__(self, state_dim: int, act_dim: int, image_size: int, config: IQLConfig | None = None,
                  encoder: EncoderConfig | None = None, use_state: bool = True):
         super().__init__()
-        config = config or IQLConfig()
-        self.config = config
-        self.encoder_config = encoder or EncoderConfig()
-        self.encoder = ObsEncoder(image_size, state_dim, self.encoder_config, use_state)
+        self.config, self.encoder_config, self.encoder = _encoder_parts(state_dim, image_size, config, encoder,
+                                                                        use_state)
+        config = self.config
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         features = self.encoder.out_dim
         self.critic = Critic(features, act_dim, config.hidden, config.critics)
@@ -106,10 +112,9 @@ class ImageBC(nn.Module):
     def __init__(self, state_dim: int, act_dim: int, image_size: int, config: IQLConfig | None = None,
                  encoder: EncoderConfig | None = None, use_state: bool = True):
         super().__init__()
-        config = config or IQLConfig()
-        self.config = config
-        self.encoder_config = encoder or EncoderConfig()
-        self.encoder = ObsEncoder(image_size, state_dim, self.encoder_config, use_state)
+        self.config, self.encoder_config, self.encoder = _encoder_parts(state_dim, image_size, config, encoder,
+                                                                        use_state)
+        config = self.config
         self.actor = GaussianActor(self.encoder.out_dim, act_dim, config.hidden, config.actor_dropout)
         self.optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.actor.parameters()],
                                           lr=config.actor_lr, fused=True)

@@ -22,6 +22,7 @@ import yaml
 from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer, reward_scale
 from robot_rl.rl import algorithms
 from robot_rl.rl.agent import Agent, optimizer_state
@@ -127,12 +128,6 @@ class OfflineData:
     """uint8 ``[N, S, S, 3]`` frame before every step (image observations only)."""
     camera: str | None = None
     image_size: int | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None, scale: float | None = None,

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
+from robot_rl.nn.device import resolve_device
 from robot_rl.nn.networks import random_shift
 from robot_rl.rewards.base import Segment
 from robot_rl.rewards.model.network import (
@@ -280,7 +281,7 @@ def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = 
     config = config or RewardModelConfig()
     image = config.obs == "image"
     data.validate(image=image)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     p = data.num_pairs
     order = np.random.default_rng(config.seed).permutation(p)
     n_valid = min(int(round(config.valid_fraction * p)), p - 1)

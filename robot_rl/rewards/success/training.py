@@ -30,6 +30,7 @@ import yaml
 
 from robot_rl.data import Dataset, Episode
 from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
+from robot_rl.nn.device import resolve_device
 from robot_rl.nn.networks import random_shift
 from robot_rl.nn.payload import plain
 from robot_rl.rewards.base import Segment, SegmentRef
@@ -160,7 +161,7 @@ def fit_classifier(config: SuccessConfig, state_dim: int, camera: str | None, st
                    progress: Progress | None = None) -> tuple[SuccessClassifier, dict[str, float]]:
     """Train with BCE: each member draws its own minibatch from a class-balanced distribution (each class holds half
     the sampling mass, examples within a class in proportion to their ``weights``); frames get random shifts."""
-    dev = torch.device(device)
+    dev = resolve_device(device)
     mean = states.astype(np.float64).mean(0)
     std = np.maximum(states.astype(np.float64).std(0), 1e-3)
     model = SuccessClassifier(config, state_dim, camera, mean, std).to(dev)
@@ -218,7 +219,7 @@ def fit_classifier(config: SuccessConfig, state_dim: int, camera: str | None, st
 
 def train_success(dataset: str, out: str | Path, config: SuccessConfig | None = None, *,
                   labels_from: str = "dataset", success_store: str | None = None,
-                  preference_store: str | None = None, device: str = "cpu",
+                  preference_store: str | None = None, device: str = "auto",
                   progress: Progress | None = None) -> dict[str, Any]:
     """Train a success classifier on ``dataset`` into ``out``: ``success_classifier.pt``, ``success_config.yaml``,
     ``success_metrics.json``, ``success_calibration.png``. Returns the metrics (held-out accuracy, precision,
