@@ -172,7 +172,7 @@ def main() -> None:
             for mode in ("graphed", "graphed+compiled"):
                 rows.append((f"robot_rl IQL {mode} K=16 batch {batch}",
                              ours(args.device, args.threads, args.steps * 5, args.warmup, mode, batch=batch)))
-        for mode in ("graphed+compiled+combo", "graphed+tf32", "graphed+compiled+tf32"):
+        for mode in ("graphed+compiled+combo", "graphed+tf32"):
             rows.append((f"robot_rl IQL {mode} K=16 batch 256",
                          ours(args.device, args.threads, args.steps * 5, args.warmup, mode)))
         for k in (int(x) for x in args.k_sweep.split(",") if x):
