@@ -5,6 +5,7 @@
 - ``robot_rl.rl`` knows rewards only through the protocols in ``robot_rl.core``: it imports nothing from
   ``robot_rl.rewards``;
 - ``robot_rl.core`` imports no other ``robot_rl`` subpackage;
+- ``robot_rl.ros`` imports only ``robot_rl.core`` and ``robot_rl.data``;
 - a module over 500 lines says why in its docstring, on a line starting with ``Length:``.
 """
 
@@ -16,14 +17,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "robot_rl"
 MAX_LINES = 500
 LENGTH_MARKER = "Length:"
-KNOWN_EDGES = {
-    ("robot_rl.ros.reward", "rewards"): "RewardScorer loads a RewardModel; envs.ros_env imports ros, and rewards "
-                                         "imports envs, so this closes envs -> ros -> rewards -> envs",
-    ("robot_rl.ros.control", "rl"): "ControlLoop.from_checkpoint loads a policy (lazily); closes envs -> ros -> rl",
-}
-"""Imports that close a cycle today, each to be removed by moving the loading into the ROS nodes (or by splitting
-``ros`` into node logic under ``envs`` and node wiring above ``rl``); the test fails once one is gone, so that this
-table shrinks with the code."""
+ROS_MAY_USE = {"core", "data"}
+"""``robot_rl.ros`` (the ROS-free node logic) sits low: ``envs.ros_env`` builds on it, and loading a policy or a
+reward model is ``robot_rl.apps``'s."""
 
 
 def _modules() -> dict[str, Path]:
@@ -71,7 +67,7 @@ def _graph() -> dict[str, dict[str, set[str]]]:
             continue
         for name in _imports(module, path):
             dst = _subpackage(name)
-            if dst is not None and dst != src and (module, dst) not in KNOWN_EDGES:
+            if dst is not None and dst != src:
                 graph.setdefault(src, {}).setdefault(dst, set()).add(module)
     return graph
 
@@ -115,15 +111,14 @@ def test_no_import_cycle_between_subpackages() -> None:
     assert not cycles, "import cycles between robot_rl subpackages:\n" + "\n".join(detail)
 
 
-def test_known_edges_are_still_there() -> None:
-    present = {(module, _subpackage(name)) for module, path in _modules().items() for name in _imports(module, path)}
-    gone = sorted(edge for edge in KNOWN_EDGES if edge not in present)
-    assert not gone, f"remove these from KNOWN_EDGES, they are fixed: {gone}"
-
-
 def test_rl_imports_nothing_from_rewards() -> None:
     users = sorted(_graph().get("rl", {}).get("rewards", set()))
     assert not users, f"robot_rl.rl must know rewards only through robot_rl.core's protocols; imported by {users}"
+
+
+def test_ros_uses_only_core_and_data() -> None:
+    deps = {k: sorted(v) for k, v in _graph().get("ros", {}).items() if k not in ROS_MAY_USE}
+    assert not deps, f"robot_rl.ros may import only {sorted(ROS_MAY_USE)}; it imports {deps}"
 
 
 def test_core_imports_no_other_subpackage() -> None:

@@ -1,10 +1,12 @@
 """ROS-free logic of the robot nodes: message conversion, safety gate, control loop, recorder, reward scoring.
 
 Nothing here imports rclpy: the nodes in ``ros_ws/src/robot_rl_ros`` wire rclpy subscriptions, timers and services
-to these classes, and tests drive them with ``rosbags`` message classes.
+to these classes, and tests drive them with ``rosbags`` message classes. This package uses ``robot_rl.core`` and
+``robot_rl.data`` only: loading a policy or a reward model from a run folder is ``robot_rl.apps.robot_nodes``.
 
 ```
-loop = ControlLoop.from_checkpoint("runs/drawer", config, rosbags_types())
+loop = ControlLoop(policy, policy.spec, config, rosbags_types())  # or, from a run folder:
+loop = robot_rl.apps.robot_nodes.load_control_loop("runs/drawer", config, rosbags_types())
 loop.cache.put("joint_states", msg)       # subscription callbacks only cache
 loop.start()                               # ~/start: motion needs an explicit start
 result = loop.tick()                       # timer: result.message to publish, or None and result.reason

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,8 @@ JOINT_STATES = "joint_states"
 """Cache key of the ``sensor_msgs/JointState`` message."""
 
 PolicyFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-"""``obs {"state": [1, D], "image/<cam>": [1, H, W, 3]} -> action [1, A]`` (a ``robot_rl.rl.policy.Policy``)."""
+"""``obs {"state": [1, D], "image/<cam>": [1, H, W, 3]} -> action [1, A]`` (a ``robot_rl.rl.policy.Policy``; loading
+one from a run folder is ``robot_rl.apps.robot_nodes.load_control_loop``)."""
 
 
 def image_key(camera: str) -> str:
@@ -189,17 +189,6 @@ class ControlLoop:
         self.clock = clock
         self.cache = cache or MessageCache()
         self.gate = SafetyGate(spec.action, config.safety, clock)
-
-    @staticmethod
-    def from_checkpoint(run_dir: str | Path, config: ControlConfig, types: MessageTypes,
-                        clock: Callable[[], float] = time.time, device: str = "cpu") -> ControlLoop:
-        """A loop running the newest checkpoint of a ``robot-rl train`` run folder."""
-        from robot_rl.rl.policy import load_policy
-
-        policy = load_policy(Path(run_dir), device)
-        if policy.camera is not None and policy.camera not in config.observation.cameras:
-            raise ValueError(f"the policy reads camera '{policy.camera}'; add it to observation.cameras")
-        return ControlLoop(policy, policy.spec, config, types, clock)
 
     def start(self) -> None:
         """Enable motion (the ``~/start`` service)."""

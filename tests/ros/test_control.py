@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from robot_rl.apps.robot_nodes import load_control_loop
 from robot_rl.core import check_env
 from robot_rl.envs.ros_env import RosEnv
 from robot_rl.ros import ControlConfig, ControlLoop, ObservationConfig, SafetyConfig, rosbags_types
@@ -27,7 +28,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture
 def loop(run_dir):
     clock = Clock()
-    loop = ControlLoop.from_checkpoint(run_dir, CONFIG, rosbags_types(TS), clock=clock)
+    loop = load_control_loop(run_dir, CONFIG, rosbags_types(TS), clock=clock)
     return loop, clock
 
 
@@ -79,16 +80,30 @@ def test_policy_emitting_huge_or_nan_action(loop):
 def test_publish_hold(run_dir):
     cfg = ControlConfig(CONFIG.observation, safety=CONFIG.safety, publish_hold=True)
     clock = Clock()
-    loop = ControlLoop.from_checkpoint(run_dir, cfg, rosbags_types(TS), clock=clock)
+    loop = load_control_loop(run_dir, cfg, rosbags_types(TS), clock=clock)
     feed(loop, clock.t, positions=(0.25, 0.5))
     res = loop.tick()  # stopped: the hold command is the measured position
     assert res.decision.command is None and np.allclose(res.message.points[0].positions, [0.25, 0.5])
 
 
+def test_loop_runs_any_policy_callable():
+    """``ControlLoop`` takes a built policy: any ``obs -> action [1, A]`` callable, no run folder."""
+    clock = Clock()
+    cfg = ControlConfig(ObservationConfig(JOINTS), safety=CONFIG.safety)
+    seen = []
+    loop = ControlLoop(lambda obs: seen.append(obs) or torch.tensor([[0.1, -0.2]]), SPEC, cfg, rosbags_types(TS),
+                       clock=clock)
+    loop.cache.put("joint_states", joint_state(clock.t, (0.5, -0.5)))
+    loop.start()
+    res = loop.tick()
+    assert res.message is not None, res.reason
+    assert np.allclose(res.action, [0.1, -0.2]) and torch.equal(seen[0]["state"], torch.tensor([[0.5, -0.5]]))
+
+
 def test_config_mismatch_is_one_line(run_dir):
     with pytest.raises(ValueError, match="state of 4 values"):
-        ControlLoop.from_checkpoint(run_dir, ControlConfig(ObservationConfig(JOINTS, ("position", "velocity"))),
-                                    rosbags_types(TS))
+        load_control_loop(run_dir, ControlConfig(ObservationConfig(JOINTS, ("position", "velocity"))),
+                          rosbags_types(TS))
 
 
 def test_ros_env_passes_check_env():

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
+from robot_rl.apps.robot_nodes import load_reward_scorer
 from robot_rl.data import Dataset
 from robot_rl.rewards.model import RewardModel, RewardModelConfig
 from robot_rl.ros import EpisodeRecorder, RecorderError, RewardScorer
@@ -34,10 +36,25 @@ def test_recorder_writes_a_dataset(tmp_path):
 def test_reward_scorer(tmp_path):
     model = RewardModel(RewardModelConfig(members=3, hidden=(8,)), state_dim=2, action_dim=2)
     model.save(tmp_path / "rm.pt")
-    scorer = RewardScorer.load(tmp_path / "rm.pt", success_threshold=-2.0)
+    scorer = load_reward_scorer(tmp_path / "rm.pt", success_threshold=-2.0)
     score = scorer.score(np.zeros(2), np.zeros(2))
     assert np.isfinite(score.reward) and score.success_probability == 1.0  # tanh output > -2 for every member
     with pytest.raises(ValueError, match="not finite"):
         scorer.score(np.array([np.nan, 0.0]), np.zeros(2))
     with pytest.raises(ValueError, match="reads actions"):
         scorer.score(np.zeros(2))
+
+
+def test_reward_scorer_votes_members():
+    """The scorer takes a built members function: mean reward, and the fraction of members over the threshold."""
+    calls = []
+
+    def members(s, a, f):
+        calls.append((s.shape, None if a is None else a.shape, f))
+        return torch.tensor([[0.0], [1.0], [2.0]])
+
+    score = RewardScorer(members, reads_actions=False, success_threshold=0.5).score(np.zeros(3))
+    assert score.reward == pytest.approx(1.0) and score.success_probability == pytest.approx(2 / 3)
+    assert calls == [((1, 3), None, None)]
+    with pytest.raises(ValueError, match="reads actions"):
+        RewardScorer(members, reads_actions=True).score(np.zeros(3))

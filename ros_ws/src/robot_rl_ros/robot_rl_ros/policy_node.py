@@ -17,7 +17,8 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
-from robot_rl.ros.control import ControlConfig, ControlLoop, ObservationConfig
+from robot_rl.apps.robot_nodes import load_control_loop
+from robot_rl.ros.control import ControlConfig, ObservationConfig
 from robot_rl.ros.safety import SafetyConfig
 from robot_rl_ros.common import COMMAND_TYPES, RCLPY_TYPES, declare, declare_list, ros_clock, subscribe_observations
 
@@ -45,8 +46,7 @@ class PolicyNode(Node):
             frame_id=declare(self, "frame_id", ""),
             publish_hold=bool(declare(self, "publish_hold", False)),
         )
-        self.loop = ControlLoop.from_checkpoint(checkpoint, config, RCLPY_TYPES, ros_clock(self),
-                                                declare(self, "device", "cpu"))
+        self.loop = load_control_loop(checkpoint, config, RCLPY_TYPES, ros_clock(self), declare(self, "device", "cpu"))
         self.subs = subscribe_observations(self, self.loop.cache, cameras, bool(declare(self, "compressed", False)))
         self.subs.append(self.create_subscription(Bool, "estop", self._on_estop, 10))
         self.pub = self.create_publisher(COMMAND_TYPES[config.command_kind], "command", 10)

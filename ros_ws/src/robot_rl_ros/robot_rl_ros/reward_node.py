@@ -12,10 +12,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64
 
+from robot_rl.apps.robot_nodes import load_reward_scorer
 from robot_rl.core.specs import EnvSpec
 from robot_rl.ros.control import MessageCache, ObservationConfig, build_observation
 from robot_rl.ros.convert import ConversionError, command_to_array
-from robot_rl.ros.reward import RewardScorer
 from robot_rl_ros.common import COMMAND_TYPES, declare, declare_list, subscribe_observations
 
 
@@ -27,7 +27,7 @@ class RewardNode(Node):
             raise SystemExit("reward_node: set 'reward_model' (RewardModel.save file) and 'env_spec_file'")
         with open(spec_file) as f:
             self.spec = EnvSpec.from_json(f.read())
-        self.scorer = RewardScorer.load(model, float(declare(self, "success_threshold", 0.5)))
+        self.scorer = load_reward_scorer(model, float(declare(self, "success_threshold", 0.5)))
         self.kind = declare(self, "command_kind", "joint_trajectory")
         self.obs_config = ObservationConfig(tuple(declare_list(self, "joint_names", Parameter.Type.STRING_ARRAY)),
                                             tuple(declare(self, "state_fields", ["position"])))
