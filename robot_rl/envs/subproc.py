@@ -187,6 +187,10 @@ def _shutdown(procs: list[Any], conns: list[Connection], shm: SharedMemory | Non
             pass
 
 
+STARTUP_SECONDS = 300.0
+"""How long a worker may take to import the simulator and build its envs (``timeout`` covers the steps)."""
+
+
 class SubprocEnv:
     """``num_envs`` envs of the task ``name`` in ``workers`` processes; a ``SimEnv`` (see the module docstring).
 
@@ -231,7 +235,9 @@ class SubprocEnv:
                 child.close()
                 self._procs.append(p)
                 self._conns.append(parent)
-            specs = [self._recv(w, kind="spec") for w in range(workers)]
+            # starting a worker imports the simulator and builds its envs: seconds, more on a loaded machine
+            startup = max(0.0, STARTUP_SECONDS - self.timeout)
+            specs = [self._recv(w, kind="spec", extra_time=startup) for w in range(workers)]
             self.spec = EnvSpec.from_json(specs[0])
             size, layout = _layout(self.spec, num_envs)
             self._shm = SharedMemory(create=True, size=size)
