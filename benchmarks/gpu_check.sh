@@ -2,7 +2,7 @@
 # The one GPU check (a lent H100/H200 with no network, its own Python 3.12 + torch): the gpu-marked tests, the
 # IQL speed rows (robot_rl eager / CUDA-graphed / graphed+compiled at batch 256 and 1024, d3rlpy eager and
 # compile_graph), fine-tuning speed, and the quickstart pipeline on CUDA with its time per stage. Each part has
-# its own time limit; the whole script is sized for <= 8 minutes. Record the output (card named) in benchmarks/.
+# its own time limit (100 + 210 + 80 + 190 s); the whole script fits in < 10 minutes. Record the output (card named) in benchmarks/.
 #
 #   bash scripts/fetch_gpu_wheels.sh        # here, with PyPI: .whl/, .whl-d3rlpy/, .gl/ (ignored by git)
 #   (device) bash benchmarks/gpu_check.sh   # carry .whl .whl-d3rlpy .gl; logs and summary.json go to $OUT
@@ -22,21 +22,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c 'import torch; assert torch.cuda.is_available(), "no CUDA"; print("torch", torch.__version__, torch.cuda.get_device_name())'
 
 section "gpu tests"
-timeout 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests/rl/test_graphed.py tests/nn/test_cuda_graph.py tests/rl/test_compiled.py \
+timeout 100 $PY -m pytest -q -m gpu -p no:cacheprovider tests/rl/test_graphed.py tests/nn/test_cuda_graph.py tests/rl/test_compiled.py \
   tests/data/test_sampling.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 
 section "IQL updates/s (synthetic 1M transitions, obs 17, act 6, 2x256)"
-timeout 300 $PY benchmarks/iql_speed.py --device cuda --threads 1 --steps 1000 --warmup 100 --d3rlpy-steps 500 \
+timeout 210 $PY benchmarks/iql_speed.py --device cuda --threads 1 --steps 1000 --warmup 100 --d3rlpy-steps 500 \
   --batches 256,1024 2>&1 | tee "$OUT/iql_speed.log" | grep -v Warning | tail -20
 
 if [ -f benchmarks/finetune_speed.py ]; then
   section "fine-tuning env steps/s"
-  timeout 150 $PY benchmarks/finetune_speed.py --device cuda --num-envs 1 8 --workers 2 2>&1 | tee "$OUT/finetune_speed.log" | tail -12
+  timeout 80 $PY benchmarks/finetune_speed.py --device cuda --num-envs 1 8 --workers 2 2>&1 | tee "$OUT/finetune_speed.log" | tail -12
 fi
 
 section "quickstart pipeline on CUDA"
 rm -rf /tmp/gpu_pipeline
-timeout 330 $PY -m robot_rl.cli.main pipeline --config configs/quickstart.yaml --out /tmp/gpu_pipeline --overwrite \
+timeout 190 $PY -m robot_rl.cli.main pipeline --config configs/quickstart.yaml --out /tmp/gpu_pipeline --overwrite \
   > "$OUT/pipeline.log" 2>&1
 echo "exit $?"
 tail -5 "$OUT/pipeline.log"
