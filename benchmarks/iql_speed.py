@@ -150,38 +150,41 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--d3rlpy-steps", type=int, default=None, help="timed d3rlpy updates (default: --steps)")
+    p.add_argument("--d3rlpy-modes", default="eager,graph", help="d3rlpy rows: eager and/or graph (compile_graph, "
+                                                                   "CUDA only); empty: none")
     p.add_argument("--batches", default="256", help="comma-separated batch sizes (CUDA rows)")
+    p.add_argument("--modes", default="graphed,graphed+compiled",
+                   help="CUDA rows of robot_rl at each batch size (graphed, graphed+compiled, graphed+tf32, "
+                        "graphed+compiled+combo)")
     p.add_argument("--k-sweep", default="", help="CUDA: comma-separated K (updates per replay) to time at batch 256")
-    p.add_argument("--no-d3rlpy", action="store_true")
     args = p.parse_args()
     rows: list[tuple[str, float | None]] = []
+
+    def row(name: str, rate: float | None) -> None:  # printed as it comes: a run cut short keeps its rows
+        rows.append((name, rate))
+        print(f"{name:<50} {rate:9.1f}" if rate is not None else f"{name:<50} {'n/a':>9}", flush=True)
+
     where = f"{args.device}, {args.threads} thread"
     d_steps = args.d3rlpy_steps or args.steps
     cuda = args.device.startswith("cuda")
-    if not args.no_d3rlpy:
-        rows.append((f"d3rlpy IQL ({where})", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup, False)))
-        if cuda:
-            rows.append(("d3rlpy IQL compile_graph", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup,
-                                                                  True)))
-    rows.append((f"robot_rl IQL eager ({where})", ours(args.device, args.threads, args.steps, args.warmup, "eager")))
+    d_modes = [m for m in args.d3rlpy_modes.split(",") if m]
+    print(f"{'run':<50} updates/s", flush=True)
+    if "eager" in d_modes:
+        row(f"d3rlpy IQL ({where})", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup, False))
+    if cuda and "graph" in d_modes:
+        row("d3rlpy IQL compile_graph", d3rlpy_rate(args.device, args.threads, d_steps, args.warmup, True))
+    row(f"robot_rl IQL eager ({where})", ours(args.device, args.threads, args.steps, args.warmup, "eager"))
     if not cuda:
-        rows.append((f"robot_rl IQL compiled ({where})",
-                     ours(args.device, args.threads, args.steps, args.warmup * 3, "compiled")))
+        row(f"robot_rl IQL compiled ({where})", ours(args.device, args.threads, args.steps, args.warmup * 3,
+                                                     "compiled"))
     else:
         for batch in (int(b) for b in args.batches.split(",")):
-            for mode in ("graphed", "graphed+compiled"):
-                rows.append((f"robot_rl IQL {mode} K=16 batch {batch}",
-                             ours(args.device, args.threads, args.steps * 5, args.warmup, mode, batch=batch)))
-        for mode in ("graphed+compiled+combo", "graphed+tf32"):
-            rows.append((f"robot_rl IQL {mode} K=16 batch 256",
-                         ours(args.device, args.threads, args.steps * 5, args.warmup, mode)))
+            for mode in (m for m in args.modes.split(",") if m):
+                row(f"robot_rl IQL {mode} K=16 batch {batch}",
+                    ours(args.device, args.threads, args.steps * 5, args.warmup, mode, batch=batch))
         for k in (int(x) for x in args.k_sweep.split(",") if x):
-            rows.append((f"robot_rl IQL graphed K={k} batch 256",
-                         ours(args.device, args.threads, args.steps * 5, args.warmup, "graphed", k=k)))
-    width = max(len(name) for name, _ in rows)
-    print(f"{'run':<{width}}  updates/s")
-    for name, rate in rows:
-        print(f"{name:<{width}}  {rate:9.1f}" if rate is not None else f"{name:<{width}}  {'n/a':>9}")
+            row(f"robot_rl IQL graphed K={k} batch 256",
+                ours(args.device, args.threads, args.steps * 5, args.warmup, "graphed", k=k))
     rates = dict(rows)
     for base_name in [n for n in rates if n.startswith("d3rlpy")]:
         base = rates[base_name]
