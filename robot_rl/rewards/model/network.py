@@ -44,8 +44,8 @@ from torch import nn
 
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.nn.payload import error_line, load_payload, plain
-from robot_rl.rewards.precision import Precision, precision_context, resolve_precision
 from robot_rl.rewards.model.evaluation import plot_reward_vs_truth, reward_correlation
+from robot_rl.rewards.precision import Precision, precision_context, resolve_precision
 
 __all__ = [
     "MemberNet", "RewardModel", "RewardModelConfig", "RewardModelError", "plot_reward_vs_truth", "reward_correlation",
