@@ -11,14 +11,19 @@ a quarter of the steps repeat the previous frame (a robot standing still). Rows:
 - ClipReward, one call for all frames, batch 64, cache off / on (a frame repeated within one call is encoded once
   either way; the cache also keeps embeddings across calls);
 - then other prompts on the same frames (``with_prompts`` shares the warm cache: nothing is encoded);
-- ``--more-batch-sizes``: one call, other batch sizes, cache off.
+- ``--more-batch-sizes``: one call, other batch sizes, cache off;
+- precision rows (``--rows precision``, the default, or ``all``): one call, batch 64, cache off, with the image
+  encoder in ``fp32`` / ``tf32`` / ``bf16`` (``ClipReward(precision=...)``), side by side, each after a warm-up
+  call, best of ``--repeats``; with the speed ratio to fp32 and the largest reward difference to fp32. The CPU has
+  no TF32 (its tf32 row is fp32); bf16 runs under CPU autocast there.
 
 "frames encoded" counts frames run through the image encoder; "encoded/s" divides it by the time, so the ratio of
 that column between the batched and the one-at-a-time rows is the gain of batching alone.
 
-    python benchmarks/clip_relabel.py                              # CPU, all cores, 256 frames
-    python benchmarks/clip_relabel.py --threads 1 --frames 128
-    python benchmarks/clip_relabel.py --device cuda --frames 4096 --threads 16 --more-batch-sizes 256
+    python benchmarks/clip_relabel.py                              # precision rows: CPU, all cores, 64 frames
+    python benchmarks/clip_relabel.py --device cuda --frames 4096 --repeats 3
+    python benchmarks/clip_relabel.py --rows batching --threads 1 --frames 128
+    python benchmarks/clip_relabel.py --rows batching --device cuda --frames 4096 --threads 16 --more-batch-sizes 256
 """
 
 from __future__ import annotations
@@ -72,7 +77,10 @@ def timed(fn: Callable[[], object], device: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=256)
+    p.add_argument("--rows", choices=("precision", "batching", "all"), default="precision",
+                   help="precision: fp32/tf32/bf16 rows (default); batching: batched vs one at a time; all: both")
+    p.add_argument("--frames", type=int, default=None, help="default 64 for --rows precision, else 256")
+    p.add_argument("--repeats", type=int, default=1, help="precision rows: timed calls each, the best is kept")
     p.add_argument("--size", type=int, default=224, help="frame height and width (preprocessing resizes to 224)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -80,28 +88,76 @@ def main() -> None:
     p.add_argument("--more-batch-sizes", type=int, nargs="*", default=[], help="extra rows: batch B, cache off")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive PIL loop")
     args = p.parse_args()
-
-    import open_clip
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-    from PIL import Image
-
-    from robot_rl.rewards.clip import ClipReward
+    if args.frames is None:
+        args.frames = 64 if args.rows == "precision" else 256
 
     torch.set_num_threads(args.threads)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warning
     data = episodes(args.frames, args.size)
     unique = len({f.tobytes() for f in data})
     dev = args.device
+    header = (f"\n{len(data)} frames {args.size}x{args.size} ({unique} distinct), ViT-B-32 random weights, "
+              f"device {dev}, {args.threads} threads, torch {torch.__version__}")
+    if args.rows != "batching":
+        precision_rows(args, data, header)
+    if args.rows != "precision":
+        batching_rows(args, data, header)
+
+
+def _checkpoint(tmp: str) -> Path:
+    import open_clip
+
+    checkpoint = Path(tmp) / "vit_b_32_random.pt"
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), checkpoint)
+    return checkpoint
+
+
+def precision_rows(args: argparse.Namespace, data: np.ndarray, header: str) -> None:
+    """One call over all frames per precision (cache off), each model loaded in turn (one in memory at a time)."""
+    from robot_rl.rewards.clip import ClipReward
+    from robot_rl.rewards.precision import PRECISIONS
+
+    dev = args.device
+    rows: list[tuple[str, float, int, np.ndarray]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(tmp) / "vit_b_32_random.pt"
-        torch.manual_seed(0)
-        torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), checkpoint)
+        checkpoint = _checkpoint(tmp)
+        for precision in PRECISIONS:
+            reward = ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, device=dev,
+                                batch_size=args.batch_size, cache_size=0, precision=precision)
+            reward(data[: min(args.batch_size, len(data))])  # warm-up: kernels, autotuning, allocator
+            out: list[np.ndarray] = []
+            call = functools.partial(lambda r, o: o.append(r(data)), reward, out)
+            before = reward.encoded
+            best = min(timed(call, dev) for _ in range(max(1, args.repeats)))
+            rows.append((precision, best, (reward.encoded - before) // max(1, args.repeats), out[-1]))
+            del reward, call
+    print(header)
+    print(f"\n| image encoder precision (one call, batch {args.batch_size}, cache off) | seconds | frames/s "
+          "| encoded/s | speed vs fp32 | max abs reward diff vs fp32 |\n| --- | --- | --- | --- | --- | --- |")
+    base_sec, base_rewards = rows[0][1], rows[0][3]
+    for precision, sec, encoded, rewards in rows:
+        print(f"| {precision} | {sec:.3f} | {len(data) / sec:.1f} | {encoded / sec:.1f} | {base_sec / sec:.2f}x "
+              f"| {np.abs(rewards - base_rewards).max():.1e} |")
+
+
+def batching_rows(args: argparse.Namespace, data: np.ndarray, header: str) -> None:
+    """Batched vs one frame at a time, cache on and off, and the naive PIL loop (fp32 encoder)."""
+    import open_clip  # noqa: F401
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    from robot_rl.rewards.clip import ClipReward
+
+    dev = args.device
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = _checkpoint(tmp)
         plain = ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, device=dev,
-                           batch_size=args.batch_size, cache_size=0)
+                           batch_size=args.batch_size, cache_size=0, precision="fp32")
         cached = ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, device=dev,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, precision="fp32")
         more = [ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, device=dev, batch_size=b,
-                           cache_size=0) for b in args.more_batch_sizes]
+                           cache_size=0, precision="fp32") for b in args.more_batch_sizes]
 
     warm = data[: min(8, len(data))]
     plain(warm)
@@ -141,8 +197,7 @@ def main() -> None:
         other(warm)
         run(f"ClipReward, one call, batch {other.batch_size}, cache off", other, functools.partial(other, data))
 
-    print(f"\n{len(data)} frames {args.size}x{args.size} ({unique} distinct), ViT-B-32 random weights, "
-          f"device {dev}, {args.threads} threads, torch {torch.__version__}")
+    print(header)
     print("\n| run | seconds | frames/s | frames encoded | encoded/s |\n| --- | --- | --- | --- | --- |")
     rate: dict[str, float] = {}
     enc_rate: dict[str, float] = {}

@@ -25,6 +25,15 @@ the ratios to the loop.
     python benchmarks/reward_model_speed.py --threads 2 --length 10
     python benchmarks/reward_model_speed.py --obs image
     python benchmarks/reward_model_speed.py --device cuda --steps 200
+
+``--inference``: instead of training steps, the inference precision rows: ``RewardModel.reward`` (what relabeling
+runs: no gradients, chunked, ensemble mean) over ``--inference-steps`` synthetic steps (default 100,000 states or
+5,000 frames) with ``precision`` fp32 / tf32 / bf16, side by side (rounds interleaved, best and median), with the
+speed ratio to fp32 and the largest reward difference to fp32. The CPU has no TF32 (its tf32 row is fp32).
+
+    python benchmarks/reward_model_speed.py --inference                      # CPU, state model, ~10 s
+    python benchmarks/reward_model_speed.py --inference --obs image
+    python benchmarks/reward_model_speed.py --inference --device cuda --inference-steps 2000000
 """
 
 from __future__ import annotations
@@ -187,6 +196,47 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def inference_rows(args: argparse.Namespace, where: str) -> None:
+    """``RewardModel.reward`` per precision on the same random-init model and inputs."""
+    from robot_rl.rewards.precision import PRECISIONS
+
+    image = args.obs == "image"
+    n = args.inference_steps or (5_000 if image else 100_000)
+    config = RewardModelConfig(members=args.members, obs=args.obs, image_size=args.image_size, use_actions=not image)
+    torch.manual_seed(0)
+    model = RewardModel(config, D, A).to(args.device).eval()
+    gen = torch.Generator(device=args.device).manual_seed(0)
+    states = torch.randn(n, D, device=args.device, generator=gen)
+    actions = torch.rand(n, A, device=args.device, generator=gen) * 2 - 1
+    frames = torch.randint(0, 256, (n, args.image_size, args.image_size, 3), device=args.device, generator=gen,
+                           dtype=torch.uint8) if image else None
+    out: dict[str, torch.Tensor] = {}
+
+    def call(precision: str) -> Callable[[], object]:
+        def run() -> None:
+            model.precision = precision
+            out[precision] = model.reward(states, actions, frames)
+        return run
+
+    for precision in PRECISIONS:  # warm up
+        rate(call(precision), 1, args.device)
+    rates: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
+    for _ in range(args.rounds):
+        for precision in PRECISIONS:
+            rates[precision].append(rate(call(precision), 1, args.device) * n)
+    net = f"CNN {args.image_size}x{args.image_size}" if image else "MLP 3x256"
+    print(f"torch {torch.__version__}, {args.device}: {where}")
+    print(f"\nRewardModel.reward, {args.obs} model ({net}), E={args.members}, {n} steps per call, "
+          f"best / median of {args.rounds} rounds\n")
+    print("| precision | steps/s best | steps/s median | speed vs fp32 (median) | max abs reward diff vs fp32 |\n"
+          "| --- | --- | --- | --- | --- |")
+    base = statistics.median(rates["fp32"])
+    for precision, values in rates.items():
+        diff = float((out[precision] - out["fp32"]).abs().max())
+        print(f"| {precision} | {max(values):,.0f} | {statistics.median(values):,.0f} "
+              f"| {statistics.median(values) / base:.2f}x | {diff:.1e} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -198,10 +248,16 @@ def main() -> None:
     p.add_argument("--length", type=int, default=None, help="steps per segment (default 50 state, 1 image)")
     p.add_argument("--obs", choices=("state", "image"), default="state")
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--inference", action="store_true", help="inference precision rows instead of training steps")
+    p.add_argument("--inference-steps", type=int, default=None,
+                   help="--inference: steps rewarded per call (default 100000 state, 5000 image)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"{os.cpu_count()} CPUs ({cpu_model()}), {args.threads} thread(s)"
+    if args.inference:
+        inference_rows(args, where)
+        return
     config, data, make_trainer = build(args)
     net = f"CNN {args.image_size}x{args.image_size}" if args.obs == "image" else "MLP 3x256"
     print(f"torch {torch.__version__}, {args.device}: {where}")

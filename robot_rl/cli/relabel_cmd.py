@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.rewards.precision import PRECISIONS
 from robot_rl.rewards.sources import source_help, source_names
 
 
@@ -33,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--activate-label", default=None, metavar="ID",
                    help="only switch the active rewards to the stored label ID (e.g. ground_truth)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="reward-model and clip sources: inference math on the device (default: clip bf16, "
+                        "reward-model tf32 on CUDA; fp32 on the CPU)")
     g = p.add_argument_group("clip")
     g.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the checkpoint")
     g.add_argument("--baseline", default=None, help="baseline prompt (VLM-RM projection), e.g. 'a robot arm'")
@@ -54,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.source:
         raise ValueError(f"--source is required ({', '.join(source_names(relabels=True))})")
+    options = {"model": args.clip_model, "baseline": args.baseline, "alpha": args.alpha, "camera": args.camera,
+               "size": args.image_size} if args.source.startswith("clip:") else {}
+    if args.precision is not None:
+        if not args.source.startswith(("clip:", "reward-model:")):
+            raise ValueError("--precision applies to the reward-model and clip sources only")
+        options["precision"] = args.precision
     with Dataset(args.dataset) as ds:
-        options = {"model": args.clip_model, "baseline": args.baseline, "alpha": args.alpha, "camera": args.camera,
-                   "size": args.image_size} if args.source.startswith("clip:") else {}
         rewarder = make_rewarder(args.source, ds, device=args.device, **options)
     columns = (TextColumn("[bold]relabel {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("episodes"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -61,7 +61,8 @@ class SourceContext:
     online: bool = False
     """Opened to label new transitions (fine-tuning) rather than to relabel episodes."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Kind-specific options (``clip``: model, baseline, alpha, camera, size)."""
+    """Kind-specific options (``clip``: model, baseline, alpha, camera, size, precision; ``reward-model``:
+    precision, see ``robot_rl.rewards.precision``)."""
 
 
 class SourceKind(Protocol):
@@ -157,6 +158,7 @@ class LearnedReward:
     @classmethod
     def open(cls, arg: str, context: SourceContext) -> LearnedReward:
         source = cls(arg, context.device)
+        source.model.precision = context.options.get("precision")
         if context.online and source.model.config.obs != "state":
             raise ValueError(f"{source.path}: an image reward model cannot label online transitions yet; "
                              "train one with --obs state")
@@ -164,7 +166,7 @@ class LearnedReward:
 
     def identity(self) -> dict[str, Any]:
         return {"labeler": "reward_model", "source": f"reward-model:{os.path.dirname(self.path)}",
-                "model": self.path, "sha256": self.sha256}
+                "model": self.path, "sha256": self.sha256, "precision": self.model.inference_precision}
 
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
         frames = None
@@ -201,12 +203,13 @@ class ClipSource:
     default_id = "clip"
 
     def __init__(self, checkpoint: str, ds: Dataset, model: str = "ViT-B-32", baseline: str | None = None,
-                 alpha: float = 0.5, camera: str | None = None, size: int = 224, device: str = "cpu") -> None:
+                 alpha: float = 0.5, camera: str | None = None, size: int = 224, device: str = "cpu",
+                 precision: str | None = None) -> None:
         from robot_rl.rewards.clip import ClipReward
         from robot_rl.rewards.frames import FrameSource
 
         self.clip = ClipReward(checkpoint, model=model, goal=ds.task_text, baseline=baseline, alpha=alpha,
-                               device=device)
+                               device=device, precision=precision)
         self.camera = FrameSource(ds, camera, (size, size)).camera  # checks the camera now, renders nothing
         self.size = size
         self._frames: Any = None
@@ -398,7 +401,7 @@ def parse_source(text: str, relabels: bool | None = None, online: bool | None = 
 
 def make_rewarder(source: str, ds: Dataset, device: str = "cpu", **options: Any) -> EpisodeRewarder:
     """The episode rewarder of ``source`` (a kind that ``relabels``) for the open dataset ``ds``; ``options`` go to
-    the kind (``clip``: model, baseline, alpha, camera, size)."""
+    the kind (``clip``: model, baseline, alpha, camera, size, precision; ``reward-model``: precision)."""
     try:
         cls, arg = parse_source(source, relabels=True)
     except ValueError:

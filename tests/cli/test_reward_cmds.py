@@ -45,6 +45,7 @@ def test_label_train_reward_relabel_then_finetune_uses_the_learned_reward(tmp_pa
     with Dataset(data) as ds:
         ep = ds.load_episode(ds.episode_names[3])
         np.testing.assert_array_equal(ep.rewards, ep.reward_labels["reward_model"][0])
+        assert ep.reward_labels["reward_model"][1]["precision"] == "fp32"  # the CPU default
         assert np.corrcoef(ep.rewards, ep.reward_labels["ground_truth"][0])[0, 1] > 0.5
     source = resolve_reward_source("dataset", str(data))  # online fine-tuning labels new steps the same way
     assert isinstance(source, LearnedReward)
@@ -87,7 +88,13 @@ def test_clip_relabel_from_a_local_checkpoint(tmp_path: Path) -> None:
     assert values.shape == (ep.length,) and np.isfinite(values).all() and values.std() > 0
     assert provenance["labeler"] == "clip" and provenance["goal"] == ["open the drawer"]
     assert provenance["baseline"] == ["a robot arm"] and len(provenance["checkpoint_sha256"]) == 64
+    assert provenance["precision"] == "fp32"  # the CPU default
     np.testing.assert_array_equal(ep.rewards, ep.reward_labels["ground_truth"][0])  # not activated
+    assert main(["relabel", str(data), "--source", f"clip:{checkpoint}", "--clip-model", "ViT-S-32-alt",
+                 "--baseline", "a robot arm", "--image-size", "64", "--precision", "bf16", "--id", "clip_bf16"]) == 0
+    with Dataset(data) as ds:
+        fast, provenance = ds.load_episode(ds.episode_names[0]).reward_labels["clip_bf16"]
+    assert provenance["precision"] == "bf16" and 0 < np.abs(fast - values).max() < 1e-2
 
 
 def test_bad_input_gives_one_line_errors(tmp_path: Path, capsys) -> None:
@@ -98,6 +105,8 @@ def test_bad_input_gives_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "no reward_model.pt" in capsys.readouterr().err
     assert main(["relabel", str(data), "--source", "magic:x"]) == 2
     assert "expected reward-model:RUN_DIR" in capsys.readouterr().err
+    assert main(["relabel", str(data), "--source", "code:x.py", "--precision", "bf16"]) == 2
+    assert "--precision applies to the reward-model and clip sources only" in capsys.readouterr().err
     assert main(["label", str(data), "--labeler", "vlm", "--pairs", "3"]) == 2
     assert "--vlm-url" in capsys.readouterr().err
 

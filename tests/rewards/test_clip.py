@@ -331,3 +331,66 @@ def test_training_checkpoint_and_safetensors_load(fmt: str, small_state: dict[st
     loaded = r.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in small_state.items())
     assert r(frames(1)).shape == (1,)
+
+
+# -- precision ---------------------------------------------------------------------------------------------------------
+
+BF16_EMBEDDING_TOL = 1e-2
+"""Max |bf16 - fp32| of a normalized image embedding's entries (measured on this model: 1.4e-3)."""
+BF16_REWARD_TOL = 5e-3
+"""Max |bf16 - fp32| of a reward (measured on this model: 3e-4)."""
+
+
+def test_bf16_matches_fp32_within_the_stated_tolerance(checkpoint: Path) -> None:
+    """bf16 autocast (the CUDA default) against exact fp32, on CPU autocast: embeddings and rewards agree within the
+    tolerances above, and every two frames whose fp32 rewards differ by more than 1e-3 (3x the measured bf16 error)
+    keep their order."""
+    batch = frames(8, seed=3, h=96, w=96)
+    exact = ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, precision="fp32", batch_size=8)
+    fast = ClipReward(checkpoint, "ViT-B-32", goal=GOAL, baseline=BASELINE, precision="bf16", batch_size=8)
+    assert exact.precision == "fp32" and fast.precision == "bf16" and fast.identity()["precision"] == "bf16"
+    e32, e16 = exact.embed_images(batch), fast.embed_images(batch)
+    assert e16.dtype == np.float32 and np.abs(e16 - e32).max() < BF16_EMBEDDING_TOL
+    assert (e16 * e32).sum(axis=1).min() > 0.999
+    assert 0 < np.abs(e16 - e32).max()  # bf16 really ran: not bit-identical
+    r32, r16 = exact(batch), fast(batch)
+    assert r16.dtype == np.float32 and np.abs(r16 - r32).max() < BF16_REWARD_TOL
+    gap = r32[:, None] - r32[None, :]
+    clear = np.abs(gap) > 1e-3
+    assert clear.sum() >= 20  # most of the 56 ordered pairs: the case is a real ranking test
+    assert (np.sign(r16[:, None] - r16[None, :])[clear] == np.sign(gap)[clear]).all()
+    assert (np.argsort(-r16)[:3] == np.argsort(-r32)[:3]).all()
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("tf32", torch.float32),
+                                              ("bf16", torch.bfloat16)])
+def test_precision_reaches_the_image_encoder(reward: ClipReward, precision: str, dtype: torch.dtype) -> None:
+    """The dtype the vision tower computes in, seen from inside; embeddings come back float32 either way. On the CPU
+    ``tf32`` is plain fp32 (TF32 is a CUDA switch)."""
+    seen: list[tuple[torch.dtype, bool]] = []
+    hook = reward.model.visual.register_forward_hook(
+        lambda module, args, output: seen.append((output.dtype, torch.is_autocast_enabled("cpu"))))
+    other = reward.with_prompts(GOAL, BASELINE)
+    encoder = other._encoder
+    saved = encoder.precision
+    try:
+        encoder.precision = precision  # type: ignore[assignment]
+        other.clear_cache()
+        emb = other.embed_images(frames(2, seed=11))
+    finally:
+        encoder.precision = saved
+        hook.remove()
+        other.clear_cache()
+    assert seen == [(dtype, precision == "bf16")]
+    assert emb.dtype == np.float32 and not torch.is_autocast_enabled("cpu")
+
+
+def test_precision_defaults_and_refusals(checkpoint: Path, reward: ClipReward) -> None:
+    from robot_rl.rewards.clip.reward import CUDA_DEFAULT_PRECISION
+    from robot_rl.rewards.precision import resolve_precision
+
+    assert reward.precision == "fp32" and reward.identity()["precision"] == "fp32"  # CPU default: exact
+    assert CUDA_DEFAULT_PRECISION == "bf16" and resolve_precision(None, "cuda", CUDA_DEFAULT_PRECISION) == "bf16"
+    assert resolve_precision("auto", "cpu", "bf16") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16"):
+        ClipReward(checkpoint, "ViT-B-32", goal="x", precision="fp16")

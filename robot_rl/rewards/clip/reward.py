@@ -27,6 +27,12 @@ Weights are read by ``weights.py``. Preprocessing is the model's own eval transf
 horizontally then vertically, rounding to uint8 after each pass; the tensor path does the same two passes, so it
 matches the PIL transform to within 1 uint8 level per pass (PIL's fixed-point filter weights), on well under 1% of
 pixels for bicubic resizes (checked in the tests).
+
+Precision (``precision``, ``robot_rl.rewards.precision``): the image encoder runs in ``fp32``, ``tf32`` or ``bf16``
+(autocast; embeddings cast back to float32); the default is ``bf16`` on CUDA and ``fp32`` elsewhere. Text prompts,
+preprocessing and the reward formula always run in float32. On ViT-B-32 with random weights, bf16 moves the image
+embeddings by < 1e-2 (cosine >= 0.9999) and the rewards by < 1e-2 (checked in the tests); on an H200 it made the
+encoder ~4x faster than fp32 (``benchmarks/clip_relabel.md``).
 """
 
 from __future__ import annotations
@@ -57,9 +63,13 @@ from robot_rl.rewards.clip.weights import (
     fit_state_dict,
     read_checkpoint,
 )
+from robot_rl.rewards.precision import Precision, precision_context, resolve_precision
 
 DEFAULT_CACHE_SIZE = 32_768
 """Image embeddings kept (LRU) by default: 64 MiB for a 512-dim model."""
+
+CUDA_DEFAULT_PRECISION: Precision = "bf16"
+"""The image encoder's precision on CUDA unless asked otherwise (``fp32`` elsewhere)."""
 
 _HASH_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _HASH_CHUNK = 64
@@ -76,9 +86,11 @@ def _pair(size: Any) -> tuple[int, int]:
 class _ImageEncoder:
     """Model, batched tensor preprocessing and the embedding cache; shared by ``ClipReward.with_prompts`` copies."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int, cache_size: int) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int, cache_size: int,
+                 precision: Precision = "fp32") -> None:
         self.model: Any = model  # open_clip's CLIP / CustomTextCLIP / CoCa (untyped package)
         self.device = device
+        self.precision: Precision = precision
         self.batch_size = batch_size
         self.cache_size = cache_size
         self.cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
@@ -167,7 +179,10 @@ class _ImageEncoder:
                     batch = batch.pin_memory().to(self.device, non_blocking=True)
                 else:
                     batch = batch.to(self.device)
-                emb = nnf.normalize(self.model.encode_image(self.preprocess(batch)).float(), dim=-1)
+                pixels = self.preprocess(batch)
+                with precision_context(self.precision, self.device):
+                    features = self.model.encode_image(pixels)
+                emb = nnf.normalize(features.float(), dim=-1)
                 self.encoded += len(chunk)
                 for (key, _), row in zip(chunk, emb, strict=True):
                     found[key] = row
@@ -189,6 +204,8 @@ class ClipReward:
     ``goal``/``baseline``: prompt(s) (their normalized embeddings are averaged). ``alpha`` in [0, 1]: VLM-RM's
     projection strength; unused, and recorded as ``None`` in ``identity()``, without a baseline. ``batch_size``:
     frames per encoder call. ``cache_size``: image embeddings kept by frame content (LRU; 0 turns it off).
+    ``precision``: the image encoder's math, ``fp32``, ``tf32`` or ``bf16`` (``None``: ``bf16`` on CUDA, ``fp32``
+    elsewhere; see the module docstring).
 
     Calling it on uint8 ``[N, H, W, 3]`` frames returns float32 ``[N]`` rewards. Loading problems raise
     ``ClipRewardError`` (a ``ValueError``) with a one-line message naming the file and what is wrong.
@@ -196,12 +213,13 @@ class ClipReward:
 
     def __init__(self, checkpoint: str | os.PathLike[str], model: str = "ViT-B-32", *, goal: str | Sequence[str],
                  baseline: str | Sequence[str] | None = None, alpha: float = 0.5, device: str | torch.device = "cpu",
-                 batch_size: int = 64, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+                 batch_size: int = 64, cache_size: int = DEFAULT_CACHE_SIZE, precision: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"ClipReward: batch_size must be >= 1, got {batch_size}")
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"ClipReward: device '{device}' asked for, but this torch sees no CUDA device")
+        resolved = resolve_precision(precision, dev, CUDA_DEFAULT_PRECISION)
         config = check_model_name(model)
         path = check_checkpoint_path(checkpoint)
         size = path.stat().st_size
@@ -225,7 +243,7 @@ class ClipReward:
         self.checkpoint = path
         self._checkpoint_info = {"checkpoint": str(path), "checkpoint_bytes": int(size), "checkpoint_sha256": sha256}
         self._tokenizer = tokenizer
-        self._encoder = _ImageEncoder(net, dev, int(batch_size), int(cache_size))
+        self._encoder = _ImageEncoder(net, dev, int(batch_size), int(cache_size), resolved)
         self._text_cache: dict[str, torch.Tensor] = {}
         self._set_prompts(goal, baseline, alpha)
 
@@ -277,6 +295,11 @@ class ClipReward:
     @property
     def device(self) -> torch.device:
         return self._encoder.device
+
+    @property
+    def precision(self) -> Precision:
+        """The image encoder's precision: ``fp32``, ``tf32`` or ``bf16``."""
+        return self._encoder.precision
 
     @property
     def batch_size(self) -> int:
@@ -336,7 +359,7 @@ class ClipReward:
 
     def identity(self) -> dict[str, Any]:
         """JSON-serializable provenance of the rewards: model, weights file (path, size, SHA-256), prompts, alpha,
-        formula and preprocessing."""
+        formula, preprocessing and the image encoder's precision."""
         return {
             "kind": "clip",
             "model": self.model_name,
@@ -346,6 +369,7 @@ class ClipReward:
             "alpha": None if self.baseline is None else self.alpha,
             "formula": "cosine(x, g)" if self.baseline is None else "1 - 0.5*||(x - g) P||^2 (VLM-RM)",
             "preprocess": dict(self._encoder.config),
+            "precision": self._encoder.precision,
             "open_clip": str(open_clip.__version__),
         }
 

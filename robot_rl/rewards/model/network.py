@@ -12,6 +12,11 @@ one Adam step over all parameters equal E independent trainings (``RewardTrainer
 Speed (``benchmarks/reward_model_speed.md``): on a GPU the vectorized step is 1.8x (L = 50) to 2.9x (L <= 10)
 faster than a per-member loop; on the CPU both are bound by the same matrix products and run at the same speed.
 
+Inference precision (``RewardModel.precision``; ``robot_rl.rewards.precision``): ``reward``,
+``member_rewards_chunked`` and ``preference_probs`` run in ``fp32``, ``tf32`` or ``bf16`` (autocast, outputs cast
+back to float32); ``None``, the default, is ``tf32`` on CUDA and ``fp32`` elsewhere. Training (``forward``) is
+untouched.
+
 Shapes: E members, P pairs, L steps per segment, D state dim, A action dim, H = W = ``image_size``.
 
 ```
@@ -40,6 +45,7 @@ from torch import nn
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.nn.payload import error_line, load_payload, plain
 from robot_rl.rewards.model.evaluation import plot_reward_vs_truth, reward_correlation
+from robot_rl.rewards.precision import Precision, precision_context, resolve_precision
 
 __all__ = [
     "MemberNet", "RewardModel", "RewardModelConfig", "RewardModelError", "plot_reward_vs_truth", "reward_correlation",
@@ -53,6 +59,8 @@ CPU_CHUNK_BYTES = 16 << 20
 serves blocks above 32 MiB with fresh ``mmap``s, and page-faulting a new 40 MB block for every activation and
 gradient of every step costs ~30% of the step (see ``benchmarks/reward_model_speed.md``). Same math: the chunks'
 gradients add up before the one optimizer step."""
+CUDA_DEFAULT_PRECISION: Precision = "tf32"
+"""Inference precision on CUDA unless set (tiny MLPs / CNNs: TF32 is plenty; ``fp32`` elsewhere)."""
 
 
 class RewardModelError(ValueError):
@@ -179,6 +187,7 @@ class RewardModel(nn.Module):
         self.members = config.members
         self.metrics: dict[str, Any] = {}
         """Training metrics (``train_reward_model`` fills them; saved with the model)."""
+        self._precision: str | None = None
         mean = torch.zeros(state_dim) if state_mean is None else torch.as_tensor(state_mean, dtype=torch.float32)
         std = torch.ones(state_dim) if state_std is None else torch.as_tensor(state_std, dtype=torch.float32)
         self.register_buffer("state_mean", mean.reshape(state_dim).clone())
@@ -222,6 +231,22 @@ class RewardModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.state_mean.device
+
+    @property
+    def precision(self) -> str | None:
+        """Inference precision (``fp32``, ``tf32``, ``bf16``; ``None``: ``tf32`` on CUDA, ``fp32`` elsewhere) of
+        ``reward``, ``member_rewards_chunked`` and ``preference_probs``; not saved with the model."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str | None) -> None:
+        resolve_precision(value, "cpu", CUDA_DEFAULT_PRECISION)  # refuses unknown names now
+        self._precision = None if value == "auto" else value
+
+    @property
+    def inference_precision(self) -> Precision:
+        """``precision`` resolved for the model's current device."""
+        return resolve_precision(self.precision, self.device, CUDA_DEFAULT_PRECISION)
 
     def vector_inputs(self, states: ArrayLike | None, actions: ArrayLike | None) -> torch.Tensor | None:
         """The MLP part's per-step input ``[..., D (+ A)]`` (normalized states, then actions) for a state model,
@@ -315,7 +340,8 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def member_rewards_chunked(self, states: ArrayLike | None, actions: ArrayLike | None = None,
                                frames: ArrayLike | None = None, chunk: int | None = None) -> torch.Tensor:
-        """``forward`` without gradients, in chunks of ``chunk`` steps (bounded memory for whole datasets)."""
+        """``forward`` without gradients, in chunks of ``chunk`` steps (bounded memory for whole datasets), at the
+        model's ``inference_precision``; float32 out."""
         vec = self.vector_inputs(states, actions)
         f = self._check_frames(frames) if self.config.obs == "image" else None
         lead = tuple(f.shape[:-3]) if f is not None else tuple(vec.shape[:-1]) if vec is not None else ()
@@ -325,11 +351,12 @@ class RewardModel(nn.Module):
         flat_v = None if vec is None else vec.reshape(n, -1)
         flat_f = None if f is None else f.reshape(n, *f.shape[-3:])
         out = torch.empty(self.members, n, device=self.device)
-        for lo in range(0, n, chunk):
-            sl = slice(lo, min(lo + chunk, n))
-            v = None if flat_v is None else flat_v[sl].unsqueeze(0).expand(self.members, -1, -1)
-            fr = None if flat_f is None else flat_f[sl].unsqueeze(0).expand(self.members, -1, -1, -1, -1)
-            out[:, sl] = self.member_rewards(v, fr)
+        with precision_context(self.inference_precision, self.device):
+            for lo in range(0, n, chunk):
+                sl = slice(lo, min(lo + chunk, n))
+                v = None if flat_v is None else flat_v[sl].unsqueeze(0).expand(self.members, -1, -1)
+                fr = None if flat_f is None else flat_f[sl].unsqueeze(0).expand(self.members, -1, -1, -1, -1)
+                out[:, sl] = self.member_rewards(v, fr).float()
         return out.reshape(self.members, *lead)
 
     @torch.no_grad()
