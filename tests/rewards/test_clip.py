@@ -342,7 +342,7 @@ BF16_REWARD_TOL = 5e-3
 
 
 def test_bf16_matches_fp32_within_the_stated_tolerance(checkpoint: Path) -> None:
-    """bf16 autocast (the CUDA default) against exact fp32, on CPU autocast: embeddings and rewards agree within the
+    """bf16 autocast against exact fp32, on CPU autocast: embeddings and rewards agree within the
     tolerances above, and every two frames whose fp32 rewards differ by more than 1e-3 (3x the measured bf16 error)
     keep their order."""
     batch = frames(8, seed=3, h=96, w=96)
@@ -390,7 +390,7 @@ def test_precision_defaults_and_refusals(checkpoint: Path, reward: ClipReward) -
     from robot_rl.rewards.precision import resolve_precision
 
     assert reward.precision == "fp32" and reward.identity()["precision"] == "fp32"  # CPU default: exact
-    assert CUDA_DEFAULT_PRECISION == "bf16" and resolve_precision(None, "cuda", CUDA_DEFAULT_PRECISION) == "bf16"
+    assert CUDA_DEFAULT_PRECISION == "tf32" and resolve_precision(None, "cuda", CUDA_DEFAULT_PRECISION) == "tf32"
     assert resolve_precision("auto", "cpu", "bf16") == "fp32"
     with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16"):
         ClipReward(checkpoint, "ViT-B-32", goal="x", precision="fp16")
