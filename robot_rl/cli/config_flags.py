@@ -21,11 +21,13 @@ import inspect
 import re
 import textwrap
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from robot_rl.cli.overrides import apply_overrides, load_yaml
+
+T = TypeVar("T")
 
 GIVEN = "_config_flags_given"
 """Namespace attribute: the dests of config flags that were on the command line."""
@@ -129,6 +131,14 @@ def config_dict(flags: ConfigFlags, args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_yaml(getattr(args, "config", None))
     cfg.update(flags.given(args))
     return apply_overrides(cfg, getattr(args, "set", []))
+
+
+def build_config(cls: Callable[..., T], flags: ConfigFlags, args: argparse.Namespace, what: str) -> T:
+    """``cls`` from ``config_dict``; a field it does not know is a one-line ``ValueError`` naming ``what``."""
+    try:
+        return cls(**config_dict(flags, args))
+    except TypeError as e:
+        raise ValueError(f"bad {what} config: {e}") from None
 
 
 def _default(f: dataclasses.Field) -> Any:

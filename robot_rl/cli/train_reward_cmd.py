@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, config_dict
+from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
 
 
@@ -33,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.model import RewardModelConfig
 
     console = Console(stderr=True)
-    try:
-        config = RewardModelConfig(**config_dict(args.config_flags, args))
-    except TypeError as e:
-        raise ValueError(f"bad reward-model config: {e}") from None
+    config = build_config(RewardModelConfig, args.config_flags, args, "reward-model")
     columns = (TextColumn("[bold]train reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as progress:

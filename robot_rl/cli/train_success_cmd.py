@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, config_dict
+from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
 
 
@@ -56,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.success.labels import default_success_store, label_success, make_success_labeler
 
     console = Console(stderr=True)
-    try:
-        config = SuccessConfig(**config_dict(args.config_flags, args))
-    except TypeError as e:
-        raise ValueError(f"bad success-classifier config: {e}") from None
+    config = build_config(SuccessConfig, args.config_flags, args, "success-classifier")
     dataset = str(args.dataset)
     store = args.success_labels or default_success_store(dataset)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

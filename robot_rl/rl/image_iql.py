@@ -56,23 +56,29 @@ def _shift(module: nn.Module, images: torch.Tensor, pad: int) -> torch.Tensor:
     return random_shift(images, pad) if module.training and pad > 0 else images
 
 
-def _encoder_parts(state_dim: int, image_size: int, config: IQLConfig | None, encoder: EncoderConfig | None,
-                   use_state: bool) -> tuple[IQLConfig, EncoderConfig, ObsEncoder]:
+class _ImageAgent(nn.Module):
     """What every image agent starts from: its config, its encoder config and the shared encoder."""
-    encoder = encoder or EncoderConfig()
-    return config or IQLConfig(), encoder, ObsEncoder(image_size, state_dim, encoder, use_state)
+
+    config: IQLConfig
+    encoder_config: EncoderConfig
+    encoder: ObsEncoder
+
+    def _set_up_encoder(self, state_dim: int, image_size: int, config: IQLConfig | None,
+                        encoder: EncoderConfig | None, use_state: bool) -> IQLConfig:
+        self.config = config or IQLConfig()
+        self.encoder_config = encoder or EncoderConfig()
+        self.encoder = ObsEncoder(image_size, state_dim, self.encoder_config, use_state)
+        return self.config
 
 
-class ImageIQL(nn.Module):
+class ImageIQL(_ImageAgent):
     """IQL on ``image`` (+ ``obs`` state) batches through a shared ``ObsEncoder``; the same ``update``,
     ``optimizer`` and ``scheduler`` as ``IQL``. The encoder trains at the critic's learning rate."""
 
     def __init__(self, state_dim: int, act_dim: int, image_size: int, config: IQLConfig | None = None,
                  encoder: EncoderConfig | None = None, use_state: bool = True):
         super().__init__()
-        self.config, self.encoder_config, self.encoder = _encoder_parts(state_dim, image_size, config, encoder,
-                                                                        use_state)
-        config = self.config
+        config = self._set_up_encoder(state_dim, image_size, config, encoder, use_state)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         features = self.encoder.out_dim
         self.critic = Critic(features, act_dim, config.hidden, config.critics)
@@ -106,15 +112,13 @@ class ImageIQL(nn.Module):
         return [(self.target_critic, self.critic), (self.target_encoder, self.encoder)]
 
 
-class ImageBC(nn.Module):
+class ImageBC(_ImageAgent):
     """Behaviour cloning on ``image`` (+ ``obs`` state) batches: encoder and actor trained by the likelihood."""
 
     def __init__(self, state_dim: int, act_dim: int, image_size: int, config: IQLConfig | None = None,
                  encoder: EncoderConfig | None = None, use_state: bool = True):
         super().__init__()
-        self.config, self.encoder_config, self.encoder = _encoder_parts(state_dim, image_size, config, encoder,
-                                                                        use_state)
-        config = self.config
+        config = self._set_up_encoder(state_dim, image_size, config, encoder, use_state)
         self.actor = GaussianActor(self.encoder.out_dim, act_dim, config.hidden, config.actor_dropout)
         self.optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.actor.parameters()],
                                           lr=config.actor_lr, fused=True)

@@ -248,27 +248,26 @@ class RewardModel(nn.Module):
         """``precision`` resolved for the model's current device."""
         return resolve_precision(self.precision, self.device, CUDA_DEFAULT_PRECISION)
 
+    def _checked(self, x: ArrayLike | None, width: int, missing: str, unit: str, what: str = "states"
+                 ) -> torch.Tensor:
+        """``x`` as a float tensor on the model's device, its last dimension checked against ``width``."""
+        if x is None:
+            raise RewardModelError(f"RewardModel: {missing}")
+        t = _as_tensor(x, self.device)
+        if t.shape[-1] != width:
+            raise RewardModelError(f"RewardModel: {what} have {t.shape[-1]} {unit}, the model takes {width}")
+        return t
+
     def vector_inputs(self, states: ArrayLike | None, actions: ArrayLike | None) -> torch.Tensor | None:
         """The MLP part's per-step input ``[..., D (+ A)]`` (normalized states, then actions) for a state model,
         ``[..., A]`` (actions) for an image model, ``None`` for an image model without actions."""
-        dev = self.device
         parts = []
         if self.config.obs == "state":
-            if states is None:
-                raise RewardModelError("RewardModel: a state reward model needs states")
-            s = _as_tensor(states, dev)
-            if s.shape[-1] != self.state_dim:
-                raise RewardModelError(f"RewardModel: states have {s.shape[-1]} features, the model takes "
-                                       f"{self.state_dim}")
+            s = self._checked(states, self.state_dim, "a state reward model needs states", "features")
             parts.append((s - self.state_mean) / self.state_std)
         if self.config.use_actions:
-            if actions is None:
-                raise RewardModelError("RewardModel: this reward model is r(s, a) and needs actions")
-            a = _as_tensor(actions, dev)
-            if a.shape[-1] != self.action_dim:
-                raise RewardModelError(f"RewardModel: actions have {a.shape[-1]} dims, the model takes "
-                                       f"{self.action_dim}")
-            parts.append(a)
+            parts.append(self._checked(actions, self.action_dim, "this reward model is r(s, a) and needs actions",
+                                       "dims", what="actions"))
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

@@ -1,26 +1,12 @@
 """Success classifier, P(task achieved | observation): the network and the success signals (``classifier.py``), its
-training examples (``examples.py``), its training (``training.py``) and per-frame success labels (``labels.py``)."""
+training examples (``examples.py``), its training (``training.py``) and per-frame success labels (``labels.py``).
+The names below are the package's public face."""
 
-from robot_rl.rewards.success.classifier import (
-    CONFIG_FILE,
-    FORMAT,
-    FORMAT_VERSION,
-    LABELS_FROM,
-    METRICS_FILE,
-    MODEL_FILE,
-    PLOT_FILE,
-    ClassifierSuccess,
-    ConstantSuccess,
-    FlippedSuccess,
-    SuccessClassifier,
-    SuccessConfig,
-)
-from robot_rl.rewards.success.examples import SuccessExamples, collect_examples
-from robot_rl.rewards.success.labels import SuccessError
-from robot_rl.rewards.success.training import calibration_bins, fit_classifier, plot_calibration, train_success
-
-__all__ = [
-    "CONFIG_FILE", "FORMAT", "FORMAT_VERSION", "LABELS_FROM", "METRICS_FILE", "MODEL_FILE", "PLOT_FILE",
-    "ClassifierSuccess", "ConstantSuccess", "FlippedSuccess", "SuccessClassifier", "SuccessConfig", "SuccessError",
-    "SuccessExamples", "calibration_bins", "collect_examples", "fit_classifier", "plot_calibration", "train_success",
-]
+# Two lines from classifier.py rather than one wrapped list:
+# isort: off
+from robot_rl.rewards.success.classifier import MODEL_FILE, PLOT_FILE, SuccessClassifier, SuccessConfig  # noqa: F401
+from robot_rl.rewards.success.classifier import ClassifierSuccess, ConstantSuccess, FlippedSuccess  # noqa: F401
+# isort: on
+from robot_rl.rewards.success.examples import collect_examples  # noqa: F401
+from robot_rl.rewards.success.labels import SuccessError  # noqa: F401
+from robot_rl.rewards.success.training import train_success  # noqa: F401
