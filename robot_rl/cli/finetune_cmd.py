@@ -15,7 +15,7 @@ from robot_rl.cli.help_text import command_help
 from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
-FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every",
+FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every", "threads",
                   "eval_episodes", "seed")
 """FinetuneConfig fields with a flag (reset-free fine-tuning reads the same flags)."""
 FINETUNE_RENAME = {"env_steps": "steps", "updates_per_env_step": "updates_per_step", "warmup_env_steps": "warmup"}

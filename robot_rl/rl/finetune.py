@@ -67,10 +67,11 @@ class FinetuneConfig:
     eval_episodes: int = 10
     seed: int = 0
     threads: int = 0
-    """torch CPU threads of the learner (0: 1 when it runs on CUDA; on the CPU, the cores less one for the env
-    stepping and one per env worker process, at least 1, at most torch's default). On the 2-core VM with other
-    processes busy, torch's default 2 threads gave 5-7 env steps/s, 1 thread 49-115 (benchmarks/finetune_speed.md);
-    on the H200 16 threads spun while the GPU idled."""
+    """torch CPU threads of the learner (0: 1 when it runs on CUDA, where more only spin — on the H200 16 threads
+    spun while the GPU idled; with env worker processes, the cores less one per worker; with envs in this process,
+    torch's default: envs and updates take turns, and on the idle 2-core VM 2 threads fine-tuned the quickstart in
+    40 s where 1 thread took 53 s). On a 2-core VM shared with other busy processes, 1 thread was far faster
+    (benchmarks/finetune_speed.md): set it there."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.offline_ratio <= 1.0:
@@ -258,9 +259,11 @@ def _set_threads(requested: int, device: torch.device, env: RobotEnv) -> int:
         n, why = requested, "threads setting"
     elif device.type == "cuda":
         n, why = 1, "learner on CUDA: one thread launches the kernels, more would only spin"
-    else:
-        n = max(1, min(before, (os.cpu_count() or 1) - 1 - workers))
-        why = f"one core left to the env stepping{' and one per env worker' if workers else ''}"
+    elif workers:
+        n = max(1, min(before, (os.cpu_count() or 1) - workers))
+        why = "one core left to each env worker"
+    else:  # envs step in this process, between updates: nothing runs beside the learner
+        n, why = before, "torch's default: the envs step between updates, in this process"
     torch.set_num_threads(n)
     where = f"{workers} env worker process(es)" if workers else "envs in this process"
     print(f"finetune: torch CPU threads {n} ({why}); learner on {device}; {where}", file=sys.stderr, flush=True)
