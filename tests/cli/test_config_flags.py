@@ -46,7 +46,7 @@ def config_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action
 @pytest.mark.parametrize(("command", "cls", "fields"), [
     ("train", TrainConfig, {"dataset", "algo", "steps", "seed", "device", "reward_key", "obs", "camera",
                             "image_size"}),
-    ("finetune", FinetuneConfig, {"env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps",
+    ("finetune", FinetuneConfig, {"env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "threads",
                                   "eval_every", "eval_episodes", "seed"}),
     ("train-reward", RewardModelConfig, {"obs", "steps"}),
     ("train-success", SuccessConfig, {"obs", "camera", "image_size", "steps", "threshold", "preference_negatives"}),
