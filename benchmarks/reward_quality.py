@@ -47,7 +47,8 @@ def _one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                         seed=seed, store=store)
     reward_run = root / f"{task}-reward-s{seed}"
     metrics = train_reward(str(copy), reward_run, store=store,
-                           config=RewardModelConfig(steps=args.reward_steps, seed=seed), device=args.device)
+                           config=RewardModelConfig(steps=args.reward_steps, seed=seed), device=args.device,
+                           overwrite=True)
     t_reward = time.time() - t0
     from robot_rl.rewards.relabel import active_label
 

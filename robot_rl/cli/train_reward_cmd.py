@@ -25,15 +25,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--camera", default=None,
                    help="image models: camera (default: the dataset's only stored camera, else the task card's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
+    p.add_argument("--overwrite", action="store_true", help="replace a reward_model.pt already in --out")
     add_config_file_flags(p, RewardModelConfig, "hidden=[64,64]")
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.rewards.jobs import train_reward
+    from robot_rl.rewards.jobs import check_reward_out, train_reward
     from robot_rl.rewards.model import RewardModelConfig
 
     console = Console(stderr=True)
     config = build_config(RewardModelConfig, args.config_flags, args, "reward-model")
+    check_reward_out(args.out, args.overwrite)  # before the progress bar: the refusal is the only output
     columns = (TextColumn("[bold]train reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as progress:
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
             progress.update(bar, completed=step, info=f"loss {m['loss']:.3f} acc {m['accuracy']:.2f}")
 
         metrics = train_reward(str(args.dataset), args.out, store=args.store, labeler=args.labeler, config=config,
-                               device=args.device, camera=args.camera, progress=on_log)
+                               device=args.device, camera=args.camera, progress=on_log,
+                               overwrite=args.overwrite)
     console.print(summary(metrics))
     console.print(f"reward model in {args.out}. Next: robot-rl relabel {args.dataset} "
                   f"--source reward-model:{args.out} --activate")

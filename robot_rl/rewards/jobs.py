@@ -128,17 +128,27 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
     return data, pairs, stats
 
 
+def check_reward_out(out: str | Path, overwrite: bool = False) -> None:
+    """Raise ``FileExistsError`` (one line) when ``out`` already holds a reward model and not ``overwrite``."""
+    path = Path(out) / MODEL_FILE
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it, or pick a new --out")
+
+
 def train_reward(dataset: str, out: str | Path, *, store: str | None = None, labeler: str | None = None,
                  config: Any = None, device: str = "auto", camera: str | None = None,
                  progress: Callable[[int, dict[str, float]], None] | None = None,
-                 plot_episodes: int = 4) -> dict[str, Any]:
+                 plot_episodes: int = 4, overwrite: bool = False) -> dict[str, Any]:
     """Train a Bradley-Terry reward model on the stored labels of ``dataset`` into ``out``: ``reward_model.pt``,
-    ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics."""
+    ``reward_config.yaml``, ``reward_metrics.json``, ``reward_vs_truth.png``. Returns the metrics.
+
+    Refuses (``FileExistsError``) an ``out`` that already holds ``reward_model.pt`` unless ``overwrite``."""
     from robot_rl.nn.payload import plain
     from robot_rl.rewards.model import RewardModelConfig, plot_reward_vs_truth, reward_correlation, train_reward_model
 
     config = config or RewardModelConfig()
     out = Path(out)
+    check_reward_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     frames = None
     if config.obs == "image":

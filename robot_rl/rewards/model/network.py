@@ -122,8 +122,10 @@ class RewardModelConfig:
             problems.append(f"activation must be 'leaky_relu' or 'relu', got {self.activation!r}")
         if self.output not in ("tanh", "linear"):
             problems.append(f"output must be 'tanh' or 'linear', got {self.output!r}")
-        if self.batch_size < 1 or self.steps < 0 or self.log_every < 1:
-            problems.append("batch_size and log_every must be >= 1 and steps >= 0")
+        if self.batch_size < 1 or self.log_every < 1:
+            problems.append("batch_size and log_every must be >= 1")
+        if self.steps < 1:  # 0 steps would save an untrained model as if it were a result
+            problems.append(f"steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.valid_fraction < 1.0:
             problems.append(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
