@@ -26,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     with Dataset(args.dataset) as ds:
+        if ds.num_episodes == 0:
+            console.print(f"{ds.path}: 0 episodes ({ds.spec.name}), nothing to summarize; an interrupted "
+                          "`robot-rl collect` leaves such a file: rerun it with --resume to fill it",
+                          soft_wrap=True, markup=False, highlight=False)
+            return 0
         summaries = ds.episode_summaries()
         behaviours = {name: str(ds.episode_attrs(name).get("behaviour", "unknown")) for name in ds.episode_names}
         console.print(f"[bold]{ds.path}[/]  task [cyan]{ds.spec.name}[/]: \"{ds.task_text}\"")

@@ -7,7 +7,7 @@ soon as they end (memory holds at most one episode per slot), in the order they 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +46,24 @@ class _Slot:
     @property
     def length(self) -> int:
         return len(self.rows.get("actions", []))
+
+
+def resume_seed(stored: Iterable[int | None], seed: int | None, num_envs: int) -> int:
+    """The ``seed`` for a ``collect`` that appends to episodes recorded with env seeds ``stored``.
+
+    ``None`` continues the sequence after the largest stored seed (0 if none is known), so that no env is reset
+    with a seed already used: the same seed replays the same layouts and behaviours, i.e. records the same
+    episodes again. An explicit ``seed`` whose envs (``seed .. seed + num_envs - 1``) would reuse one is refused.
+    """
+    known = {s for s in stored if s is not None and s >= 0}
+    after = max(known) + 1 if known else 0
+    if seed is None:
+        return after
+    reused = sorted(known & set(range(seed, seed + num_envs)))
+    if reused:
+        raise ValueError(f"seed {seed} would record again the episodes of env seed(s) "
+                         f"{', '.join(map(str, reused))}, already stored; use a seed >= {after}")
+    return seed
 
 
 def _np(x: torch.Tensor) -> np.ndarray:

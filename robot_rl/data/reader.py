@@ -140,6 +140,15 @@ class Dataset:
         except Exception as e:
             raise DatasetError(f"{self.path}: episode {name}: cannot read attrs ({one_line(e)})") from None
 
+    def episode_seed(self, name: str) -> int | None:
+        """The env seed an episode was recorded with (``Episode.seed``; None if unknown), without reading arrays."""
+        self._episode_meta(name)
+        try:
+            seed = int(self._f()[DATA][name].attrs.get("seed", -1))
+        except Exception as e:
+            raise DatasetError(f"{self.path}: episode {name}: cannot read attrs ({one_line(e)})") from None
+        return None if seed < 0 else seed
+
     def describe(self) -> list[tuple[str, str, str]]:
         """``(key, dtype, shape pattern)`` for every array key, e.g. ``("obs/state", "float32", "[T, 39]")``;
         ``T`` is the episode length. Keys absent from some episodes say in how many they are."""

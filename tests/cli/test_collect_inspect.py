@@ -45,6 +45,7 @@ def test_resume_appends_episodes(tmp_path):
             "--out", str(out)]
     assert main(args) == 0
     assert main(args) == 2  # refuses to overwrite
+    args[args.index("--episodes") + 1] = "4"  # with --resume: 4 in total
     assert main([*args, "--resume", "--seed", "1"]) == 0
     with Dataset(out) as ds:
         assert ds.num_episodes == 4
