@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.rl.train import TrainConfig, describe_path, resolve_device, train
+    from robot_rl.nn.device import resolve_device
+    from robot_rl.rl.train import TrainConfig, describe_path, train
 
     console = Console(stderr=True)
     cfg_dict = config_dict(args.config_flags, args)

@@ -76,7 +76,7 @@ class StepGraphs:
                     self._record(size)
                 else:
                     graph.replay()
-                total = self._sums.clone() if total is None else total + self._sums
+                total = self._sums.clone() if total is None else total.add_(self._sums)
         assert total is not None
         return total
 

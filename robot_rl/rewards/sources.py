@@ -126,6 +126,27 @@ class DatasetReward:
         return dataset_reward_source(context.dataset)
 
 
+class _EpisodeFrames:
+    """The frames of every step of a dataset's episodes at one camera and square size (stored, or rendered from
+    sim states), the frame source opened on first use and again for another dataset."""
+
+    def __init__(self, camera: str | None, size: int) -> None:
+        self.camera, self.size = camera, size
+        self._source: Any = None
+
+    def of(self, ds: Dataset, name: str, episode: Episode) -> Any:
+        """uint8 ``[T, size, size, 3]``: the frame before every step of episode ``name``."""
+        if self._source is None or self._source.dataset is not ds:
+            from robot_rl.rewards.frames import FrameSource
+
+            self._source = FrameSource(ds, self.camera, (self.size, self.size))
+        return self._source.episode_frames(name, episode)
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+
+
 class LearnedReward:
     """A trained Bradley-Terry reward model's r(s_t, a_t) (ensemble mean). Relabels state and image models (image:
     frames of every step, stored or rendered from sim states); online, state models only."""
@@ -171,12 +192,9 @@ class LearnedReward:
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
         frames = None
         if self.model.config.obs == "image":  # frames of every step, stored or rendered from sim states
-            if self._frames is None or self._frames.dataset is not ds:
-                from robot_rl.rewards.frames import FrameSource
-
-                size = self.model.config.image_size
-                self._frames = FrameSource(ds, self.camera, (size, size))
-            frames = self._frames.episode_frames(name, episode)
+            if self._frames is None:
+                self._frames = _EpisodeFrames(self.camera, self.model.config.image_size)
+            frames = self._frames.of(ds, name, episode)
         with torch.no_grad():
             r = self.model.reward(torch.as_tensor(episode.states, device=self.device),
                                   torch.as_tensor(episode.actions, device=self.device), frames)
@@ -212,7 +230,7 @@ class ClipSource:
                                device=device, precision=precision)
         self.camera = FrameSource(ds, camera, (size, size)).camera  # checks the camera now, renders nothing
         self.size = size
-        self._frames: Any = None
+        self._frames = _EpisodeFrames(self.camera, size)
 
     @classmethod
     def open(cls, arg: str, context: SourceContext) -> ClipSource:
@@ -224,16 +242,11 @@ class ClipSource:
         return {**self.clip.identity(), "labeler": "clip", "camera": self.camera, "size": [self.size, self.size]}
 
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
-        from robot_rl.rewards.frames import FrameSource
-
-        if self._frames is None or self._frames.dataset is not ds:
-            self._frames = FrameSource(ds, self.camera, (self.size, self.size))
-        per_frame = np.asarray(self.clip(self._frames.episode_frames(name, episode)), np.float32)
+        per_frame = np.asarray(self.clip(self._frames.of(ds, name, episode)), np.float32)
         return np.concatenate([per_frame[1:], per_frame[-1:]])
 
     def close(self) -> None:
-        if self._frames is not None:
-            self._frames.close()
+        self._frames.close()
 
 
 class CodeSource:
@@ -323,12 +336,9 @@ class SuccessReward:
                              f"features, this dataset has {ds.spec.state_dim}")
         obs: dict[str, Any] = {"state": torch.as_tensor(episode.next_states)}
         if m.config.uses_image:
-            if self._frames is None or self._frames.dataset is not ds:
-                from robot_rl.rewards.frames import FrameSource
-
-                size = m.config.image_size
-                self._frames = FrameSource(ds, m.camera, (size, size))
-            frames = self._frames.episode_frames(name, episode)
+            if self._frames is None:
+                self._frames = _EpisodeFrames(m.camera, m.config.image_size)
+            frames = self._frames.of(ds, name, episode)
             obs[f"image/{m.camera}"] = torch.as_tensor(np.concatenate([frames[1:], frames[-1:]]))
         p = m.probability(obs).cpu().numpy()
         return (p >= m.threshold).astype(np.float32)

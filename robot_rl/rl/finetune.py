@@ -25,6 +25,7 @@ import torch
 from robot_rl.core import EnvSpec, RewardSource, RobotEnv
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.agent import optimizer_state
 from robot_rl.rl.algorithms import algorithm
@@ -40,7 +41,6 @@ from robot_rl.rl.train import (
     describe_path,
     load_offline_data,
     make_agent,
-    resolve_device,
     update_path,
 )
 

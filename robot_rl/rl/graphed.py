@@ -13,14 +13,13 @@ checkpoints (``agent.optimizer_state``) resume on either path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
 from torch import nn
 
-from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY, StepGraphs
+from robot_rl.nn.cuda_graph import StepGraphs
 from robot_rl.rl.agent import Agent, apply_gradients, polyak_update
 
 Sample = Callable[[], dict[str, torch.Tensor]]
@@ -107,13 +106,3 @@ class UpdateRunner:
         elif list(out) != self._keys:
             raise RuntimeError(f"losses() returned {list(out)} after {self._keys}; its keys must not change")
         return torch.stack([out[k].detach().float() for k in self._keys])
-
-
-def default_updates_per_call(path: str) -> int:
-    """K when the run does not set it (``nn.cuda_graph.STEPS_PER_REPLAY``); 1 on the eager path."""
-    return STEPS_PER_REPLAY if path == "cuda-graph" else 1
-
-
-def is_finite_sum(sums: dict[str, torch.Tensor]) -> bool:
-    """Host check (syncs) that every summed metric is finite."""
-    return all(math.isfinite(float(v)) for v in sums.values())

@@ -22,12 +22,13 @@ import yaml
 from robot_rl.core import EnvSpec
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY
 from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer, reward_scale
 from robot_rl.rl import algorithms
 from robot_rl.rl.agent import Agent, optimizer_state
 from robot_rl.rl.compiled import compile_losses
-from robot_rl.rl.graphed import UpdateRunner, choose_path, default_updates_per_call
+from robot_rl.rl.graphed import UpdateRunner, choose_path
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig
 from robot_rl.rl.iql import IQLConfig
@@ -185,7 +186,7 @@ def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Agent:
 def update_path(cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
     """How the run updates: (``"cuda-graph"`` or ``"eager"``, updates per call)."""
     path = choose_path(device, cfg.cuda_graphs)
-    return path, (cfg.updates_per_call or default_updates_per_call(path)) if path == "cuda-graph" else 1
+    return path, (cfg.updates_per_call or STEPS_PER_REPLAY) if path == "cuda-graph" else 1
 
 
 def describe_path(cfg: TrainConfig, device: torch.device) -> str:
