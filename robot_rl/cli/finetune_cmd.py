@@ -79,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
     task = args.task or EnvSpec.from_json(payload["env_spec"]).name
     out = args.out or Path(f"{args.checkpoint}-finetune")
+    if not 0 <= args.env_workers <= args.num_envs:
+        raise ValueError(f"--env-workers must be between 0 and --num-envs ({args.num_envs}), got {args.env_workers}")
     cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
-    env = make_env(task, num_envs=args.num_envs, workers=min(args.env_workers, args.num_envs))
+    env = make_env(task, num_envs=args.num_envs, workers=args.env_workers)
     start = time.time()
     columns = (TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))

@@ -76,6 +76,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: automatic), got {self.threads}")
 
 
 class OnlineReplay:

@@ -93,6 +93,9 @@ class TrainConfig:
                              f"{self.image_size}")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, log_every and checkpoint_every must be >= 1")
+        for name in ("compile", "cuda_graphs", "normalize_rewards", "normalize_obs"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.updates_per_call < 0:
             raise ValueError(f"updates_per_call must be >= 0 (0: default), got {self.updates_per_call}")
 

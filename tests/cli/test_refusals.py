@@ -95,3 +95,27 @@ def test_eval_on_another_task_keeps_the_runs_own_files(iql_run: Path, capsys) ->
     assert other.name in "".join(captured.err.split())  # says where it wrote (rich may wrap the line)
     assert (own_eval.read_bytes(), own_gif.read_bytes(), report.read_bytes()) == before
     assert "eval/success_rate" in json.loads(captured.out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--set", "cuda_graphs=maybe"], "cuda_graphs must be true or false"),
+    (["--set", "compile=1"], "compile must be true or false"),
+])
+def test_train_refuses_non_boolean_switches(labeled: Path, tmp_path: Path, capsys, argv: list[str],
+                                            needle: str) -> None:
+    assert main(["train", "--dataset", str(labeled), "--out", str(tmp_path / "run"), *argv]) == 2
+    _one_line_error(capsys.readouterr().err, needle)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--env-workers", "-1"], "--env-workers must be between 0 and --num-envs (1), got -1"),
+    (["--env-workers", "3", "--num-envs", "2"], "--env-workers must be between 0 and --num-envs (2), got 3"),
+    (["--threads", "-2"], "threads must be >= 0"),
+])
+def test_finetune_refuses_bad_worker_and_thread_counts(iql_run: Path, tmp_path: Path, capsys, argv: list[str],
+                                                       needle: str) -> None:
+    assert main(["finetune", "--checkpoint", str(iql_run), "--out", str(tmp_path / "ft"), "--steps", "10",
+                 *argv]) == 2
+    _one_line_error(capsys.readouterr().err, needle)
+    assert not (tmp_path / "ft" / "checkpoints").exists()
