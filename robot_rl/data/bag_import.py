@@ -9,9 +9,12 @@ print(report.summary())
 
 How samples are made (``BagSpec``, ``bag_spec.py``, holds the settings):
 
-- Times are header stamps (the bag's log time for messages without a header, e.g. Float64MultiArray, markers).
-  A topic whose stamps go back in time is sorted with a ``BagWarning`` (``out_of_order: sort``, the default)
-  or refused (``out_of_order: error``).
+- One clock per recording (``clock``): ``header`` (the default) times messages by their header stamps and
+  messages without a header (Float64MultiArray, Twist, markers) by the bag's log time, which holds only where
+  the two clocks agree: a recording whose header stamps are on another clock (sim time) than its log times, with
+  a topic that has no header, is refused with both clocks named; ``log`` times every topic by when the bag
+  recorded it. A topic whose stamps go back in time is sorted with a ``BagWarning`` (``out_of_order: sort``, the
+  default) or refused (``out_of_order: error``).
 - Episodes: the joint stream's time span is cut at marker messages (``start``/``end``/split, see
   ``bag_messages.marker_kind``) and where the joint stream pauses longer than ``episodes.gap_s``.
 - Each episode is sampled on a fixed grid (``control_hz``, starting at the episode start). At each grid time
@@ -21,7 +24,12 @@ How samples are made (``BagSpec``, ``bag_spec.py``, holds the settings):
   ``episodes.min_steps`` steps are dropped too.
 - Step t of an episode of n samples is (sample t, command at t, sample t+1): T = n - 1 steps. Without a
   command topic (``actions.from_next_state``) the action is the next sample's joint positions, and the
-  episode attr ``actions_from_next_state`` is true. Actions are normalized as ``(command - offset) / scale``.
+  episode attr ``actions_from_next_state`` is true. Actions are normalized as ``(command - offset) / scale``
+  (``scale``/``offset`` given, or from the declared command limits ``low``/``high``); a recording whose
+  normalized actions leave ``[-1, 1]`` is refused with the range it reached.
+- ``resume=True`` appends to an existing file and skips the episodes already imported from the same bag,
+  recognized by the bag's content hash (episode attr ``bag_sha256``) and start time: importing a bag twice
+  adds nothing.
 - Rewards are NaN (unlabeled). ``dones`` is true at the last step of every episode; ``terminals`` too when the
   episode ended at a marker or at the end of the recording (not when cut by a gap or dropped samples).
 - Images are stored as RGB uint8 (mono8 is repeated to 3 channels, the alpha of rgba8/bgra8 dropped).
@@ -29,6 +37,7 @@ How samples are made (``BagSpec``, ``bag_spec.py``, holds the settings):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Callable
@@ -42,10 +51,10 @@ from robot_rl.core.specs import ActionSpec, ArraySpec, EnvSpec, StateSlice
 from robot_rl.data.bag_messages import (
     TYPES_BY_ROLE,
     command_values,
+    header_ns,
     image_rgb,
     joint_values,
     marker_kind,
-    stamp_ns,
 )
 from robot_rl.data.bag_spec import BagSpec
 from robot_rl.data.episode import Episode
@@ -58,6 +67,11 @@ __all__ = ["BagData", "BagImportError", "BagSpec", "BagWarning", "ImportReport",
 
 ProgressFn = Callable[[int, int], None]
 """``on_progress(messages_done, messages_total)``."""
+
+CLOCK_AGREEMENT_S = 1.0
+"""Header stamps and log times further apart than this (median, s) are on different clocks."""
+ACTION_RANGE_SLACK = 1e-3
+"""Normalized actions may exceed ``[-1, 1]`` by this much (rounding at the limits) before a bag is refused."""
 
 
 class BagImportError(DatasetError):
@@ -84,12 +98,15 @@ class BagData:
 
     bag: str
     start_ns: int
+    """Time 0 of the streams, ns on the recording's clock."""
     joint_names: tuple[str, ...]
     joints: Stream
     cameras: dict[str, Stream]
     actions: Stream | None
     markers: Stream | None
     warnings: list[str] = field(default_factory=list)
+    sha256: str = ""
+    """Content hash of the bag's data files (``bag_digest``)."""
 
 
 @dataclass
@@ -105,8 +122,8 @@ class ImportReport:
     dropped: dict[str, int] = field(default_factory=dict)
     """Reason (``joints``, ``camera:<name>``, ``actions``, ``short``) -> dropped samples; a sample may have
     several reasons. ``total`` counts each dropped sample once."""
-    actions_out_of_range: int = 0
-    """Action values outside ``[-1, 1]`` after normalization (check ``actions.scale``/``offset``)."""
+    skipped: int = 0
+    """Episodes not written because ``resume`` found them already imported from this bag."""
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -116,8 +133,8 @@ class ImportReport:
                 f"dropped {self.dropped.get('total', 0)} of {self.samples} samples")
         if dropped:
             text += f" ({dropped})"
-        if self.actions_out_of_range:
-            text += f"; {self.actions_out_of_range} action values outside [-1, 1]"
+        if self.skipped:
+            text += f"; skipped {self.skipped} episodes already imported from this bag"
         return text
 
 
@@ -125,13 +142,22 @@ def import_bag(bag: str | os.PathLike[str], spec: BagSpec, out: str | os.PathLik
                image_compression: str | None = "gzip", resume: bool = False,
                on_progress: ProgressFn | None = None) -> ImportReport:
     """Read ``bag``, sample it as ``spec`` says, and write its episodes to ``out`` with ``DatasetWriter``
-    (crash-safe; ``resume=True`` appends to an existing file of the same environment)."""
+    (crash-safe; ``resume=True`` appends to an existing file of the same environment, skipping the episodes it
+    already holds from this bag)."""
     data = read_bag(bag, spec, on_progress)
     episodes, env_spec, report = build_episodes(data, spec)
     report.out = os.fspath(out)
     if not episodes:
         raise BagImportError(f"{data.bag}: no episode left: all {report.samples} samples were dropped "
                              f"({_reasons(report.dropped)}); check sync_tolerance and control_hz")
+    if resume and os.path.exists(out) and os.path.getsize(out) > 0:
+        done = _imported(out, data.sha256)
+        kept = [e for e in episodes if round(float(e.attrs["bag_time_start"]), 6) not in done]
+        report.skipped = len(episodes) - len(kept)
+        report.episodes, report.steps = len(kept), sum(e.length for e in kept)
+        episodes = kept
+        if not episodes:
+            return report
     with DatasetWriter(out, env_spec, source=f"rosbag:{data.bag}", task_text=spec.task, resume=resume,
                        image_compression=image_compression) as writer:
         for episode in episodes:
@@ -155,9 +181,36 @@ def read_bag(bag: str | os.PathLike[str], spec: BagSpec, on_progress: ProgressFn
         raise BagImportError(f"{name}: cannot open the bag, corrupt or not a rosbag2/MCAP recording "
                              f"({one_line(e)})") from None
     try:
-        return _read(reader, name, spec, on_progress)
+        data = _read(reader, name, spec, on_progress)
     finally:
         reader.close()
+    data.sha256 = bag_digest(path)
+    return data
+
+
+def bag_digest(bag: str | os.PathLike[str]) -> str:
+    """SHA-256 of a bag's content: the file, or a rosbag2 directory's files except ``metadata.yaml`` (which
+    ``ros2 bag reindex`` rewrites), each with its name, in name order."""
+    path = Path(bag)
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.name != "metadata.yaml") if path.is_dir() \
+        else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _imported(out: str | os.PathLike[str], sha256: str) -> set[float]:
+    """Start times of the episodes in ``out`` imported from the bag with this content hash."""
+    from robot_rl.data.reader import Dataset
+
+    with Dataset(out) as ds:
+        attrs = [ds.episode_attrs(name) for name in ds.episode_names]
+    return {round(float(a["bag_time_start"]), 6) for a in attrs
+            if a.get("bag_sha256") == sha256 and "bag_time_start" in a}
 
 
 def _check_topics(reader: Any, bag: str, spec: BagSpec) -> dict[str, str]:
@@ -185,7 +238,8 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
     connections = [c for c in reader.connections if c.topic in roles]
     total = sum(int(c.msgcount) for c in connections)
     start_ns = int(reader.start_time)
-    times: dict[str, list[float]] = {t: [] for t in roles}
+    log: dict[str, list[int]] = {t: [] for t in roles}
+    head: dict[str, list[int]] = {t: [] for t in roles}
     items: dict[str, list[Any]] = {t: [] for t in roles}
     names = spec.joint_names
     cache: dict[tuple[str, ...], np.ndarray] = {}
@@ -217,10 +271,11 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
                 value = marker_kind(msg, types[topic])
             else:
                 value = msg  # images are decoded later, only those sampled
-            t = (stamp_ns(msg, log_ns) - start_ns) / 1e9
         except Exception as e:
             raise BagImportError(f"{bag}: topic '{topic}' at t={t:.3f}s: {one_line(e)}") from None
-        times[topic].append(t)
+        stamp = header_ns(msg)
+        log[topic].append(log_ns)
+        head[topic].append(-1 if stamp is None else stamp)
         items[topic].append(value)
         done += 1
         if on_progress is not None and (done % 64 == 0 or done == total):
@@ -228,6 +283,7 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
     if on_progress is not None:
         on_progress(done, total)
     notes: list[str] = []
+    times, start_ns = _clock_times(bag, spec, types, log, head)
     streams = {t: _stream(bag, t, types[t], times[t], items[t], spec, notes) for t in roles}
     _check_widths(bag, streams[spec.joint_topic])
     if spec.action_topic:
@@ -237,6 +293,47 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
         cameras={cam: streams[topic] for cam, topic in spec.cameras.items()},
         actions=streams[spec.action_topic] if spec.action_topic else None,
         markers=streams[spec.marker_topic] if spec.marker_topic else None, warnings=notes)
+
+
+def _clock_times(bag: str, spec: BagSpec, types: dict[str, str], log: dict[str, list[int]],
+                 head: dict[str, list[int]]) -> tuple[dict[str, list[float]], int]:
+    """Each topic's message times in s on the recording's one clock (``spec.clock``), and that clock's time 0."""
+    ns = {t: np.asarray(log[t], dtype=np.int64) for t in log}
+    if spec.clock == "header":
+        ref = _clock_offset(head[spec.joint_topic], log[spec.joint_topic])
+        for topic in head:
+            stamped = np.asarray(head[topic], dtype=np.int64)
+            has = stamped >= 0
+            offset = _clock_offset(head[topic], log[topic])
+            if not has.all() and abs(ref) > CLOCK_AGREEMENT_S * 1e9:
+                why = "has no header" if not has.any() else f"has {int((~has).sum())} messages with a zero stamp"
+                raise BagImportError(
+                    f"{bag}: two clocks in one recording: '{spec.joint_topic}' is stamped "
+                    f"t={_abs_s(head[spec.joint_topic])} (header clock) while '{topic}' ({types[topic]}) {why}, so "
+                    f"it is timed by the bag's log clock t={_abs_s(log[topic])}; set 'clock: log' in the topics spec "
+                    f"to time every topic by when it was recorded")
+            if has.any() and abs(offset - ref) > CLOCK_AGREEMENT_S * 1e9:
+                raise BagImportError(
+                    f"{bag}: two clocks in one recording: '{spec.joint_topic}' is stamped "
+                    f"t={_abs_s(head[spec.joint_topic])} and '{topic}' t={_abs_s(head[topic])} "
+                    f"({abs(offset - ref) / 1e9:.3g} s apart against the log time); set 'clock: log' in the topics "
+                    f"spec to time every topic by when it was recorded")
+            ns[topic] = np.where(has, stamped, ns[topic])
+    origin = min(int(v.min()) for v in ns.values())
+    return {t: ((v - origin) / 1e9).tolist() for t, v in ns.items()}, origin
+
+
+def _clock_offset(head: list[int], log: list[int]) -> float:
+    """Median header stamp minus log time (ns) over the stamped messages; 0 where none is stamped."""
+    h, lg = np.asarray(head, dtype=np.int64), np.asarray(log, dtype=np.int64)
+    has = h >= 0
+    return float(np.median(h[has] - lg[has])) if has.any() else 0.0
+
+
+def _abs_s(ns: list[int]) -> str:
+    """The first valid time of a topic, s since its clock's epoch (e.g. ``1402.500 s``)."""
+    first = next((v for v in ns if v >= 0), 0)
+    return f"{first / 1e9:.3f} s"
 
 
 def _stream(bag: str, topic: str, msgtype: str, times: list[float], items: list[Any], spec: BagSpec,
@@ -348,7 +445,7 @@ def build_episodes(data: BagData, spec: BagSpec) -> tuple[list[Episode], EnvSpec
                 continue
             raw = commands[lo:hi - 1] if commands is not None else states[lo + 1:hi, :len(data.joint_names)]
             actions = ((raw - offset) / scale).astype(np.float32)
-            report.actions_out_of_range += int((np.abs(actions) > 1.0).sum())
+            _check_range(data, spec, raw, actions, float(grid[lo]))
             images = {cam: np.stack([_frame(data, cam, int(i), decoded) for i in frames[cam][lo:hi - 1]])
                       for cam in data.cameras}
             episodes.append(_episode(states[lo:hi], actions, images, terminal and hi == len(grid),
@@ -357,6 +454,20 @@ def build_episodes(data: BagData, spec: BagSpec) -> tuple[list[Episode], EnvSpec
     report.episodes = len(episodes)
     report.steps = sum(e.length for e in episodes)
     return episodes, _env_spec(data, spec, episodes, action_dim, scale, offset), report
+
+
+def _check_range(data: BagData, spec: BagSpec, raw: np.ndarray, actions: np.ndarray, start: float) -> None:
+    """Refuse actions that normalization does not bring into ``[-1, 1]``, naming the range they reached."""
+    over = np.abs(actions) > 1.0 + ACTION_RANGE_SLACK
+    if not over.any():
+        return
+    d = int(np.flatnonzero(over.any(axis=0))[0])
+    source = f"topic '{spec.action_topic}'" if spec.action_topic else "the next joint positions (from_next_state)"
+    raise BagImportError(
+        f"{data.bag}: actions from {source} in the episode at t={start:.3f}s leave [-1, 1] after normalization: "
+        f"dimension {d} is {raw[:, d].min():.6g}..{raw[:, d].max():.6g} raw, {actions[:, d].min():.4g}.."
+        f"{actions[:, d].max():.4g} normalized; declare the command limits as actions.low/actions.high "
+        f"(or actions.scale/offset) in the topics spec")
 
 
 def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
@@ -396,7 +507,8 @@ def _episode(samples: np.ndarray, actions: np.ndarray, images: dict[str, np.ndar
         states=samples[:-1].astype(np.float32), actions=actions, rewards=np.full(t, np.nan, dtype=np.float32),
         next_states=samples[1:].astype(np.float32), terminals=terminals, dones=dones, images=images,
         attrs={"actions_from_next_state": np.bool_(spec.actions_from_next_state), "bag": data.bag,
-               "bag_time_start": np.float64(start), "bag_start_ns": np.int64(data.start_ns)})
+               "bag_time_start": np.float64(start), "bag_start_ns": np.int64(data.start_ns),
+               "bag_sha256": data.sha256})
 
 
 def _vector(value: tuple[float, ...] | float, dim: int, key: str) -> np.ndarray:
@@ -430,6 +542,7 @@ def _env_spec(data: BagData, spec: BagSpec, episodes: list[Episode], action_dim:
         max_episode_steps=max((e.length for e in episodes), default=1), control_hz=spec.control_hz,
         task_text=spec.task, cameras=tuple(data.cameras),
         extras={"source": "rosbag", "joint_names": list(data.joint_names), "sync_tolerance": spec.sync_tolerance,
+                "clock": spec.clock,
                 "actions_from_next_state": spec.actions_from_next_state,
                 "topics": {topic: role for topic, role in spec.topics.items()}})
 

@@ -14,20 +14,20 @@ import numpy as np
 JOINT_TYPES = ("sensor_msgs/msg/JointState",)
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 ACTION_TYPES = ("std_msgs/msg/Float64MultiArray", "trajectory_msgs/msg/JointTrajectory",
-                "geometry_msgs/msg/TwistStamped")
+                "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
 MARKER_TYPES = ("std_msgs/msg/String", "std_msgs/msg/Bool")
 TYPES_BY_ROLE = {"joints": JOINT_TYPES, "camera": IMAGE_TYPES, "actions": ACTION_TYPES, "marker": MARKER_TYPES}
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 
 
-def stamp_ns(msg: Any, log_ns: int) -> int:
-    """The message's header stamp in ns; the bag's log time for messages without a header (or a zero stamp)."""
+def header_ns(msg: Any) -> int | None:
+    """The message's header stamp in ns; None for a message without a header (or with a zero stamp)."""
     header = getattr(msg, "header", None)
     if header is None:
-        return log_ns
+        return None
     ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-    return ns if ns > 0 else log_ns
+    return ns if ns > 0 else None
 
 
 def joint_values(msg: Any, names: tuple[str, ...], velocity: bool, cache: dict[tuple[str, ...], np.ndarray]
@@ -83,11 +83,12 @@ def image_rgb(msg: Any, msgtype: str) -> np.ndarray:
 
 def command_values(msg: Any, msgtype: str, names: tuple[str, ...]) -> np.ndarray:
     """Command -> float64 vector: Float64MultiArray ``data``; JointTrajectory first point's positions (ordered
-    as ``names`` when given); TwistStamped ``[linear xyz, angular xyz]``."""
+    as ``names`` when given); Twist and TwistStamped ``[linear xyz, angular xyz]``."""
     if msgtype.endswith("Float64MultiArray"):
         return np.asarray(msg.data, dtype=np.float64).copy()
-    if msgtype.endswith("TwistStamped"):
-        lin, ang = msg.twist.linear, msg.twist.angular
+    if msgtype.endswith(("Twist", "TwistStamped")):
+        twist = msg.twist if msgtype.endswith("TwistStamped") else msg
+        lin, ang = twist.linear, twist.angular
         return np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z], dtype=np.float64)
     if not msg.points:
         raise ValueError("JointTrajectory has no points")

@@ -7,6 +7,9 @@ A spec is a YAML mapping (``configs/bag_topics.example.yaml``)::
     control_hz: 10                    # the sample grid: one sample every 1/control_hz s
     sync_tolerance: 0.05              # s; a sample whose nearest data is further away is dropped
     out_of_order: sort                # stamps going back in time: "sort" (warn and sort) or "error"
+    clock: header                     # one clock for the recording: "header" (header stamps; topics without a
+                                      # header take the log time, refused where the two clocks disagree) or
+                                      # "log" (every topic timed by when the bag recorded it)
     joints:
       topic: /joint_states            # sensor_msgs/JointState
       names: [shoulder, elbow, wrist] # state order (by name); default: the first message's order
@@ -14,11 +17,11 @@ A spec is a YAML mapping (``configs/bag_topics.example.yaml``)::
     cameras:                          # camera name -> Image or CompressedImage topic
       wrist: /wrist/image_raw
     actions:
-      topic: /cmd                     # Float64MultiArray, JointTrajectory or TwistStamped
+      topic: /cmd                     # Float64MultiArray, JointTrajectory, Twist or TwistStamped
       from_next_state: false          # no command topic: action = next state's joint positions
       mode: joint_position            # ActionSpec mode
-      scale: 1.0                      # normalized = (command - offset) / scale (a number or one per dim)
-      offset: 0.0
+      low: [-3.14, -3.14]             # the command limits (a number or one per dim): normalized into [-1, 1]
+      high: [3.14, 3.14]              # or instead: scale / offset, normalized = (command - offset) / scale
     episodes:
       marker_topic: /episode          # std_msgs/String ("start"/"end"/other: split) or std_msgs/Bool
       gap_s: 2.0                      # also split where the joint stream pauses longer than this
@@ -36,6 +39,7 @@ import yaml
 from robot_rl.data.errors import DatasetError
 
 _ACTION_MODES = ("joint_position", "joint_velocity", "joint_torque", "ee_delta", "twist")
+CLOCKS = ("header", "log")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class BagSpec:
     task: str = ""
     sync_tolerance: float = 0.05
     out_of_order: str = "sort"
+    clock: str = "header"
     joint_names: tuple[str, ...] = ()
     joint_velocity: bool = False
     cameras: dict[str, str] = field(default_factory=dict)
@@ -89,13 +94,13 @@ class BagSpec:
         """Build a spec from the parsed YAML mapping; ``DatasetError`` naming the bad key."""
         if not isinstance(data, dict):
             raise DatasetError("topics spec: expected a mapping at the top level")
-        _known(data, "", {"env_name", "task", "control_hz", "sync_tolerance", "out_of_order", "joints", "cameras",
-                          "actions", "episodes"})
+        _known(data, "", {"env_name", "task", "control_hz", "sync_tolerance", "out_of_order", "clock", "joints",
+                          "cameras", "actions", "episodes"})
         joints = _section(data, "joints", required=True)
         actions = _section(data, "actions")
         episodes = _section(data, "episodes")
         _known(joints, "joints.", {"topic", "names", "velocity"})
-        _known(actions, "actions.", {"topic", "from_next_state", "mode", "scale", "offset"})
+        _known(actions, "actions.", {"topic", "from_next_state", "mode", "scale", "offset", "low", "high"})
         _known(episodes, "episodes.", {"marker_topic", "gap_s", "min_steps"})
         cameras = data.get("cameras") or {}
         if not isinstance(cameras, dict) or not all(isinstance(k, str) and isinstance(v, str)
@@ -108,14 +113,14 @@ class BagSpec:
             task=str(data.get("task", "")),
             sync_tolerance=_num(data, "sync_tolerance", 0.05),
             out_of_order=str(data.get("out_of_order", "sort")),
+            clock=str(data.get("clock", "header")),
             joint_names=tuple(str(n) for n in (joints.get("names") or ())),
             joint_velocity=bool(joints.get("velocity", False)),
             cameras=dict(cameras),
             action_topic=_str(actions, "actions.topic"),
             actions_from_next_state=bool(actions.get("from_next_state", False)),
             action_mode=str(actions.get("mode", "joint_position")),
-            action_scale=_vec(actions, "actions.scale", 1.0),
-            action_offset=_vec(actions, "actions.offset", 0.0),
+            **_normalization(actions),
             marker_topic=_str(episodes, "episodes.marker_topic"),
             gap_s=_num(episodes, "gap_s", 0.0) or None,
             min_steps=int(_num(episodes, "min_steps", 1)),
@@ -129,6 +134,8 @@ class BagSpec:
             raise DatasetError("key 'control_hz': expected a rate > 0 in Hz")
         if self.sync_tolerance <= 0:
             raise DatasetError("key 'sync_tolerance': expected seconds > 0")
+        if self.clock not in CLOCKS:
+            raise DatasetError(f"key 'clock': expected 'header' or 'log', got {self.clock!r}")
         if self.out_of_order not in ("sort", "error"):
             raise DatasetError(f"key 'out_of_order': expected 'sort' or 'error', got {self.out_of_order!r}")
         if bool(self.action_topic) == self.actions_from_next_state:
@@ -139,6 +146,33 @@ class BagSpec:
             raise DatasetError("key 'episodes.min_steps': expected an int >= 1")
         if len(set(self.topics)) != 1 + len(self.cameras) + bool(self.action_topic) + bool(self.marker_topic):
             raise DatasetError("topics spec: one topic is given two roles")
+
+
+def _normalization(actions: dict[str, Any]) -> dict[str, Any]:
+    """``action_scale``/``action_offset`` from ``actions.scale``/``offset`` or from the limits ``low``/``high``."""
+    limits = "low" in actions or "high" in actions
+    if not limits:
+        return {"action_scale": _vec(actions, "actions.scale", 1.0),
+                "action_offset": _vec(actions, "actions.offset", 0.0)}
+    if "scale" in actions or "offset" in actions:
+        raise DatasetError("key 'actions': give the command limits (low/high) or scale/offset, not both")
+    if "low" not in actions or "high" not in actions:
+        raise DatasetError(f"key 'actions.{'high' if 'low' in actions else 'low'}': missing (low and high go together)")
+    low, high = _vec(actions, "actions.low", 0.0), _vec(actions, "actions.high", 0.0)
+    if isinstance(low, tuple) and isinstance(high, tuple) and len(low) != len(high):
+        raise DatasetError(f"key 'actions.high': {len(high)} values, actions.low has {len(low)}")
+    n = max(len(v) if isinstance(v, tuple) else 1 for v in (low, high))
+    lo = low if isinstance(low, tuple) else (low,) * n
+    hi = high if isinstance(high, tuple) else (high,) * n
+    bad = [i for i in range(n) if not hi[i] > lo[i]]
+    if bad:
+        raise DatasetError(f"key 'actions.high': must be above actions.low (dimension {bad[0]}: "
+                           f"low {lo[bad[0]]}, high {hi[bad[0]]})")
+    scale = tuple((h - lo_) / 2 for lo_, h in zip(lo, hi, strict=True))
+    offset = tuple((h + lo_) / 2 for lo_, h in zip(lo, hi, strict=True))
+    if not isinstance(low, tuple) and not isinstance(high, tuple):
+        return {"action_scale": scale[0], "action_offset": offset[0]}
+    return {"action_scale": scale, "action_offset": offset}
 
 
 def _known(d: dict[str, Any], prefix: str, keys: set[str]) -> None:

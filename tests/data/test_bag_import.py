@@ -31,6 +31,8 @@ SPEC: dict[str, Any] = {
     "joints": {"topic": "/joint_states", "names": ["wrist", "shoulder", "elbow"]},
     "cameras": {"wrist": "/cam"}, "actions": {"topic": "/cmd", "scale": 100},
 }
+NEXT: dict[str, Any] = {"from_next_state": True, "low": -10, "high": 10}
+"""Actions from the next joint positions, normalized by declared limits of +-10 rad."""
 
 
 def spec(**changes: Any) -> BagSpec:
@@ -83,13 +85,13 @@ def test_reorder_by_name_and_interpolation(tmp_path: Path) -> None:
     msgs = [("/joint_states", "sensor_msgs/msg/JointState", 0.013 + 0.03 * k,
              joint_state(0.013 + 0.03 * k, orders[k % 3])) for k in range(40)]
     write_bag(tmp_path / "b", msgs)
-    report = import_bag(tmp_path / "b", spec(cameras=None, actions={"from_next_state": True},
+    report = import_bag(tmp_path / "b", spec(cameras=None, actions=NEXT,
                                              sync_tolerance=0.02), tmp_path / "d.h5")
     (ep,), (attrs,), env = load(tmp_path / "d.h5")
     t = 0.013 + 0.1 * np.arange(12)  # grid starts at the first joint stamp, ends before 0.013 + 1.17
     assert report.steps == 11 and ep.length == 11
     np.testing.assert_allclose(ep.states, reordered(t[:-1]), atol=1e-6)
-    np.testing.assert_allclose(ep.actions, reordered(t[1:]), atol=1e-6)  # action = next joint positions
+    np.testing.assert_allclose(ep.actions, reordered(t[1:]) / 10, atol=1e-6)  # action = next joint positions / 10
     assert attrs["actions_from_next_state"] and env.extras["actions_from_next_state"]
     assert env.action.names == ("wrist", "shoulder", "elbow")
 
@@ -99,7 +101,7 @@ def test_default_joint_order_is_the_first_message(tmp_path: Path) -> None:
                                                                                 if k == 0 else JOINTS))
             for k in range(5)]
     write_bag(tmp_path / "b", msgs)
-    import_bag(tmp_path / "b", spec(cameras=None, actions={"from_next_state": True},
+    import_bag(tmp_path / "b", spec(cameras=None, actions=NEXT,
                                     joints={"topic": "/joint_states"}), tmp_path / "d.h5")
     (ep,), _, env = load(tmp_path / "d.h5")
     assert env.extras["joint_names"] == ["elbow", "wrist", "shoulder"]
@@ -117,7 +119,7 @@ def test_encodings_padding_compressed(tmp_path: Path, encoding: str) -> None:
         kind = "sensor_msgs/msg/CompressedImage" if encoding in ("png", "jpeg") else "sensor_msgs/msg/Image"
         msgs.append(("/cam", kind, k / 10, msg))
     write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]), "mcap")
-    import_bag(tmp_path / "b", spec(actions={"from_next_state": True}), tmp_path / "d.h5")
+    import_bag(tmp_path / "b", spec(actions=NEXT), tmp_path / "d.h5")
     (ep,), _, _ = load(tmp_path / "d.h5")
     want = np.stack([frame_rgb(10 * k, 16, 16) for k in range(3)])
     if encoding == "mono8":
@@ -189,7 +191,7 @@ def test_errors_missing_topic_and_unknown_type(robot_bags: dict[str, Path], tmp_
         import_bag(bag, spec(cameras={"wrist": "/nope"}), tmp_path / "d.h5")
     _one_line(e, str(bag), "topic '/nope' (camera:wrist) is not in the bag", "/joint_states")
     with pytest.raises(BagImportError) as e:
-        import_bag(bag, spec(cameras={"wrist": "/cmd"}, actions={"from_next_state": True}), tmp_path / "d.h5")
+        import_bag(bag, spec(cameras={"wrist": "/cmd"}, actions=NEXT), tmp_path / "d.h5")
     _one_line(e, str(bag), "topic '/cmd'", "type 'std_msgs/msg/Float64MultiArray'", "sensor_msgs/msg/Image")
     assert not (tmp_path / "d.h5").exists()
 
@@ -200,13 +202,13 @@ def test_errors_bad_messages_name_topic_and_time(tmp_path: Path) -> None:
                   for k in range(5)]
     write_bag(tmp_path / "enc", sorted(bad, key=lambda m: m[2]))
     with pytest.raises(BagImportError) as e:
-        import_bag(tmp_path / "enc", spec(actions={"from_next_state": True}), tmp_path / "d.h5")
+        import_bag(tmp_path / "enc", spec(actions=NEXT), tmp_path / "d.h5")
     _one_line(e, "enc: topic '/cam' at t=0.300s", "encoding '16UC1' is not supported")
     missing = msgs + [("/joint_states", "sensor_msgs/msg/JointState", 0.7, joint_state(0.7, ("elbow", "wrist"),
                                                                                         np.zeros(2)))]
     write_bag(tmp_path / "names", missing)
     with pytest.raises(BagImportError) as e:
-        import_bag(tmp_path / "names", spec(cameras=None, actions={"from_next_state": True}), tmp_path / "d.h5")
+        import_bag(tmp_path / "names", spec(cameras=None, actions=NEXT), tmp_path / "d.h5")
     _one_line(e, "names: topic '/joint_states' at t=0.700s", "joint 'shoulder' not in the message")
     widths = msgs + [("/cmd", "std_msgs/msg/Float64MultiArray", k / 10, float_array([1.0] * (2 + (k == 2))))
                      for k in range(5)]
@@ -254,7 +256,8 @@ def test_spec_errors_name_the_key(tmp_path: Path) -> None:
 
 def test_cli(robot_bags: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "topics.yaml").write_text(
-        "control_hz: 10\njoints: {topic: /joint_states}\ncameras: {wrist: /cam}\nactions: {topic: /cmd}\n")
+        "control_hz: 10\njoints: {topic: /joint_states}\ncameras: {wrist: /cam}\n"
+        "actions: {topic: /cmd, low: -100, high: 100}\n")
     parser = argparse.ArgumentParser()
     import_bag_cmd.add_parser(parser.add_subparsers(dest="command"), "import-bag")
     args = parser.parse_args(["import-bag", str(robot_bags["mcap"]), "--spec", str(tmp_path / "topics.yaml"),
@@ -303,3 +306,115 @@ def test_trajectory_and_twist_commands_and_velocity(tmp_path: Path, kind: str) -
     assert env.state_dim == 6 and env.action.mode == mode and [s.name for s in env.state_slices] == [
         "joint_pos", "joint_vel"]
     np.testing.assert_allclose(ep.states[:, 3:], -ep.states[:, :3], atol=1e-6)  # the bags' velocity = -position
+
+
+def _sim_time_joint_state(t: float, sim_t0: float = 1400.0) -> Any:
+    """JointState at bag time t whose header is stamped in simulation time (``sim_t0 + t`` s, not the epoch)."""
+    from tests.data.bags import TS
+
+    msg = joint_state(t)
+    ns = round((sim_t0 + t) * 1e9)
+    msg.header.stamp = TS.types["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return msg
+
+
+def test_unstamped_twist_is_an_action_type(tmp_path: Path) -> None:
+    from tests.data.bags import TS
+
+    vec = TS.types["geometry_msgs/msg/Vector3"]
+    msgs = [("/joint_states", "sensor_msgs/msg/JointState", k / 10, joint_state(k / 10)) for k in range(6)]
+    msgs += [("/cmd_vel", "geometry_msgs/msg/Twist", k / 10,
+              TS.types["geometry_msgs/msg/Twist"](linear=vec(x=0.1 * k, y=0.0, z=0.0), angular=vec(x=0.0, y=0.0, z=-k)))
+             for k in range(6)]
+    write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]))
+    import_bag(tmp_path / "b", spec(cameras=None, actions={"topic": "/cmd_vel", "mode": "twist", "low": -10,
+                                                           "high": 10}), tmp_path / "d.h5")
+    (ep,), _, env = load(tmp_path / "d.h5")
+    k = np.arange(5)
+    np.testing.assert_allclose(ep.actions, np.stack([0.1 * k, 0 * k, 0 * k, 0 * k, 0 * k, -k], 1) / 10, atol=1e-6)
+    assert env.action.mode == "twist" and env.action.dim == 6
+
+
+@pytest.mark.parametrize("other", ["commands", "marker"])
+def test_two_clocks_refused_naming_both_then_log_clock_imports(tmp_path: Path, other: str) -> None:
+    """JointState stamped in sim time (~1400 s) with a header-less topic timed by the log clock (~1.7e9 s)."""
+    msgs = [("/joint_states", "sensor_msgs/msg/JointState", k / 10, _sim_time_joint_state(k / 10)) for k in range(21)]
+    if other == "commands":
+        msgs += [("/cmd", "std_msgs/msg/Float64MultiArray", k / 10, float_array([k, -k])) for k in range(21)]
+        kw: dict[str, Any] = {"actions": {"topic": "/cmd", "scale": 100}}
+    else:
+        msgs += [("/episode", "std_msgs/msg/String", 1.0, string("split"))]
+        kw = {"actions": NEXT, "episodes": {"marker_topic": "/episode"}}
+    write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]))
+    topic = "/cmd" if other == "commands" else "/episode"
+    with pytest.raises(BagImportError) as e:
+        import_bag(tmp_path / "b", spec(cameras=None, **kw), tmp_path / "d.h5")
+    _one_line(e, "two clocks", "'/joint_states' is stamped t=1400.000 s (header clock)", f"'{topic}'",
+              "has no header", "log clock t=170000000", "clock: log")
+    assert "sync_tolerance" not in str(e.value) and not (tmp_path / "d.h5").exists()
+    report = import_bag(tmp_path / "b", spec(cameras=None, clock="log", **kw), tmp_path / "d.h5")
+    assert report.dropped["total"] == 0
+    assert report.episodes == (1 if other == "commands" else 2) and report.steps == 20
+    eps, _, env = load(tmp_path / "d.h5")
+    assert env.extras["clock"] == "log"
+    if other == "commands":
+        np.testing.assert_allclose(eps[0].actions, np.stack([np.arange(20), -np.arange(20)], 1) / 100, atol=1e-6)
+
+
+def test_stamped_topics_on_two_clocks_refused(tmp_path: Path) -> None:
+    msgs = [("/joint_states", "sensor_msgs/msg/JointState", k / 10, joint_state(k / 10)) for k in range(11)]
+    msgs += [("/cam", "sensor_msgs/msg/Image", k / 10, image(k / 10, frame_rgb(k))) for k in range(11)]
+    for _, _, t, m in msgs[11:]:  # the camera's driver stamps sim time
+        m.header.stamp.sec, m.header.stamp.nanosec = 1400 + int(t), round((t % 1) * 1e9)
+    write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]))
+    with pytest.raises(BagImportError) as e:
+        import_bag(tmp_path / "b", spec(actions=NEXT), tmp_path / "d.h5")
+    _one_line(e, "two clocks", "'/joint_states' is stamped t=1700000000.000 s", "'/cam' t=1400.000 s", "clock: log")
+    assert import_bag(tmp_path / "b", spec(actions=NEXT, clock="log"), tmp_path / "d.h5").steps == 10
+
+
+def test_resume_skips_what_was_imported_from_the_same_bag(tmp_path: Path) -> None:
+    """Importing a bag twice with --resume adds nothing; a partly imported bag gets only its missing episodes."""
+    from robot_rl.data.bag_import import build_episodes, read_bag
+    from robot_rl.data.writer import DatasetWriter
+
+    msgs = robot_messages(seconds=3.0) + [("/episode", "std_msgs/msg/String", 1.0, string("next")),
+                                          ("/episode", "std_msgs/msg/String", 2.0, string("next"))]
+    bag = write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]), "mcap")
+    other = write_bag(tmp_path / "c", robot_messages(seconds=1.0), "mcap")
+    s = spec(episodes={"marker_topic": "/episode"})
+    episodes, env_spec, _ = build_episodes(read_bag(bag, s), s)
+    assert len(episodes) == 3
+    with DatasetWriter(tmp_path / "d.h5", env_spec, source="rosbag:b", task_text="wave") as w:
+        w.add_episode(episodes[1])  # as if an import died after writing one episode
+    report = import_bag(bag, s, tmp_path / "d.h5", resume=True)
+    assert (report.episodes, report.skipped) == (2, 1) and "skipped 1 episodes already imported" in report.summary()
+    again = import_bag(bag, s, tmp_path / "d.h5", resume=True)
+    assert (again.episodes, again.steps, again.skipped) == (0, 0, 3)
+    more = import_bag(other, spec(), tmp_path / "d.h5", resume=True)
+    assert (more.episodes, more.skipped) == (1, 0)
+    _, attrs, _ = load(tmp_path / "d.h5")
+    starts = sorted((a["bag_sha256"][:8], round(a["bag_time_start"], 3)) for a in attrs)
+    assert len(starts) == 4 and len(set(starts)) == 4
+
+
+def test_actions_normalized_from_limits_or_refused(tmp_path: Path) -> None:
+    """Commands around 5,000 (e.g. motor ticks): declared limits normalize them; without limits, a refusal."""
+    msgs = [("/joint_states", "sensor_msgs/msg/JointState", k / 10, joint_state(k / 10)) for k in range(6)]
+    msgs += [("/cmd", "std_msgs/msg/Float64MultiArray", k / 10, float_array([4000 + 200 * k, 10.0]))
+             for k in range(6)]
+    write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]))
+    with pytest.raises(BagImportError) as e:
+        import_bag(tmp_path / "b", spec(cameras=None, actions={"topic": "/cmd"}), tmp_path / "d.h5")
+    _one_line(e, "topic '/cmd'", "dimension 0 is 4000..4800 raw", "actions.low/actions.high")
+    assert not (tmp_path / "d.h5").exists()
+    import_bag(tmp_path / "b", spec(cameras=None, actions={"topic": "/cmd", "low": [0, 0], "high": [8000, 20]}),
+               tmp_path / "d.h5")
+    (ep,), _, env = load(tmp_path / "d.h5")
+    np.testing.assert_allclose(ep.actions[:, 0], (4000 + 200 * np.arange(5) - 4000) / 4000, atol=1e-6)
+    np.testing.assert_allclose(ep.actions[:, 1], 0.0, atol=1e-6)
+    assert env.action.scale == (4000.0, 10.0) and env.action.offset == (4000.0, 10.0)
+    for bad, where in [({"low": 0}, "actions.high': missing"), ({"low": 1, "high": 1}, "must be above actions.low"),
+                       ({"low": 0, "high": 1, "scale": 2}, "not both")]:
+        with pytest.raises(DatasetError, match=where):
+            spec(cameras=None, actions={"topic": "/cmd", **bad})
