@@ -21,8 +21,10 @@ RUN pip3 install --extra-index-url https://download.pytorch.org/whl/cpu \
         -c ./robot_rl_src/constraints.txt ./robot_rl_src pillow
 
 COPY ros_ws/src ./ros_ws/src
+# No --symlink-install: installing torch pulls setuptools >= 80 into /usr/local, and colcon-core's
+# `setup.py develop --editable` then fails ("option --editable not recognized", colcon-core#696).
 RUN source /opt/ros/jazzy/setup.bash \
-    && cd ros_ws && colcon build --symlink-install --packages-select robot_rl_ros
+    && cd ros_ws && colcon build --packages-select robot_rl_ros
 
 RUN echo "source /opt/ros/jazzy/setup.bash && source /ws/ros_ws/install/setup.bash" >> /root/.bashrc
 ENTRYPOINT ["/bin/bash", "-c", "source /opt/ros/jazzy/setup.bash && source /ws/ros_ws/install/setup.bash && exec \"$@\"", "--"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class EpisodeRecorder:
                  resume: bool = False, cameras: tuple[str, ...] = ()):
         self.spec = spec
         self.cameras = cameras
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # the default output is recordings/robot.h5
         self.writer = DatasetWriter(path, spec, source, task_text, resume=resume, image_compression="lzf")
         self._buffer: _Buffer | None = None
         self._seen_state: np.ndarray | None = None

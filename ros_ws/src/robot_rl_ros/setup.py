@@ -22,7 +22,7 @@ setup(
     maintainer_email="robot-rl@example.com",
     description="Thin rclpy nodes for robot_rl: policy (with safety gate), recorder, reward.",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},  # setuptools >= 72 drops tests_require: colcon test would run nothing
     entry_points={
         "console_scripts": [
             "policy_node = robot_rl_ros.policy_node:main",

@@ -15,7 +15,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params", default_value=os.path.join(share, "config", "policy.yaml")),
         DeclareLaunchArgument("checkpoint", description="robot-rl run folder"),
         DeclareLaunchArgument("command_topic", default_value="/arm_controller/joint_trajectory"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true when joint_states are stamped in sim time (/clock)"),
         Node(package="robot_rl_ros", executable="policy_node", name="policy_node", output="screen",
-             parameters=[LaunchConfiguration("params"), {"checkpoint": LaunchConfiguration("checkpoint")}],
+             parameters=[LaunchConfiguration("params"), {"checkpoint": LaunchConfiguration("checkpoint"),
+                                                         "use_sim_time": LaunchConfiguration("use_sim_time")}],
              remappings=[("command", LaunchConfiguration("command_topic"))]),
     ])

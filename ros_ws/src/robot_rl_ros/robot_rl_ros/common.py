@@ -7,12 +7,15 @@ from typing import Any
 
 import builtin_interfaces.msg as builtin_msg
 import geometry_msgs.msg as geometry_msg
+import rclpy
 import std_msgs.msg as std_msg
 import trajectory_msgs.msg as trajectory_msg
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
 from robot_rl.ros.control import JOINT_STATES, MessageCache, image_key
@@ -32,9 +35,32 @@ COMMAND_TYPES: dict[str, Any] = {"joint_trajectory": trajectory_msg.JointTraject
                                  "twist": geometry_msg.TwistStamped}
 
 
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""For latched topics (the e-stop): a late subscriber still gets the last message published before it started."""
+
+
 def declare(node: Node, name: str, default: Any) -> Any:
-    """Declare a scalar or non-empty list parameter and return its value."""
+    """Declare a scalar or non-empty list parameter and return its value. A float parameter accepts an int
+    (``control_rate_hz: 20``): rclpy types parameters from their defaults and would refuse it (INTEGER vs DOUBLE)."""
+    if isinstance(default, float):
+        value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SystemExit(f"{node.get_name()}: parameter '{name}' must be a number, got {value!r}")
+        return float(value)
     return node.declare_parameter(name, default).value
+
+
+def spin(node: Node, cleanup: Callable[[], None]) -> None:
+    """Spin until Ctrl-C or an external shutdown (SIGTERM from ``docker stop`` or launch raises
+    ``ExternalShutdownException`` in Jazzy), then ``cleanup()``, destroy the node and shut rclpy down."""
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        cleanup()
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def declare_list(node: Node, name: str, kind: Parameter.Type) -> list[Any]:

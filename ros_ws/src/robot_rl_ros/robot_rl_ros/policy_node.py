@@ -1,10 +1,10 @@
 """``policy_node``: runs a robot_rl checkpoint on the robot behind the safety gate.
 
 Subscribes ``joint_states``, ``cameras/<cam>/image_raw`` and ``cameras/<cam>/camera_info`` (sensor-data QoS) and
-``estop`` (std_msgs/Bool, True latches a stop); a timer at ``control_rate_hz`` ticks the ``ControlLoop``; publishes
-the command on ``command`` (JointTrajectory, Float64MultiArray or TwistStamped by ``command_kind``) and refusal
-reasons on ``~/status``. Services ``~/start`` and ``~/stop`` (std_srvs/Trigger). Motion starts only on ``~/start``
-(or ``autostart``).
+``estop`` (std_msgs/Bool, transient-local: True latches a stop, also one published before the node started); a
+timer at ``control_rate_hz`` ticks the ``ControlLoop``; publishes the command on ``command`` (JointTrajectory,
+Float64MultiArray or TwistStamped by ``command_kind``) and refusal reasons on ``~/status``. Services ``~/start``
+and ``~/stop`` (std_srvs/Trigger). Motion starts only on ``~/start`` (or ``autostart``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from std_srvs.srv import Trigger
 from robot_rl.apps.robot_nodes import load_control_loop
 from robot_rl.ros.control import ControlConfig, ObservationConfig
 from robot_rl.ros.safety import SafetyConfig
-from robot_rl_ros.common import COMMAND_TYPES, RCLPY_TYPES, declare, declare_list, ros_clock, subscribe_observations
+from robot_rl_ros.common import (
+    COMMAND_TYPES,
+    LATCHED,
+    RCLPY_TYPES,
+    declare,
+    declare_list,
+    ros_clock,
+    spin,
+    subscribe_observations,
+)
 
 
 class PolicyNode(Node):
@@ -48,7 +57,9 @@ class PolicyNode(Node):
         )
         self.loop = load_control_loop(checkpoint, config, RCLPY_TYPES, ros_clock(self), declare(self, "device", "cpu"))
         self.subs = subscribe_observations(self, self.loop.cache, cameras, bool(declare(self, "compressed", False)))
-        self.subs.append(self.create_subscription(Bool, "estop", self._on_estop, 10))
+        # Transient-local: an e-stop latched before this node started is still seen (a volatile subscription
+        # would miss it, and ~/start could enable motion while the e-stop is asserted).
+        self.subs.append(self.create_subscription(Bool, "estop", self._on_estop, LATCHED))
         self.pub = self.create_publisher(COMMAND_TYPES[config.command_kind], "command", 10)
         self.status = self.create_publisher(String, "~/status", 10)
         self.create_service(Trigger, "~/start", self._start)
@@ -87,14 +98,7 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.loop.stop("shutdown")
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(node, lambda: node.loop.stop("shutdown"))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from robot_rl.core.specs import EnvSpec
 from robot_rl.ros.control import MessageCache, ObservationConfig, build_observation, image_key
 from robot_rl.ros.convert import ConversionError, command_to_array
 from robot_rl.ros.recorder import EpisodeRecorder, RecorderError
-from robot_rl_ros.common import COMMAND_TYPES, declare, declare_list, subscribe_observations
+from robot_rl_ros.common import COMMAND_TYPES, declare, declare_list, spin, subscribe_observations
 
 COMMAND = "command"
 
@@ -89,14 +89,7 @@ class RecorderNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = RecorderNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.recorder.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(node, node.recorder.close)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from robot_rl.apps.robot_nodes import load_reward_scorer
 from robot_rl.core.specs import EnvSpec
 from robot_rl.ros.control import MessageCache, ObservationConfig, build_observation
 from robot_rl.ros.convert import ConversionError, command_to_array
-from robot_rl_ros.common import COMMAND_TYPES, declare, declare_list, subscribe_observations
+from robot_rl_ros.common import COMMAND_TYPES, declare, declare_list, spin, subscribe_observations
 
 
 class RewardNode(Node):
@@ -58,13 +58,7 @@ class RewardNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = RewardNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(node, lambda: None)
 
 
 if __name__ == "__main__":

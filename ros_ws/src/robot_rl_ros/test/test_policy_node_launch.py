@@ -56,7 +56,9 @@ class TestPolicyNode(unittest.TestCase):
 
     def call(self, name):
         client = self.node.create_client(Trigger, f"/policy_node/{name}")
-        self.assertTrue(client.wait_for_service(timeout_sec=10.0))
+        # The services exist only once torch has loaded and the checkpoint is read (tens of seconds on a cold
+        # container), so wait generously.
+        self.assertTrue(client.wait_for_service(timeout_sec=120.0))
         future = client.call_async(Trigger.Request())
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=5.0)
         return future.result()
