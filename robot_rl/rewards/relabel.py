@@ -13,7 +13,9 @@ Crash safety, in two phases:
    dropped if the source changed meanwhile). The dataset is only read.
 2. *write*: all labels (and the activation) go into the dataset in one journaled commit
    (``robot_rl.data.write_reward_labels``): a kill at any moment leaves the dataset as it was, readable with its
-   old rewards; the rerun redoes it from the spool in seconds. The spool is removed after the commit.
+   old rewards; the rerun redoes it from the spool in seconds. The spool is removed after the commit, and when
+   the run fails with an error (a source that raises or gives a non-finite reward: rerunning the same source would
+   fail again); a kill or Ctrl-C keeps it for the rerun.
 
 Activation never loses the old active rewards: if they equal no stored label, they are first kept as
 ``reward_labels/original`` (``robot_rl.data.labels``).
@@ -69,6 +71,21 @@ def relabel(path: str, rewarder: EpisodeRewarder, label_id: str | None = None, a
     identity = rewarder.identity()
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     spool = Spool(f"{path}.relabel-{label_id}", digest)
+    try:
+        names, done, computed = _compute(path, rewarder, spool, progress)
+    except Exception:
+        spool.remove()  # a failed run leaves nothing behind (a kill or KeyboardInterrupt keeps the spool)
+        raise
+    provenance = {**identity, "label_id": label_id, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_reward_labels(path, label_id, {n: done[n] for n in names}, provenance, activate, progress)
+    spool.remove()
+    allv = np.concatenate([done[n] for n in names])
+    return RelabelResult(label_id, len(names), computed, activate, float(allv.mean()), float(allv.std()))
+
+
+def _compute(path: str, rewarder: EpisodeRewarder, spool: Spool, progress: Progress | None
+             ) -> tuple[list[str], dict[str, np.ndarray], int]:
+    """Phase 1: every episode's rewards, from the spool or the source (appended to the spool)."""
     computed = 0
     with Dataset(path) as ds:
         names = ds.episode_names
@@ -91,11 +108,7 @@ def relabel(path: str, rewarder: EpisodeRewarder, label_id: str | None = None, a
                 computed += 1
             if progress is not None:
                 progress("compute", i + 1, len(names))
-    provenance = {**identity, "label_id": label_id, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_reward_labels(path, label_id, {n: done[n] for n in names}, provenance, activate, progress)
-    spool.remove()
-    allv = np.concatenate([done[n] for n in names])
-    return RelabelResult(label_id, len(names), computed, activate, float(allv.mean()), float(allv.std()))
+    return names, done, computed
 
 
 def activate_label(path: str, label_id: str) -> None:

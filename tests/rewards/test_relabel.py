@@ -176,3 +176,39 @@ def test_kill_9_leaves_old_rewards_intact_and_the_rerun_resumes(reach_dataset: P
     with Dataset(data) as ds:
         ep = ds.load_episode(names[0])
         np.testing.assert_allclose(ep.rewards, -np.linalg.norm(ep.next_states, axis=1), rtol=1e-6)
+
+
+class _FailsAt:
+    """A source that gives -step rewards and raises at episode ``fail`` (or ``interrupt``: KeyboardInterrupt)."""
+
+    default_id = "flaky"
+
+    def __init__(self, fail: int, interrupt: bool = False) -> None:
+        self.fail, self.interrupt, self.calls = fail, interrupt, 0
+
+    def identity(self) -> dict[str, object]:
+        return {"labeler": "flaky"}
+
+    def rewards(self, ds: Dataset, name: str, episode: object) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.fail:
+            raise KeyboardInterrupt if self.interrupt else RuntimeError("the source broke")
+        return -np.arange(ds.episode_length(name), dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_relabel_leaves_no_spool_but_an_interrupted_one_keeps_it(reach_dataset: Path, tmp_path: Path) -> None:
+    data = _copy(reach_dataset, tmp_path)
+    spool = Path(f"{data}.relabel-flaky")
+    with pytest.raises(RuntimeError, match="the source broke"):
+        relabel(str(data), _FailsAt(2))
+    assert not spool.exists()  # two episodes were spooled, then removed with the failure
+    with pytest.raises(KeyboardInterrupt):
+        relabel(str(data), _FailsAt(2, interrupt=True))
+    assert spool.stat().st_size > 0  # Ctrl-C: kept for the rerun
+    with Dataset(data) as ds:
+        episodes = len(ds.episode_names)
+    assert relabel(str(data), _FailsAt(10**6)).computed == episodes - 2
+    assert not spool.exists()

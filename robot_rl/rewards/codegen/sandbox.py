@@ -5,8 +5,10 @@ Layers (``sandbox_layers()`` probes which ones this machine gives; ``format_laye
 - static gate (``gate.py``) on the source, in the host, before anything runs;
 - clean environment: the worker's environment is built from scratch (no API keys, no ``PYTHON*``), ``python -I``;
 - network namespace: the worker ``unshare``s a fresh one (no interface up) before it reads any code;
-- private /tmp: a mount namespace with an empty tmpfs on ``/tmp`` (16 MiB): host files there are invisible, and
-  what the code writes vanishes with the worker;
+- private filesystem: a mount namespace and ``pivot_root`` into a read-only root holding only the interpreter, its
+  import path and /usr (read-only bind mounts), /dev/null, zero, urandom, and an empty ``noexec`` tmpfs on ``/tmp``
+  (16 MiB): host files (/etc, /proc, /home, ...) are not there, what the code writes vanishes with the worker, and
+  nothing it writes can be loaded as native code;
 - resource limits: ``RLIMIT_AS``, ``RLIMIT_CPU`` (per batch), ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_NPROC``;
 - unprivileged user: a root host's worker drops to nobody (``RLIMIT_NPROC`` never binds uid 0; no write access to
   the repository);
@@ -53,7 +55,7 @@ from robot_rl.rewards.codegen import gate as gate_module
 from robot_rl.rewards.codegen.errors import RewardCodeError
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-LAYER_SWITCHES = ("netns", "tmp", "rlimits", "user", "seccomp")
+LAYER_SWITCHES = ("netns", "fs", "rlimits", "user", "seccomp")
 """Worker layers that tests may switch off (``Sandbox(..., disable={"seccomp"})``) to show what the others contain."""
 
 _LEN = struct.Struct("<Q")

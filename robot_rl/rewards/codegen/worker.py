@@ -3,9 +3,10 @@
 process group; it imports nothing from ``robot_rl`` (the host's package stays out of its memory).
 
 Start-up, before any reward code is read from the pipe's first message or run:
-network namespace (``unshare``) -> rlimits -> ``import torch`` -> private /tmp (mount namespace) -> drop to nobody
-(when root) -> ``RLIMIT_NOFILE`` -> seccomp filter -> compile the code -> ready reply listing each layer as active or
-not (and why).
+network namespace (``unshare``) -> rlimits -> ``import torch`` -> private filesystem (mount namespace, pivot_root
+into a read-only root that holds only the interpreter, the import path and /usr, with a noexec tmpfs on /tmp) ->
+drop to nobody (when root) -> ``RLIMIT_NOFILE`` -> seccomp filter -> compile the code -> ready reply listing each
+layer as active or not (and why).
 
 Protocol. Host -> worker: ``<Q`` length + pickle (``{"op": "init" | "load", ...}``: the host is trusted) or a batch
 ``<4sIII`` (``b"BATC"``, N, D, A) + float32 states ``[N, D]`` + float32 actions ``[N, A]``. Worker -> host (never
@@ -36,8 +37,19 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_THREAD = 0x00010000
 _CLONE_NEWNS = 0x00020000
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 0x1, 0x2, 0x4, 0x8, 0x20
+_MS_NOATIME, _MS_NODIRATIME, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x400, 0x800, 0x1000, 0x4000, 0x40000
+_MS_RELATIME = 1 << 21
+_ST_NOEXEC, _ST_NOATIME, _ST_NODIRATIME, _ST_RELATIME = 0x8, 0x400, 0x800, 0x1000
+_MNT_DETACH = 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 TMP_MB = 16
+SYSTEM_DIRS = ("/usr",)
+"""Kept (read-only) in the worker's root besides the interpreter and its import path: shared libraries that torch or
+numpy may still load. No /etc, no /proc, no /home, no /var, no /run, no /dev/shm."""
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
+ROOT_MOUNT_POINTS = ("/mnt", "/media", "/srv", "/opt", "/home", "/var", "/tmp")
+"""Where the new root is mounted before ``pivot_root``: the first that exists and holds none of the kept trees."""
 NOBODY = 65534
 
 
@@ -68,10 +80,15 @@ class Worker:
         self.layer("resource limits", "rlimits" not in off, lambda: self.set_limits(config["limits"]))
         import torch
 
+        try:  # pyseccomp finds libseccomp through ldconfig's cache: load it while /etc is still there
+            import pyseccomp  # noqa: F401
+        except Exception:
+            pass  # the seccomp layer reports it
         # import dirs stay reachable through descriptors opened now, should the mount hide them (a checkout or venv
         # under /tmp) or the drop lock them out (a Python under /root)
         held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in sys.path if os.path.isdir(p)}
-        self.layer("private /tmp", "tmp" not in off, self.private_tmp)  # before the drop: mounting needs the caps
+        # before the drop: mounting needs the capabilities (of the user namespace, for a user who is not root)
+        self.layer("private filesystem", "fs" not in off, lambda: self.private_fs(held))
         self.torch = torch
         torch.set_num_threads(int(config["threads"]))
         self.layer("unprivileged user", "user" not in off, self.drop_user)
@@ -100,26 +117,86 @@ class Worker:
         libc = ctypes.CDLL(None, use_errno=True)
         root = os.geteuid() == 0
         flags = _CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET
+        uid, gid = os.geteuid(), os.getegid()  # before: in the new namespace they read as the overflow id
         if libc.unshare(flags) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"unshare({'CLONE_NEWNET' if root else 'CLONE_NEWUSER|CLONE_NEWNET'}): "
                                 f"{os.strerror(code)}")
+        if not root:  # map the user's own ids to themselves, or files it creates (the private /tmp) fail (EOVERFLOW)
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
         return "new network namespace: no interfaces up, loopback down" + ("" if root else " (in a user namespace)")
 
-    def private_tmp(self) -> str:
-        """A mount namespace of its own with an empty tmpfs on /tmp (mounts stay private to it)."""
+    def private_fs(self, held: dict[str, int]) -> str:
+        """A mount namespace of its own whose root is a fresh read-only tmpfs holding, read-only and at their own
+        paths, only the interpreter, the import path and /usr (bind mounts), /dev/null, /dev/zero, /dev/urandom, and
+        an empty ``noexec`` tmpfs on /tmp: host files (/etc, /proc, /home, ...) are not there, nothing written
+        outlives the worker, and nothing written can be mapped executable (no ``dlopen`` of a dropped library).
+        ``held``: the import directories opened before (kept for the fallback when this layer is unavailable); on
+        success they are closed, so nothing in the worker still points into the host's tree."""
         libc = ctypes.CDLL(None, use_errno=True)
+        pivot = _SYS_PIVOT_ROOT.get(os.uname().machine)
+        if pivot is None:
+            raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {os.uname().machine}")
 
         def check(result: int, what: str) -> None:
             if result != 0:
                 code = ctypes.get_errno()
                 raise OSError(code, f"{what}: {os.strerror(code)}")
 
+        keep = sorted({os.path.realpath(p) for p in [*held, sys.prefix, sys.base_prefix, sys.exec_prefix, *SYSTEM_DIRS]
+                       if os.path.isdir(p)})
+        outer = [p for p in keep if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in keep)]
+        # the new root's mount point: an existing directory that none of the kept trees lies in (only this namespace
+        # sees the mount; nothing is written to the host)
+        root = next((m for m in ROOT_MOUNT_POINTS if os.path.isdir(m) and not os.path.islink(m)
+                     and not any(p == m or p.startswith(m + "/") or m.startswith(p + "/") for p in outer)), None)
+        if root is None:
+            raise OSError(errno.ENOENT, f"no mount point for the new root among {', '.join(ROOT_MOUNT_POINTS)}")
         check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
-        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+        check(libc.mount(b"tmpfs", root.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1m,mode=0755"),
+              "mount tmpfs (new root)")
+        os.makedirs(root + "/tmp")
+        check(libc.mount(b"tmpfs", (root + "/tmp").encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                          f"size={TMP_MB}m,mode=1777".encode()), "mount tmpfs /tmp")
-        return f"new mount namespace: /tmp is an empty {TMP_MB} MiB tmpfs (host files unseen, writes vanish)"
+        for name in ("lib", "lib64", "bin", "sbin"):  # merged-/usr systems: /lib -> usr/lib, as on the host
+            if os.path.islink("/" + name):
+                os.symlink(os.readlink("/" + name), f"{root}/{name}")
+        for path in outer:
+            os.makedirs(root + path, mode=0o755, exist_ok=True)
+            self.bind_read_only(libc, check, path, root + path, os.statvfs(path).f_flag)
+        os.makedirs(root + "/dev", mode=0o755)
+        for dev in DEVICES:
+            if os.path.exists(dev):
+                open(root + dev, "w").close()
+                self.bind_read_only(libc, check, dev, root + dev, os.statvfs(dev).f_flag, device=True)
+        check(libc.mount(None, root.encode(), None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None),
+              "remount the new root read-only")
+        os.chdir(root)
+        check(libc.syscall(pivot, b".", b"."), "pivot_root")
+        check(libc.umount2(b".", _MNT_DETACH), "umount the host's root")
+        os.chdir("/")
+        for fd in held.values():  # nothing in the worker may still point into the host's tree
+            os.close(fd)
+        held.clear()
+        return (f"new mount namespace, pivot_root into a read-only root with {len(outer)} read-only trees (the "
+                f"interpreter, its import path, /usr) and /dev/null, zero, urandom; /tmp an empty {TMP_MB} MiB noexec "
+                "tmpfs; no /etc, /proc, /home, /dev/shm or other writable path of the host")
+
+    @staticmethod
+    def bind_read_only(libc: Any, check: Any, source: str, target: str, st_flags: int, device: bool = False) -> None:
+        """Bind ``source`` on ``target`` and make it read-only, nosuid (nodev unless a device), keeping the flags the
+        kernel locks in a user namespace (noexec and the atime mode of the mount it comes from)."""
+        check(libc.mount(source.encode(), target.encode(), None, _MS_BIND | (0 if device else _MS_REC), None),
+              f"bind {target}")
+        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | (0 if device else _MS_NODEV)
+        flags |= _MS_NOEXEC if st_flags & _ST_NOEXEC else 0
+        flags |= _MS_NOATIME if st_flags & _ST_NOATIME else 0
+        flags |= _MS_NODIRATIME if st_flags & _ST_NODIRATIME else 0
+        flags |= _MS_RELATIME if st_flags & _ST_RELATIME else 0
+        check(libc.mount(None, target.encode(), None, flags, None), f"remount {target} read-only")
 
     def set_limits(self, limits: dict[str, Any]) -> str:
         memory = int(limits["memory_mb"]) << 20
@@ -206,6 +283,11 @@ class Worker:
         """Compile the code; with the gate on, keep only the code object (fresh globals every call)."""
         self.fn = self.code = None
         self.filename, self.gated, self.load_error = filename, gated, None
+        import linecache
+
+        # the source came over the pipe and its file is not in the worker's root: tracebacks and inspect.getsource
+        # (torch.jit.script) read it from here (mtime None: checkcache never drops it)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             module = compile(source, filename, "exec")
             if gated:  # the gate allowed one def and a docstring: the function's code object is a constant

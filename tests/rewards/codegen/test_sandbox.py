@@ -51,11 +51,11 @@ def open_box() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def bare_box() -> Iterator[Sandbox]:
-    """Gate, seccomp and the private /tmp off, tight rlimits: what the network namespace, the user drop, the rlimits
-    and the deadline alone do (the repository may live under /tmp, e.g. a CI checkout)."""
+    """Gate, seccomp and the private filesystem off, tight rlimits: what the network namespace, the user drop, the
+    rlimits and the deadline alone do (the repository may live under /tmp, e.g. a CI checkout)."""
     limits = SandboxLimits(deadline_s=2.0, startup_s=60.0, cpu_s=1.0, memory_mb=3500, processes=32, open_files=32,
                            max_reply_bytes=1 << 16)
-    with Sandbox(GOOD, SPEC, limits, gate=False, disable={"seccomp", "tmp"}) as b:
+    with Sandbox(GOOD, SPEC, limits, gate=False, disable={"seccomp", "fs"}) as b:
         yield b
 
 
@@ -103,7 +103,7 @@ def test_sandbox_layers_probes_the_machine() -> None:
     layers = sandbox_layers()
     table = format_layers(layers)
     names = [x.name for x in layers]
-    assert names == ["static gate", "clean environment", "network namespace", "resource limits", "private /tmp",
+    assert names == ["static gate", "clean environment", "network namespace", "resource limits", "private filesystem",
                      "unprivileged user", "seccomp filter", "restricted globals", "deadline", "output cap",
                      "result checks"]
     for layer in layers:
@@ -223,9 +223,9 @@ def test_the_worker_runs_as_nobody_and_cannot_write_the_repo(bare_box: Sandbox) 
 def test_the_worker_has_its_own_empty_tmp(open_box: Sandbox) -> None:
     marker = Path("/tmp") / f"robot-rl-host-{uuid.uuid4().hex}"
     left = Path("/tmp") / f"robot-rl-worker-{uuid.uuid4().hex}"
-    layer = next(x for x in open_box.start() if x.name == "private /tmp")
+    layer = next(x for x in open_box.start() if x.name == "private filesystem")
     if not layer.active:
-        pytest.skip(f"private /tmp is not available here: {layer.detail}")
+        pytest.skip(f"the private filesystem is not available here: {layer.detail}")
     marker.write_text("host")
     try:
         open_box.load(fn(f"import os\nopen('{left}', 'w').write('x')\n"
