@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from robot_rl.cli import (
     calibrate_cmd,
     collect_cmd,
+    compare_rewards_cmd,
     eval_cmd,
     finetune_cmd,
     import_bag_cmd,
@@ -26,7 +27,7 @@ COMMANDS = {
     "collect": collect_cmd, "inspect": inspect_cmd, "label": label_cmd, "train-reward": train_reward_cmd,
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
     "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
-    "train-success": train_success_cmd,
+    "train-success": train_success_cmd, "compare-rewards": compare_rewards_cmd,
 }
 
 
