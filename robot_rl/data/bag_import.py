@@ -37,7 +37,6 @@ How samples are made (``BagSpec``, ``bag_spec.py``, holds the settings):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.core.specs import ActionSpec, ArraySpec, EnvSpec, StateSlice
+from robot_rl.data.bag_clock import BagImportError, clock_times
 from robot_rl.data.bag_messages import (
     TYPES_BY_ROLE,
     command_values,
@@ -56,9 +56,10 @@ from robot_rl.data.bag_messages import (
     joint_values,
     marker_kind,
 )
+from robot_rl.data.bag_resume import bag_digest, imported_starts
 from robot_rl.data.bag_spec import BagSpec
 from robot_rl.data.episode import Episode
-from robot_rl.data.errors import DatasetError, DatasetWarning
+from robot_rl.data.errors import DatasetWarning
 from robot_rl.data.layout import one_line
 from robot_rl.data.writer import DatasetWriter
 
@@ -68,14 +69,8 @@ __all__ = ["BagData", "BagImportError", "BagSpec", "BagWarning", "ImportReport",
 ProgressFn = Callable[[int, int], None]
 """``on_progress(messages_done, messages_total)``."""
 
-CLOCK_AGREEMENT_S = 1.0
-"""Header stamps and log times further apart than this (median, s) are on different clocks."""
 ACTION_RANGE_SLACK = 1e-3
 """Normalized actions may exceed ``[-1, 1]`` by this much (rounding at the limits) before a bag is refused."""
-
-
-class BagImportError(DatasetError):
-    """A bag that cannot be imported; the message is one line naming the bag (and topic and time, where known)."""
 
 
 class BagWarning(DatasetWarning):
@@ -151,7 +146,7 @@ def import_bag(bag: str | os.PathLike[str], spec: BagSpec, out: str | os.PathLik
         raise BagImportError(f"{data.bag}: no episode left: all {report.samples} samples were dropped "
                              f"({_reasons(report.dropped)}); check sync_tolerance and control_hz")
     if resume and os.path.exists(out) and os.path.getsize(out) > 0:
-        done = _imported(out, data.sha256)
+        done = imported_starts(out, data.sha256)
         kept = [e for e in episodes if round(float(e.attrs["bag_time_start"]), 6) not in done]
         report.skipped = len(episodes) - len(kept)
         report.episodes, report.steps = len(kept), sum(e.length for e in kept)
@@ -186,31 +181,6 @@ def read_bag(bag: str | os.PathLike[str], spec: BagSpec, on_progress: ProgressFn
         reader.close()
     data.sha256 = bag_digest(path)
     return data
-
-
-def bag_digest(bag: str | os.PathLike[str]) -> str:
-    """SHA-256 of a bag's content: the file, or a rosbag2 directory's files except ``metadata.yaml`` (which
-    ``ros2 bag reindex`` rewrites), each with its name, in name order."""
-    path = Path(bag)
-    files = sorted(f for f in path.rglob("*") if f.is_file() and f.name != "metadata.yaml") if path.is_dir() \
-        else [path]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _imported(out: str | os.PathLike[str], sha256: str) -> set[float]:
-    """Start times of the episodes in ``out`` imported from the bag with this content hash."""
-    from robot_rl.data.reader import Dataset
-
-    with Dataset(out) as ds:
-        attrs = [ds.episode_attrs(name) for name in ds.episode_names]
-    return {round(float(a["bag_time_start"]), 6) for a in attrs
-            if a.get("bag_sha256") == sha256 and "bag_time_start" in a}
 
 
 def _check_topics(reader: Any, bag: str, spec: BagSpec) -> dict[str, str]:
@@ -283,7 +253,7 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
     if on_progress is not None:
         on_progress(done, total)
     notes: list[str] = []
-    times, start_ns = _clock_times(bag, spec, types, log, head)
+    times, start_ns = clock_times(bag, spec, types, log, head)
     streams = {t: _stream(bag, t, types[t], times[t], items[t], spec, notes) for t in roles}
     _check_widths(bag, streams[spec.joint_topic])
     if spec.action_topic:
@@ -293,47 +263,6 @@ def _read(reader: Any, bag: str, spec: BagSpec, on_progress: ProgressFn | None) 
         cameras={cam: streams[topic] for cam, topic in spec.cameras.items()},
         actions=streams[spec.action_topic] if spec.action_topic else None,
         markers=streams[spec.marker_topic] if spec.marker_topic else None, warnings=notes)
-
-
-def _clock_times(bag: str, spec: BagSpec, types: dict[str, str], log: dict[str, list[int]],
-                 head: dict[str, list[int]]) -> tuple[dict[str, list[float]], int]:
-    """Each topic's message times in s on the recording's one clock (``spec.clock``), and that clock's time 0."""
-    ns = {t: np.asarray(log[t], dtype=np.int64) for t in log}
-    if spec.clock == "header":
-        ref = _clock_offset(head[spec.joint_topic], log[spec.joint_topic])
-        for topic in head:
-            stamped = np.asarray(head[topic], dtype=np.int64)
-            has = stamped >= 0
-            offset = _clock_offset(head[topic], log[topic])
-            if not has.all() and abs(ref) > CLOCK_AGREEMENT_S * 1e9:
-                why = "has no header" if not has.any() else f"has {int((~has).sum())} messages with a zero stamp"
-                raise BagImportError(
-                    f"{bag}: two clocks in one recording: '{spec.joint_topic}' is stamped "
-                    f"t={_abs_s(head[spec.joint_topic])} (header clock) while '{topic}' ({types[topic]}) {why}, so "
-                    f"it is timed by the bag's log clock t={_abs_s(log[topic])}; set 'clock: log' in the topics spec "
-                    f"to time every topic by when it was recorded")
-            if has.any() and abs(offset - ref) > CLOCK_AGREEMENT_S * 1e9:
-                raise BagImportError(
-                    f"{bag}: two clocks in one recording: '{spec.joint_topic}' is stamped "
-                    f"t={_abs_s(head[spec.joint_topic])} and '{topic}' t={_abs_s(head[topic])} "
-                    f"({abs(offset - ref) / 1e9:.3g} s apart against the log time); set 'clock: log' in the topics "
-                    f"spec to time every topic by when it was recorded")
-            ns[topic] = np.where(has, stamped, ns[topic])
-    origin = min(int(v.min()) for v in ns.values())
-    return {t: ((v - origin) / 1e9).tolist() for t, v in ns.items()}, origin
-
-
-def _clock_offset(head: list[int], log: list[int]) -> float:
-    """Median header stamp minus log time (ns) over the stamped messages; 0 where none is stamped."""
-    h, lg = np.asarray(head, dtype=np.int64), np.asarray(log, dtype=np.int64)
-    has = h >= 0
-    return float(np.median(h[has] - lg[has])) if has.any() else 0.0
-
-
-def _abs_s(ns: list[int]) -> str:
-    """The first valid time of a topic, s since its clock's epoch (e.g. ``1402.500 s``)."""
-    first = next((v for v in ns if v >= 0), 0)
-    return f"{first / 1e9:.3f} s"
 
 
 def _stream(bag: str, topic: str, msgtype: str, times: list[float], items: list[Any], spec: BagSpec,
