@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-robot-rl pipeline --config configs/quickstart.yaml --out runs/quickstart --overwrite "$@"
+if [ -f runs/quickstart/.robot-rl-pipeline ]; then  # an earlier (maybe interrupted) run: continue it
+  robot-rl pipeline --config configs/quickstart.yaml --out runs/quickstart --resume "$@"
+else
+  robot-rl pipeline --config configs/quickstart.yaml --out runs/quickstart "$@"
+fi
 echo "done: report runs/quickstart/report.md (plots and GIFs beside it)"

@@ -7,53 +7,55 @@ the learned reward -> evaluation; ``report.md`` in the output folder gathers the
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import json
 import math
 import shutil
+import sys
 import time
-import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
 from robot_rl.cli.overrides import apply_overrides, load_yaml
+from robot_rl.cli.pipeline_config import check_config
+from robot_rl.cli.pipeline_state import StageLog, stage_keys
 from robot_rl.rewards.labelers import LABELERS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
-STAGES = ("collect", "label", "train-reward", "relabel", "train", "finetune", "eval")
 MARKER = ".robot-rl-pipeline"
 """Written into an output folder the pipeline creates: ``--overwrite`` deletes only a folder that holds it."""
-TOP_LEVEL: dict[str, Any] = {"task": str, "out": str, "seed": int, "collect": dict, "label": dict,
-                             "reward_model": dict, "train": dict, "finetune": dict, "eval": dict}
-"""Top-level keys of a pipeline config and their types."""
-COLLECT_KEYS: dict[str, Any] = {"episodes": int, "preset": str, "num_envs": int}
-LABEL_KEYS: dict[str, Any] = {"labeler": str, "pairs": int, "segment_length": int, "selection": str,
-                              "teacher": dict, "vlm": dict}
-VLM_KEYS: dict[str, Any] = {"url": str | None, "model": str | None, "api_key_env": str, "concurrency": int,
-                            "image_size": int, "camera": str | None}
-EVAL_KEYS: dict[str, Any] = {"episodes": int}
-FINETUNE_EXTRA: dict[str, Any] = {"num_envs": int}
-"""finetune keys besides the FinetuneConfig fields that ``robot-rl finetune`` takes as flags."""
+STAGE_HELP = "collect, label, train-reward, relabel, train, finetune (with evaluation)"
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
-    p.add_argument("--config", type=Path, default=None, help="pipeline YAML (default: configs/quickstart.yaml)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="pipeline YAML (default: configs/quickstart.yaml; with --resume: the run's pipeline.yaml)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's)")
     p.add_argument("--labeler", choices=tuple(LABELERS), default=None)
     p.add_argument("--vlm-url", default=None, help="OpenAI-compatible base URL of the VLM (with --labeler vlm)")
     p.add_argument("--model", default=None, help="VLM model name (with --labeler vlm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=2000 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="delete the output folder first")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="delete the output folder (one this command made) first")
+    mode.add_argument("--resume", action="store_true",
+                      help="continue a pipeline in --out: stages done with unchanged settings are skipped, an "
+                           "interrupted one continues where it stopped, changed ones and those after them run again")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_yaml(args.config or DEFAULT_CONFIG)
+    out_arg = args.out
+    config = args.config
+    if args.resume and config is None:
+        if out_arg is None:
+            raise ValueError("--resume needs the run's folder: --out DIR (or --config with its out)")
+        config = Path(out_arg) / "pipeline.yaml"
+        if not config.exists():
+            raise FileNotFoundError(f"{out_arg}: no pipeline.yaml, so not a pipeline output folder to resume")
+    cfg = load_yaml(config or DEFAULT_CONFIG)
     if args.labeler:
         cfg = apply_overrides(cfg, [f"label.labeler={args.labeler}"])
     if args.vlm_url:
@@ -64,10 +66,21 @@ def run(args: argparse.Namespace) -> int:
         cfg.setdefault("label", {})["segment_length"] = 1  # single frames, as RL-VLM-F
     cfg = apply_overrides(cfg, args.set)
     check_config(cfg)  # every key, type and name, before anything touches the disk
-    out = Path(args.out or cfg.get("out", "runs/pipeline"))
-    prepare_out(out, args.overwrite)
+    out = Path(out_arg or cfg.get("out", "runs/pipeline"))
+    if args.resume:
+        check_resumable(out)
+    else:
+        prepare_out(out, args.overwrite)
     (out / "pipeline.yaml").write_text(_yaml(cfg))
     return Pipeline(cfg, out, Console(stderr=True)).run()
+
+
+def check_resumable(out: Path) -> None:
+    """``--resume`` continues only a folder this command made."""
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such pipeline output folder to resume; drop --resume to start one")
+    if not (out / MARKER).is_file():
+        raise ValueError(f"{out} was not made by robot-rl pipeline (no {MARKER} file); nothing to resume")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -80,138 +93,25 @@ def prepare_out(out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} is not empty and was not made by robot-rl pipeline (no {MARKER} file); "
                                   "nothing deleted: choose another --out or empty it yourself")
         if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it, or --out DIR")
+            raise FileExistsError(f"{out} holds a pipeline run; pass --resume to continue it, --overwrite to replace "
+                                  "it, or --out DIR")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("output folder of robot-rl pipeline; `robot-rl pipeline --overwrite` may delete it\n")
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    """Raise a one-line ``ValueError`` for an unknown section or key (with the closest valid name), a value of the
-    wrong type, an unknown task, labeler, preset or selection, or a dataclass section its class rejects."""
-    from robot_rl.cli.finetune_cmd import FINETUNE_FLAGS
-    from robot_rl.data.behaviours import PRESETS
-    from robot_rl.rewards.labelers.scripted import TeacherConfig
-    from robot_rl.rewards.model import RewardModelConfig
-    from robot_rl.rewards.pairs import SELECTIONS
-    from robot_rl.rl.finetune import FinetuneConfig
-    from robot_rl.rl.train import TrainConfig
-
-    _check_keys(cfg, TOP_LEVEL, "")
-    sections = {name: _mapping(cfg, name, name) for name in TOP_LEVEL if TOP_LEVEL[name] is dict}
-    _check_keys(sections["collect"], COLLECT_KEYS, "collect.")
-    _check_keys(sections["label"], LABEL_KEYS, "label.")
-    _check_keys(sections["eval"], EVAL_KEYS, "eval.")
-    _check_keys(_mapping(sections["label"], "vlm", "label.vlm"), VLM_KEYS, "label.vlm.")
-    teacher = _mapping(sections["label"], "teacher", "label.teacher")
-    _check_dataclass(TeacherConfig, teacher, "label.teacher.", exclude={"seed": "the top-level seed"})
-    _check_dataclass(RewardModelConfig, sections["reward_model"], "reward_model.")
-    _check_dataclass(TrainConfig, sections["train"], "train.", exclude={"dataset": "the pipeline's collected data"})
-    ft = sections["finetune"]
-    ft_fields = {n: t for n, t in get_type_hints(FinetuneConfig).items() if n in FINETUNE_FLAGS}
-    not_flags = {f.name: "robot-rl finetune, which has no flag for it" for f in dataclasses.fields(FinetuneConfig)
-                 if f.name not in FINETUNE_FLAGS}
-    _check_keys(ft, {**ft_fields, **FINETUNE_EXTRA}, "finetune.", not_flags)
-    for value, known, where in ((cfg.get("task", "metaworld/drawer-open-v3"), None, "task"),
-                                (sections["collect"].get("preset", "suboptimal"), sorted(PRESETS), "collect.preset"),
-                                (sections["label"].get("labeler", "scripted"), list(LABELERS), "label.labeler"),
-                                (sections["label"].get("selection", "uniform"), list(SELECTIONS), "label.selection")):
-        if known is None:
-            from robot_rl.envs import list_tasks
-
-            known = list_tasks()
-        if value not in known:
-            raise ValueError(f"pipeline config: {where} '{value}' is unknown{_did_you_mean(str(value), known)}; "
-                             f"choose one of: {', '.join(known)}")
-    try:
-        TeacherConfig(**teacher)
-        RewardModelConfig(**sections["reward_model"])
-        TrainConfig.from_dict({**sections["train"], "dataset": "pipeline.h5"})
-        FinetuneConfig(**{k: v for k, v in ft.items() if k not in FINETUNE_EXTRA})
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"pipeline config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-
-def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"pipeline config: '{where}' must be a mapping, got {value!r}")
-    return value
-
-
-def _did_you_mean(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, [str(v) for v in valid], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _check_keys(values: dict[str, Any], types_: dict[str, Any], where: str,
-                not_here: dict[str, str] | None = None) -> None:
-    """Each key of ``values`` must be in ``types_`` and its value of that type; ``not_here``: key -> what sets it
-    instead (a valid field name that this section must not set)."""
-    not_here = not_here or {}
-    for key, value in values.items():
-        if key in not_here:
-            raise ValueError(f"pipeline config: {where}{key} cannot be set here (it comes from {not_here[key]})")
-        if key not in types_:
-            valid = [k for k in types_ if k not in not_here]
-            raise ValueError(f"pipeline config: unknown key {where}{key}{_did_you_mean(str(key), valid)}; valid keys: "
-                             f"{', '.join(valid)}")
-        if types_[key] is not dict and not _type_ok(types_[key], value):
-            raise ValueError(f"pipeline config: {where}{key} must be {_type_name(types_[key])}, got {value!r}")
-
-
-def _check_dataclass(cls: type, values: dict[str, Any], where: str, exclude: dict[str, str] | None = None) -> None:
-    """``_check_keys`` against the fields of the dataclass ``cls``, into fields that are dataclasses themselves."""
-    hints = get_type_hints(cls)
-    _check_keys(values, {n: (dict if dataclasses.is_dataclass(t) else t) for n, t in hints.items()
-                         if n in {f.name for f in dataclasses.fields(cls)}}, where, exclude)
-    for key, value in values.items():
-        if dataclasses.is_dataclass(hints[key]):
-            if not isinstance(value, dict):
-                raise ValueError(f"pipeline config: '{where}{key}' must be a mapping, got {value!r}")
-            _check_dataclass(hints[key], value, f"{where}{key}.")
-
-
-def _type_ok(tp: Any, value: Any) -> bool:
-    """Whether a YAML value fits the annotation ``tp`` (types this check does not know pass)."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return True
-    if tp is type(None):
-        return value is None
-    if origin in (Union, types.UnionType):
-        return any(_type_ok(t, value) for t in get_args(tp))
-    if origin is Literal:
-        return value in get_args(tp)
-    if origin is tuple or tp is tuple:
-        args = get_args(tp)
-        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
-        return isinstance(value, list | tuple) and all(_type_ok(inner, v) for v in value)
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    return True
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is tuple:
-        return "a list"
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
 def _yaml(cfg: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+class StageFailed(Exception):
+    """A stage's own command failed and printed its one-line error; carries that command's exit status."""
+
+    def __init__(self, stage: str, code: int) -> None:
+        super().__init__(stage)
+        self.stage, self.code = stage, code
 
 
 class Pipeline:
@@ -222,6 +122,8 @@ class Pipeline:
         self.dataset = out / f"{self.task.split('/')[-1]}.h5"
         self.times: dict[str, float] = {}
         self.facts: dict[str, Any] = {}
+        self.log = StageLog(out)
+        self.keys = stage_keys(cfg)
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.cfg.get(name) or {}
@@ -229,50 +131,76 @@ class Pipeline:
             raise ValueError(f"pipeline config: '{name}' must be a mapping")
         return dict(value)
 
-    def stage(self, name: str) -> None:
-        self.console.rule(f"[bold]{name}")
-        self._start = time.time()
-
-    def done(self, name: str) -> None:
-        self.times[name] = time.time() - self._start
+    def outputs_exist(self, stage: str) -> bool:
+        """Whether what a done stage made is still there (a deleted output makes the stage run again)."""
+        paths = {"collect": [self.dataset], "label": [self.out / "labels.sqlite"],
+                 "train-reward": [self.out / "reward" / "reward_model.pt"], "relabel": [self.dataset],
+                 "train": [self.out / "iql" / "config.yaml"], "finetune": [self.out / "finetune"]}[stage]
+        return all(p.exists() for p in paths)
 
     def run(self) -> int:
-        from robot_rl.cli.main import main
-
         start = time.time()
-        c = self.section("collect")
-        self.stage("collect")
-        self._call(main, ["collect", "--task", self.task, "--episodes", str(c.get("episodes", 60)),
-                          "--preset", str(c.get("preset", "suboptimal")), "--num-envs", str(c.get("num_envs", 4)),
-                          "--seed", str(self.seed), "--out", str(self.dataset)])
-        self.done("collect")
-        self.stage("label")
-        self._label()
-        self.done("label")
-        self.stage("train-reward")
-        self._train_reward()
-        self.done("train-reward")
-        self.stage("relabel")
-        self._call(main, ["relabel", str(self.dataset), "--source", f"reward-model:{self.out / 'reward'}",
-                          "--activate"])
-        self.done("relabel")
-        self.stage("train")
-        self._train()
-        self.done("train")
-        self.stage("finetune")
-        self._finetune()
-        self.done("finetune")
+        if self.log.started_with("collect") not in (None, self.keys["collect"]):
+            raise ValueError(f"{self.out}: task, seed or collect settings differ from the ones this folder's data "
+                             "was collected with; use --overwrite to start anew, or another --out")
+        steps = {"collect": self._collect, "label": self._label, "train-reward": self._train_reward,
+                 "relabel": self._relabel, "train": self._train, "finetune": self._finetune}
+        rerun = False  # once a stage runs, every stage after it runs too
+        try:
+            for stage, step in steps.items():
+                key = self.keys[stage]
+                if not rerun and self.log.is_done(stage, key) and self.outputs_exist(stage):
+                    self.console.print(f"[dim]{stage}: done earlier with these settings, skipped")
+                    self.facts.update(self.log.facts(stage))
+                    self.times[stage] = self.log.seconds(stage) or 0.0
+                    continue
+                resumed = self.log.started_with(stage) == key
+                rerun = True
+                self.console.rule(f"[bold]{stage}" + (" (continued)" if resumed else ""))
+                self.log.started(stage, key)
+                t0 = time.time()
+                facts = step(resumed) or {}
+                self.facts.update(facts)
+                self.times[stage] = time.time() - t0
+                self.log.finished(stage, self.times[stage], facts)
+        except StageFailed as e:
+            print(f"robot-rl pipeline: error: stage {e.stage} failed (exit status {e.code}, its error is above); "
+                  f"fix it and run `robot-rl pipeline --resume --out {self.out}` to continue from there",
+                  file=sys.stderr)
+            return e.code
         self.times["total"] = time.time() - start
         report = self._report()
         self.console.print(f"pipeline finished in {self.times['total'] / 60:.1f} min; report: {report}")
         return 0
 
-    def _call(self, main: Any, argv: list[str]) -> None:
+    def _call(self, stage: str, argv: list[str]) -> None:
+        from robot_rl.cli.main import main
+
         code = main(argv)
         if code:
-            raise RuntimeError(f"robot-rl {' '.join(argv[:1])} failed (exit status {code}); see the message above")
+            raise StageFailed(stage, code)
 
-    def _label(self) -> None:
+    def _collect(self, resumed: bool) -> dict[str, Any]:
+        c = self.section("collect")
+        argv = ["collect", "--task", self.task, "--episodes", str(c.get("episodes", 60)),
+                "--preset", str(c.get("preset", "suboptimal")), "--num-envs", str(c.get("num_envs", 4)),
+                "--out", str(self.dataset)]
+        if resumed and self.dataset.exists():  # an interrupted collect: fill the file up to the episodes asked
+            argv.append("--resume")
+        else:
+            self.dataset.unlink(missing_ok=True)
+            argv += ["--seed", str(self.seed)]
+        self._call("collect", argv)
+        return {}
+
+    def _relabel(self, resumed: bool) -> dict[str, Any]:
+        # an interrupted relabel continues from its spool; a finished one with the same id is replaced
+        self._call("relabel", ["relabel", str(self.dataset), "--source", f"reward-model:{self.out / 'reward'}",
+                               "--activate"])
+        return {}
+
+    def _label(self, resumed: bool) -> dict[str, Any]:
+        """Pairs already answered in the folder's label store are not asked again (resumed or re-run)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from robot_rl.rewards.jobs import label_dataset, make_labeler
@@ -303,13 +231,13 @@ class Pipeline:
                                 store=str(self.out / "labels.sqlite"), camera=vlm.get("camera"), image_size=size,
                                 progress=lambda done, total, _label: progress.update(bar, completed=done))
         r = job.result
-        self.facts["labels"] = {"labeler": kind, "pairs": len(r.labels), "cant_tell": r.cant_tell,
-                                "accuracy_vs_ground_truth": job.accuracy, "decided": job.decided}
         acc = "n/a" if math.isnan(job.accuracy) else f"{job.accuracy:.1%}"
         self.console.print(f"{len(r.labels)} pairs labeled ({r.cant_tell} can't tell); agreement with ground "
                            f"truth {acc}")
+        return {"labels": {"labeler": kind, "pairs": len(r.labels), "cant_tell": r.cant_tell,
+                           "accuracy_vs_ground_truth": job.accuracy, "decided": job.decided}}
 
-    def _train_reward(self) -> None:
+    def _train_reward(self, resumed: bool) -> dict[str, Any]:
         from robot_rl.cli.train_reward_cmd import summary
         from robot_rl.rewards.jobs import train_reward
         from robot_rl.rewards.model import RewardModelConfig
@@ -317,22 +245,30 @@ class Pipeline:
         rm = self.section("reward_model")
         config = RewardModelConfig(**{"seed": self.seed, **rm})
         metrics = train_reward(str(self.dataset), self.out / "reward", store=str(self.out / "labels.sqlite"),
-                               config=config)
-        self.facts["reward_model"] = metrics
+                               config=config, overwrite=True)  # the folder is this pipeline's own
         self.console.print(summary(metrics))
+        return {"reward_model": metrics}
 
-    def _train(self) -> None:
-        from robot_rl.cli.main import main
+    def _train(self, resumed: bool) -> dict[str, Any]:
+        """An interrupted run continues from its newest checkpoint; a run with other settings starts anew."""
+        from robot_rl.nn.checkpoint import checkpoint_paths
 
+        run = self.out / "iql"
+        if resumed and checkpoint_paths(run):
+            self._call("train", ["train", "--resume", "--out", str(run), "--eval-episodes",
+                                 str(self.section("eval").get("episodes", 20))])
+            return {}
+        shutil.rmtree(run, ignore_errors=True)
         tr = self.section("train")
         argv = ["train", "--dataset", str(self.dataset), "--out", str(self.out / "iql"), "--seed", str(self.seed),
                 "--eval-episodes", str(self.section("eval").get("episodes", 20))]
         argv += [f"--set={k}={json.dumps(v)}" for k, v in tr.items()]
-        self._call(main, argv)
+        self._call("train", argv)
+        return {}
 
-    def _finetune(self) -> None:
-        from robot_rl.cli.main import main
-
+    def _finetune(self, resumed: bool) -> dict[str, Any]:
+        """Fine-tuning has no resume of its own: an interrupted or changed one starts anew."""
+        shutil.rmtree(self.out / "finetune", ignore_errors=True)
         ft = self.section("finetune")
         argv = ["finetune", "--checkpoint", str(self.out / "iql"), "--out", str(self.out / "finetune"),
                 "--steps", str(ft.get("env_steps", 3000)), "--warmup", str(ft.get("warmup_env_steps", 500)),
@@ -344,7 +280,8 @@ class Pipeline:
         for key in ("offline_ratio", "updates_per_env_step", "threads", "num_envs"):
             if key in ft:
                 argv += ["--" + FINETUNE_RENAME.get(key, key).replace("_", "-"), str(ft[key])]
-        self._call(main, argv)
+        self._call("finetune", argv)
+        return {}
 
     def _report(self) -> Path:
         from robot_rl.rl.report import write_report

@@ -10,7 +10,8 @@ import yaml
 
 from robot_rl.cli import pipeline_cmd
 from robot_rl.cli.main import main
-from robot_rl.cli.pipeline_cmd import MARKER, check_config, prepare_out
+from robot_rl.cli.pipeline_cmd import MARKER, prepare_out
+from robot_rl.cli.pipeline_config import check_config
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
