@@ -195,8 +195,9 @@ class Pipeline:
 
     def _relabel(self, resumed: bool) -> dict[str, Any]:
         # an interrupted relabel continues from its spool; a finished one with the same id is replaced
+        pessimism = self.section("relabel").get("pessimism")
         self._call("relabel", ["relabel", str(self.dataset), "--source", f"reward-model:{self.out / 'reward'}",
-                               "--activate"])
+                               "--activate"] + ([] if pessimism is None else ["--pessimism", str(pessimism)]))
         return {}
 
     def _label(self, resumed: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from robot_rl.rewards.labelers import LABELERS
 
 TOP_LEVEL: dict[str, Any] = {"task": str, "out": str, "seed": int, "collect": dict, "label": dict,
-                             "reward_model": dict, "train": dict, "finetune": dict, "eval": dict}
+                             "reward_model": dict, "relabel": dict, "train": dict, "finetune": dict, "eval": dict}
 """Top-level keys of a pipeline config and their types."""
 COLLECT_KEYS: dict[str, Any] = {"episodes": int, "preset": str, "num_envs": int}
 LABEL_KEYS: dict[str, Any] = {"labeler": str, "pairs": int, "segment_length": int, "selection": str,
@@ -19,6 +19,8 @@ LABEL_KEYS: dict[str, Any] = {"labeler": str, "pairs": int, "segment_length": in
 VLM_KEYS: dict[str, Any] = {"url": str | None, "model": str | None, "api_key_env": str, "concurrency": int,
                             "image_size": int, "camera": str | None}
 EVAL_KEYS: dict[str, Any] = {"episodes": int}
+RELABEL_KEYS: dict[str, Any] = {"pessimism": float}
+"""relabel: ``pessimism`` k relabels with the reward ensemble's mean - k·std (fine-tuning then uses the same)."""
 FINETUNE_EXTRA: dict[str, Any] = {"num_envs": int}
 """finetune keys besides the FinetuneConfig fields that ``robot-rl finetune`` takes as flags."""
 
@@ -39,6 +41,9 @@ def check_config(cfg: dict[str, Any]) -> None:
     _check_keys(sections["collect"], COLLECT_KEYS, "collect.")
     _check_keys(sections["label"], LABEL_KEYS, "label.")
     _check_keys(sections["eval"], EVAL_KEYS, "eval.")
+    _check_keys(sections["relabel"], RELABEL_KEYS, "relabel.")
+    if not sections["relabel"].get("pessimism", 0) >= 0:
+        raise ValueError(f"pipeline config: relabel.pessimism must be >= 0, got {sections['relabel']['pessimism']}")
     _check_keys(_mapping(sections["label"], "vlm", "label.vlm"), VLM_KEYS, "label.vlm.")
     teacher = _mapping(sections["label"], "teacher", "label.teacher")
     _check_dataclass(TeacherConfig, teacher, "label.teacher.", exclude={"seed": "the top-level seed"})

@@ -20,7 +20,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "collect": ("task", "seed", "collect"),
     "label": ("label",),
     "train-reward": ("reward_model",),
-    "relabel": (),
+    "relabel": ("relabel",),
     "train": ("train", "eval"),
     "finetune": ("finetune", "eval"),
 }

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="reward-model and clip sources: inference math on the device (default: clip bf16, "
                         "reward-model tf32 on CUDA; fp32 on the CPU)")
+    p.add_argument("--pessimism", type=float, default=None, metavar="K",
+                   help="reward-model: ensemble mean - K x std over members (conservative; recorded, and used by "
+                        "fine-tuning on these rewards)")
     g = p.add_argument_group("clip")
     g.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the checkpoint")
     g.add_argument("--baseline", default=None, help="baseline prompt (VLM-RM projection), e.g. 'a robot arm'")
@@ -64,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.source.startswith(("clip:", "reward-model:")):
             raise ValueError("--precision applies to the reward-model and clip sources only")
         options["precision"] = args.precision
+    if args.pessimism is not None:
+        if not args.source.startswith("reward-model:"):
+            raise ValueError("--pessimism applies to the reward-model source only")
+        options["pessimism"] = args.pessimism
     with Dataset(args.dataset) as ds:
         rewarder = make_rewarder(args.source, ds, device=args.device, **options)
     columns = (TextColumn("[bold]relabel {task.description}"), BarColumn(), MofNCompleteColumn(),

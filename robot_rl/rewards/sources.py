@@ -19,6 +19,7 @@ small table, ``robot_rl.rewards.signals.SIGNALS``, read by the same parser (``pa
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -148,8 +149,10 @@ class _EpisodeFrames:
 
 
 class LearnedReward:
-    """A trained Bradley-Terry reward model's r(s_t, a_t) (ensemble mean). Relabels state and image models (image:
-    frames of every step, stored or rendered from sim states); online, state models only."""
+    """A trained Bradley-Terry reward model's r(s_t, a_t): the ensemble mean, or with ``pessimism`` k > 0 the
+    conservative mean - k·std over members (against a policy exploiting where the members disagree). Relabels state
+    and image models (image: frames of every step, stored or rendered from sim states); online, state models only.
+    The pessimism is part of the labels' provenance, so fine-tuning on the dataset's rewards uses the same k."""
 
     kind = "reward-model"
     argument = "RUN_DIR"
@@ -168,6 +171,7 @@ class LearnedReward:
         self.device = device
         self.sha256 = _sha256(self.path)
         self.camera: str | None = None
+        self.pessimism = 0.0
         self._frames: Any = None
         config_file = os.path.join(os.path.dirname(self.path), "reward_config.yaml")
         if self.model.config.obs == "image" and os.path.isfile(config_file):
@@ -180,14 +184,28 @@ class LearnedReward:
     def open(cls, arg: str, context: SourceContext) -> LearnedReward:
         source = cls(arg, context.device)
         source.model.precision = context.options.get("precision")
+        source.pessimism = pessimism = float(context.options.get("pessimism") or 0.0)
+        if not (math.isfinite(pessimism) and pessimism >= 0):
+            raise ValueError(f"reward-model pessimism must be a number >= 0, got {pessimism}")
+        if pessimism > 0 and source.model.members < 2:
+            raise ValueError(f"{source.path}: pessimism needs an ensemble of >= 2 members, the model has "
+                             f"{source.model.members}")
         if context.online and source.model.config.obs != "state":
             raise ValueError(f"{source.path}: an image reward model cannot label online transitions yet; "
                              "train one with --obs state")
         return source
 
     def identity(self) -> dict[str, Any]:
-        return {"labeler": "reward_model", "source": f"reward-model:{os.path.dirname(self.path)}",
-                "model": self.path, "sha256": self.sha256, "precision": self.model.inference_precision}
+        identity = {"labeler": "reward_model", "source": f"reward-model:{os.path.dirname(self.path)}",
+                    "model": self.path, "sha256": self.sha256, "precision": self.model.inference_precision}
+        return {**identity, "pessimism": self.pessimism} if self.pessimism else identity
+
+    def score(self, states: torch.Tensor, actions: torch.Tensor, frames: Any = None) -> torch.Tensor:
+        """The ensemble mean, minus ``pessimism`` times the members' std where set."""
+        if not self.pessimism:
+            return self.model.reward(states, actions, frames)
+        members = self.model.member_rewards_chunked(states, actions, frames)
+        return members.mean(0) - self.pessimism * members.std(0)
 
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
         frames = None
@@ -196,14 +214,15 @@ class LearnedReward:
                 self._frames = _EpisodeFrames(self.camera, self.model.config.image_size)
             frames = self._frames.of(ds, name, episode)
         with torch.no_grad():
-            r = self.model.reward(torch.as_tensor(episode.states, device=self.device),
-                                  torch.as_tensor(episode.actions, device=self.device), frames)
+            r = self.score(torch.as_tensor(episode.states, device=self.device),
+                           torch.as_tensor(episode.actions, device=self.device), frames)
         return np.asarray(r.float().cpu().numpy(), np.float32)
 
     def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
                  env_reward: torch.Tensor) -> torch.Tensor:
         device = self.model.device
-        return self.model.reward(obs["state"].to(device), action.to(device)).to(action.device)
+        with torch.no_grad():
+            return self.score(obs["state"].to(device), action.to(device)).to(action.device)
 
     def close(self) -> None:
         if self._frames is not None:
@@ -441,7 +460,8 @@ def dataset_reward_source(dataset: str) -> RewardSource:
                 cls, arg = found
                 if cls.kind in ("reward-model", "success"):  # the file itself, wherever its run folder went
                     arg = str(provenance.get("model", arg))
-                source: RewardSource = cls.open(arg, SourceContext(dataset, ds, "cpu", True))
+                options = {"pessimism": provenance["pessimism"]} if "pessimism" in provenance else {}
+                source: RewardSource = cls.open(arg, SourceContext(dataset, ds, "cpu", True, options))
                 return source
             raise ValueError(f"{dataset}: the active rewards come from '{active}' ({text or 'unknown source'}), "
                              "which cannot label new transitions; pass --reward ground_truth or "

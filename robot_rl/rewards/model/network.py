@@ -87,6 +87,11 @@ class RewardModelConfig:
     epochs (one step at L = 50 is ~32 GFLOP: ~0.6 s on a CPU core, so the default takes ~2 min there)."""
     weight_decay: float = 0.0
     """Decoupled (AdamW) weight decay; 0 is PEBBLE's plain Adam."""
+    label_noise: float = 0.0
+    """ε in [0, 0.5): the share of labels assumed wrong (a noisy teacher or VLM). 0: plain Bradley-Terry."""
+    noise_loss: Literal["flip", "smoothing"] = "flip"
+    """How ``label_noise`` enters the loss. ``flip``: the likelihood of a label flipped with probability ε,
+    P(y=1) = ε + (1 - 2ε)·σ(z) (a noise-aware Bradley-Terry loss); ``smoothing``: targets y(1 - ε) + (1 - y)ε."""
     valid_fraction: float = 0.1
     """Share of the labeled pairs held out for the accuracy metrics (never trained on)."""
     use_actions: bool = True
@@ -126,6 +131,10 @@ class RewardModelConfig:
             problems.append("batch_size and log_every must be >= 1")
         if self.steps < 1:  # 0 steps would save an untrained model as if it were a result
             problems.append(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.label_noise < 0.5:
+            problems.append(f"label_noise must be in [0, 0.5), got {self.label_noise}")
+        if self.noise_loss not in ("flip", "smoothing"):
+            problems.append(f"noise_loss must be 'flip' or 'smoothing', got {self.noise_loss!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             problems.append(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):

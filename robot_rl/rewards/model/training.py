@@ -9,6 +9,7 @@ model, metrics = train_reward_model(PreferenceData(...), RewardModelConfig(steps
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,6 +193,24 @@ def pair_logits(model: RewardModel, vector: torch.Tensor | None, frames: torch.T
     return returns[..., 1] - returns[..., 0]
 
 
+def preference_loss(logits: torch.Tensor, target: torch.Tensor, noise: float = 0.0,
+                    kind: str = "flip") -> torch.Tensor:
+    """Summed Bradley-Terry loss of pair logits z = R(second) - R(first) against labels y in {0, 0.5, 1}.
+
+    ``noise`` ε > 0 assumes that share of the labels is wrong: ``flip`` maximizes the likelihood of labels flipped
+    with probability ε, P(y=1) = (1 - ε)σ(z) + εσ(-z), in log space (finite for any z); ``smoothing`` trains on the
+    targets y(1 - ε) + (1 - y)ε. Both equal the plain loss at ε = 0."""
+    if noise <= 0.0:
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    if kind == "smoothing":
+        return F.binary_cross_entropy_with_logits(logits, target * (1 - 2 * noise) + noise, reduction="sum")
+    keep, flip = math.log1p(-noise), math.log(noise)
+    up, down = F.logsigmoid(logits), F.logsigmoid(-logits)
+    log_p1 = torch.logaddexp(keep + up, flip + down)
+    log_p0 = torch.logaddexp(flip + up, keep + down)
+    return -(target * log_p1 + (1 - target) * log_p0).sum()
+
+
 class RewardTrainer:
     """The training step: every member draws its own bootstrap minibatch of pair indices; all members run in one
     vectorized forward and backward (in chunks of pairs on the CPU, see ``CPU_CHUNK_BYTES``); one AdamW step
@@ -236,7 +255,7 @@ class RewardTrainer:
                                  cfg.shift_pad if self.frames is not None else 0, self.generator)
             target = self.labels[part]
             # sum over members of each member's mean over its b pairs
-            loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / b
+            loss = preference_loss(logits, target, cfg.label_noise, cfg.noise_loss) / b
             loss.backward()
             with torch.no_grad():  # masks multiplied, not indexed: no host sync, so the step can be graphed
                 clear = target != 0.5
