@@ -8,8 +8,10 @@ layouts. Goal (issue 4): learned-reward IQL >= 0.9 x true-reward IQL success, an
 
     python benchmarks/reward_quality.py                      # 2 tasks x 3 seeds; --jobs N runs N at once
     python benchmarks/reward_quality.py --tasks drawer-open-v3 --seeds 0 --jobs 1
+    python benchmarks/reward_quality.py --mistake 0.25 --label-noise 0.25   # a teacher wrong on 25% of pairs
 
-Prints a markdown table (copy it into benchmarks/reward_quality.md) and writes summary.json under --root.
+Prints a markdown table (copy it into benchmarks/reward_quality.md) and writes summary-m<mistake>-n<noise>.json
+under --root.
 """
 
 from __future__ import annotations
@@ -38,17 +40,18 @@ def _one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
     root = Path(args.root)
     data = root / f"{task}.h5"
-    copy = root / f"{task}-s{seed}.h5"
+    tag = (f"-m{args.mistake:g}" if args.mistake else "") + (f"-n{args.label_noise:g}" if args.label_noise else "")
+    copy = root / f"{task}-s{seed}{tag}.h5"
     if not copy.exists():
         shutil.copy(data, copy)
-    store = str(root / f"{task}-s{seed}.labels.sqlite")
+    store = str(root / f"{task}-s{seed}{tag}.labels.sqlite")
     t0 = time.time()
-    job = label_dataset(str(copy), make_labeler("scripted", teacher={"seed": seed}), args.pairs, args.segment_length,
-                        seed=seed, store=store)
-    reward_run = root / f"{task}-reward-s{seed}"
+    teacher = make_labeler("scripted", teacher={"seed": seed, "mistake": args.mistake})
+    job = label_dataset(str(copy), teacher, args.pairs, args.segment_length, seed=seed, store=store)
+    reward_run = root / f"{task}-reward-s{seed}{tag}"
     metrics = train_reward(str(copy), reward_run, store=store,
-                           config=RewardModelConfig(steps=args.reward_steps, seed=seed), device=args.device,
-                           overwrite=True)
+                           config=RewardModelConfig(steps=args.reward_steps, seed=seed, label_noise=args.label_noise),
+                           device=args.device, overwrite=True)
     t_reward = time.time() - t0
     from robot_rl.rewards.relabel import active_label
 
@@ -62,7 +65,7 @@ def _one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     for name, algo, dataset, extra in (("iql_learned", "iql", copy, []),
                                        ("iql_true", "iql", data, ["--reward-key", "ground_truth"]),
                                        ("bc", "bc", data, [])):
-        run = root / f"{task}-{name}-s{seed}"
+        run = root / f"{task}-{name}-s{seed}{tag if name == 'iql_learned' else ''}"
         if not (run / "eval.json").exists():
             assert cli(["train", "--dataset", str(dataset), "--algo", algo, "--steps", str(args.steps), "--seed",
                         str(seed), "--out", str(run), "--eval-episodes", str(args.eval_episodes),
@@ -83,6 +86,9 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--jobs", type=int, default=1, help="(task, seed) runs at once")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores / jobs)")
+    p.add_argument("--mistake", type=float, default=0.0, help="teacher mistake rate (B-Pref's epsilon)")
+    p.add_argument("--label-noise", type=float, default=0.0,
+                   help="reward model's assumed label noise (noise-aware loss; 0: plain Bradley-Terry)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--root", type=Path, default=Path("runs/reward_quality"))
     args = p.parse_args()
@@ -103,8 +109,9 @@ def main() -> None:
             results = list(pool.map(_one, *zip(*work, strict=True), [args] * len(work)))
     else:
         results = [_one(t, s, args) for t, s in work]
-    (args.root / "summary.json").write_text(json.dumps(results, indent=1))
-    print(f"\n{args.pairs} scripted pairs of {args.segment_length} steps, reward model {args.reward_steps} steps, "
+    (args.root / f"summary-m{args.mistake:g}-n{args.label_noise:g}.json").write_text(json.dumps(results, indent=1))
+    print(f"\nteacher mistake rate {args.mistake:g}, reward-model label_noise {args.label_noise:g}; "
+          f"{args.pairs} scripted pairs of {args.segment_length} steps, reward model {args.reward_steps} steps, "
           f"IQL/BC {args.steps} updates, {args.eval_episodes} eval episodes, seeds {args.seeds}, device "
           f"{args.device}; {time.time() - start:.0f} s\n")
     print("| task | reward held-out acc. | agreement w/ truth | reward corr. | IQL learned | IQL true | BC | "
