@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         raise ValueError("--checkpoint RUN_DIR is required (or --reset-free with --forward and --backward)")
     from robot_rl.cli.eval_cmd import evaluate_run
+    from robot_rl.core.reward_protocols import camera_input
     from robot_rl.envs import make_env
     from robot_rl.nn.checkpoint import load_checkpoint
     from robot_rl.rewards.sources import resolve_reward_source
@@ -84,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
-    env = make_env(task, num_envs=args.num_envs, workers=args.env_workers)
+    frames = camera_input(reward)  # an image reward model or CLIP: the env renders its camera at every step
+    if frames is not None:
+        console.print(f"rendering camera '{frames[0]}' at {frames[1]}x{frames[1]} px every step for the reward")
+    env = make_env(task, num_envs=args.num_envs, workers=args.env_workers,
+                   cameras=(frames[0],) if frames else (), image_size=(frames[1],) * 2 if frames else (128, 128))
     start = time.time()
     columns = (TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))

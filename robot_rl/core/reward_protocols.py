@@ -14,7 +14,11 @@ import torch
 
 class RewardSource(Protocol):
     """Labels new transitions online: rewards ``[N]`` in the units of the offline dataset's active reward (the
-    trainer applies the offline reward scale afterwards)."""
+    trainer applies the offline reward scale afterwards).
+
+    A source that reads camera frames (an image reward model, CLIP) also has ``camera_input = (camera, size)``:
+    whoever builds the environment renders ``obs["image/<camera>"]`` at ``size`` x ``size`` for it
+    (``camera_input(source)`` reads it; None for sources of states only)."""
 
     name: str
 
@@ -35,3 +39,9 @@ class SuccessSignal(Protocol):
     threshold: float
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+def camera_input(source: object) -> tuple[str, int] | None:
+    """``(camera, square size)`` of the frames ``source`` reads online, or None when it reads states only."""
+    value = getattr(source, "camera_input", None)
+    return None if value is None else (str(value[0]), int(value[1]))

@@ -148,10 +148,36 @@ class _EpisodeFrames:
             self._source.close()
 
 
+def _online_camera(context: SourceContext, camera: str | None) -> str:
+    """The camera an online image source reads: its own, else the default one of the run's dataset."""
+    from robot_rl.rewards.frames import FrameSource
+
+    if context.ds is not None:
+        return FrameSource(context.ds, camera).camera
+    with Dataset(context.dataset) as ds:
+        return FrameSource(ds, camera).camera
+
+
+def _camera_frames(obs: dict[str, torch.Tensor], camera_input: tuple[str, int]) -> torch.Tensor:
+    """uint8 ``[N, size, size, 3]`` of ``obs["image/<camera>"]``; a one-line error when the env does not render it."""
+    camera, size = camera_input
+    key = f"image/{camera}"
+    if key not in obs:
+        raise ValueError(f"the reward reads frames of camera '{camera}' but the environment renders "
+                         f"{sorted(k for k in obs if k.startswith('image/')) or 'none'}; build it with "
+                         f"cameras=('{camera}',), image_size=({size}, {size})")
+    frames = obs[key]
+    if tuple(frames.shape[-3:]) != (size, size, 3):
+        raise ValueError(f"the reward reads {size}x{size} frames of camera '{camera}', the environment renders "
+                         f"{tuple(frames.shape[-3:-1])}")
+    return frames
+
+
 class LearnedReward:
     """A trained Bradley-Terry reward model's r(s_t, a_t): the ensemble mean, or with ``pessimism`` k > 0 the
     conservative mean - k·std over members (against a policy exploiting where the members disagree). Relabels state
-    and image models (image: frames of every step, stored or rendered from sim states); online, state models only.
+    and image models (image: frames of every step, stored or rendered from sim states); online, image models read
+    the frame the environment renders before each step (``camera_input``).
     The pessimism is part of the labels' provenance, so fine-tuning on the dataset's rewards uses the same k."""
 
     kind = "reward-model"
@@ -171,6 +197,8 @@ class LearnedReward:
         self.device = device
         self.sha256 = _sha256(self.path)
         self.camera: str | None = None
+        self.camera_input: tuple[str, int] | None = None
+        """Online image model: (camera, size) of the frames the environment renders for it."""
         self.pessimism = 0.0
         self._frames: Any = None
         config_file = os.path.join(os.path.dirname(self.path), "reward_config.yaml")
@@ -190,9 +218,8 @@ class LearnedReward:
         if pessimism > 0 and source.model.members < 2:
             raise ValueError(f"{source.path}: pessimism needs an ensemble of >= 2 members, the model has "
                              f"{source.model.members}")
-        if context.online and source.model.config.obs != "state":
-            raise ValueError(f"{source.path}: an image reward model cannot label online transitions yet; "
-                             "train one with --obs state")
+        if context.online and source.model.config.obs == "image":  # frames of the env's camera, rendered per step
+            source.camera_input = (_online_camera(context, source.camera), source.model.config.image_size)
         return source
 
     def identity(self) -> dict[str, Any]:
@@ -221,8 +248,11 @@ class LearnedReward:
     def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
                  env_reward: torch.Tensor) -> torch.Tensor:
         device = self.model.device
+        frames = None
+        if self.camera_input is not None:  # the frame before the step, as relabeling reads it
+            frames = _camera_frames(obs, self.camera_input).to(device)
         with torch.no_grad():
-            return self.score(obs["state"].to(device), action.to(device)).to(action.device)
+            return self.score(obs["state"].to(device), action.to(device), frames).to(action.device)
 
     def close(self) -> None:
         if self._frames is not None:
@@ -236,8 +266,8 @@ class ClipSource:
     argument = "CHECKPOINT"
     help = "CLIP similarity to the task sentence (open_clip weights)"
     relabels = True
-    online = False
-    default_id = "clip"
+    online = True
+    name = default_id = "clip"
 
     def __init__(self, checkpoint: str, ds: Dataset, model: str = "ViT-B-32", baseline: str | None = None,
                  alpha: float = 0.5, camera: str | None = None, size: int = 224, device: str = "cpu",
@@ -250,19 +280,29 @@ class ClipSource:
         self.camera = FrameSource(ds, camera, (size, size)).camera  # checks the camera now, renders nothing
         self.size = size
         self._frames = _EpisodeFrames(self.camera, size)
+        self.camera_input = (self.camera, size)
+        """Online: the frame after each step, rendered by the environment at this camera and size."""
 
     @classmethod
     def open(cls, arg: str, context: SourceContext) -> ClipSource:
-        if context.ds is None:
-            raise ValueError("reward source 'clip' relabels an open dataset only")
+        if context.ds is None:  # online: the fine-tuned run's dataset gives the task sentence and the camera
+            with Dataset(context.dataset) as ds:
+                return cls(arg, ds, device=str(context.device), **context.options)
         return cls(arg, context.ds, device=str(context.device), **context.options)
 
     def identity(self) -> dict[str, Any]:
-        return {**self.clip.identity(), "labeler": "clip", "camera": self.camera, "size": [self.size, self.size]}
+        return {**self.clip.identity(), "labeler": "clip", "source": f"clip:{self.clip.checkpoint}",
+                "camera": self.camera, "size": [self.size, self.size]}
 
     def rewards(self, ds: Dataset, name: str, episode: Episode) -> np.ndarray:
         per_frame = np.asarray(self.clip(self._frames.of(ds, name, episode)), np.float32)
         return np.concatenate([per_frame[1:], per_frame[-1:]])
+
+    def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
+                 env_reward: torch.Tensor) -> torch.Tensor:
+        """Similarity of the frame after each step (``next_obs``: the final frame of rows that reset), batched."""
+        frames = _camera_frames(next_obs, self.camera_input).cpu().numpy()
+        return torch.as_tensor(np.asarray(self.clip(frames), np.float32), device=action.device)
 
     def close(self) -> None:
         self._frames.close()
@@ -439,11 +479,25 @@ def make_rewarder(source: str, ds: Dataset, device: str = "cpu", **options: Any)
     return rewarder
 
 
-def resolve_reward_source(name: str, dataset: str, device: str | torch.device = "cpu") -> RewardSource:
-    """The online source ``name`` (a kind that labels ``online``); ``dataset`` is the offline run's dataset."""
+def resolve_reward_source(name: str, dataset: str, device: str | torch.device = "cpu",
+                          **options: Any) -> RewardSource:
+    """The online source ``name`` (a kind that labels ``online``); ``dataset`` is the offline run's dataset;
+    ``options`` go to the kind as in ``make_rewarder``."""
     cls, arg = parse_source(name, online=True)
-    source: RewardSource = cls.open(arg, SourceContext(dataset, None, device, True))
+    source: RewardSource = cls.open(arg, SourceContext(dataset, None, device, True, dict(options)))
     return source
+
+
+def _online_options(kind: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The options that make source ``kind`` label new transitions as it labeled the dataset (its provenance)."""
+    if kind == "reward-model":
+        return {"pessimism": provenance["pessimism"]} if "pessimism" in provenance else {}
+    if kind == "clip":
+        size = provenance.get("size") or [224]
+        return {"model": provenance.get("model", "ViT-B-32"), "baseline": provenance.get("baseline"),
+                "alpha": 0.5 if provenance.get("alpha") is None else float(provenance["alpha"]),
+                "camera": provenance.get("camera"), "size": int(size[0]), "precision": provenance.get("precision")}
+    return {}
 
 
 def dataset_reward_source(dataset: str) -> RewardSource:
@@ -460,7 +514,7 @@ def dataset_reward_source(dataset: str) -> RewardSource:
                 cls, arg = found
                 if cls.kind in ("reward-model", "success"):  # the file itself, wherever its run folder went
                     arg = str(provenance.get("model", arg))
-                options = {"pessimism": provenance["pessimism"]} if "pessimism" in provenance else {}
+                options = _online_options(cls.kind, provenance)
                 source: RewardSource = cls.open(arg, SourceContext(dataset, ds, "cpu", True, options))
                 return source
             raise ValueError(f"{dataset}: the active rewards come from '{active}' ({text or 'unknown source'}), "

@@ -198,9 +198,11 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                 res = env.step_wait()  # type: ignore[attr-defined]
             next_obs = dict(res.obs)
             done = res.terminated | res.truncated
-            if bool(done.any()):
-                final = res.info["final_obs"]["state"]
-                next_obs["state"] = torch.where(done[:, None], final, res.obs["state"])
+            if bool(done.any()):  # rows that reset: what the step ended in (state, frames a reward reads)
+                final = res.info["final_obs"]
+                for key in next_obs.keys() & final.keys():
+                    rows = done.view(-1, *([1] * (next_obs[key].dim() - 1))).to(next_obs[key].device)
+                    next_obs[key] = torch.where(rows, final[key], next_obs[key])
             r = reward(obs, action, next_obs, res.reward)
             replay.add({"obs": normalizer(obs["state"].to(device).float()), "actions": action,
                         "rewards": (r * offline.reward_scale).to(device),
