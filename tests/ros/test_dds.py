@@ -133,6 +133,27 @@ def test_names_and_commands() -> None:
     assert decoded.points[0].positions.tolist() == [0.1, -0.2] and decoded.points[0].time_from_start.nanosec == 1e8
 
 
+def test_images_through_cdr_decode_with_the_stack_converters() -> None:
+    import io
+
+    from PIL import Image as PILImage
+
+    from robot_rl.ros.control import decode_image
+    from robot_rl.ros.dds.msgs import CompressedImage, Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(pixels[..., ::-1])
+    raw = Image(height=6, width=5, encoding="bgr8", step=18, data=np.pad(bgr, ((0, 0), (0, 1), (0, 0))).tobytes())
+    back = Image.deserialize(raw.serialize())
+    assert isinstance(back.data, np.ndarray) and back.data.flags.writeable
+    assert np.array_equal(decode_image(back), pixels)  # row padding (step) and BGR handled
+    png = io.BytesIO()
+    PILImage.fromarray(pixels).save(png, format="PNG")
+    compressed = CompressedImage(format="png", data=png.getvalue())
+    assert np.array_equal(decode_image(CompressedImage.deserialize(compressed.serialize())), pixels)
+
+
 def test_missing_cyclonedds_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for mod in [m for m in sys.modules if m.startswith("robot_rl.ros.dds.")]:
         monkeypatch.delitem(sys.modules, mod)

@@ -68,6 +68,7 @@ class EchoRobot:
             self.estop_writer.write(Bool(data=bool(estop)))
         self.stats = EchoStats()
         self._last_stamp: float | None = None
+        self._last_reset: int | None = None
 
     def publish_state(self) -> None:
         now = time.time()
@@ -96,8 +97,10 @@ class EchoRobot:
                 self.position = values
         if self.reset_reader is not None and self.reset_writer is not None:
             for req in Participant.take(self.reset_reader, 64):
-                self.position = self.start.copy()
-                self.stats.resets += 1
+                if int(req.data) != self._last_reset:  # a repeated request (its answer was lost) only gets answered
+                    self._last_reset = int(req.data)
+                    self.position = self.start.copy()
+                    self.stats.resets += 1
                 self.reset_writer.write(Int64(data=int(req.data)))
 
     def run(self, duration_s: float = float("inf"), stop: Any = None) -> EchoStats:

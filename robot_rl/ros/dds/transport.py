@@ -125,6 +125,9 @@ class DdsTransport:
             return
         what = f"'{self.topics.reset}' (domain {self.participant.domain_id})"
         Participant.wait_for_readers(self.reset_writer, self.discovery_timeout_s, f"reset requests on {what}")
+        deadline = time.monotonic() + self.discovery_timeout_s  # the answer's way back (a lost one is re-requested)
+        while not self.reset_reader.get_matched_publications() and time.monotonic() < deadline:
+            time.sleep(0.01)
         request = next(self._request_ids)
         deadline = time.monotonic() + self.reset_timeout_s
         while time.monotonic() < deadline:
