@@ -203,7 +203,6 @@ def test_ros_env_runs_over_dds_against_a_robot_process(domain: int, tmp_path: Pa
         obs, _ = env.reset(seed=0)
         assert torch.allclose(obs["state"], torch.tensor([[0.5, -0.5]]))
         assert obs["image/wrist"].shape == (1, 8, 8, 3) and obs["image/wrist"].dtype == torch.uint8
-        transport.wait_for_robot()
         res = env.step(torch.tensor([[0.1, -0.1]]))
         assert res.info["safety"] == "" and bool(res.info["commanded"][0])
         assert torch.allclose(res.obs["state"], torch.tensor([[0.2, -0.2]]))  # echoed, change cap 0.3

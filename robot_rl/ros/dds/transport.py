@@ -120,7 +120,9 @@ class DdsTransport:
         self.published += 1
 
     def reset(self, seed: int | None) -> None:
-        """Reset handshake (see the module docstring); ``seed`` is not sent."""
+        """Reset handshake (see the module docstring); ``seed`` is not sent. Joint states and images that arrive
+        before the answer are dropped (they predate the reset), e-stop messages kept; returns once the robot's
+        command subscriber is discovered too, so the first command after a reset is not lost."""
         if self.reset_writer is None or self.reset_reader is None:
             return
         what = f"'{self.topics.reset}' (domain {self.participant.domain_id})"
@@ -136,8 +138,9 @@ class DdsTransport:
             while (left := resend - time.monotonic()) > 0:
                 self.participant.wait(left)
                 if any(int(m.data) == request for m in Participant.take(self.reset_reader, 64)):
+                    self.wait_for_robot()
                     return
-                self._pending += self._take()
+                self._pending = [(k, m) for k, m in self._pending + self._take() if k == ESTOP]
         raise TimeoutError(f"no answer to reset request {request} on '{self.topics.reset_done}' within "
                            f"{self.reset_timeout_s} s: is the robot's reset handler running on {what}?")
 
