@@ -36,6 +36,7 @@ from robot_rl.ros.dds.transport import DdsTopics, DdsTransport  # noqa: E402
 from tests.ros import JOINTS, SPEC  # noqa: E402
 
 HUMBLE = get_typestore(Stores.ROS2_HUMBLE)
+JAZZY = get_typestore(Stores.ROS2_JAZZY)
 ROOT = Path(__file__).resolve().parents[2]
 _domains = itertools.count()
 
@@ -62,8 +63,8 @@ def test_idl_struct_matches_the_ros2_definition(name: str) -> None:
     pkg, _, typ = name.split("/")
     assert cls.__idl_typename__ == f"{pkg}::msg::dds_::{typ}_"
     mine = [(k, _rosbags_def(v)) for k, v in get_extended_type_hints(cls).items()]
-    want = [(k, (v[0], v[1])) for k, v in HUMBLE.fielddefs[name][1]]
-    assert mine == want
+    for store in (HUMBLE, JAZZY):
+        assert mine == [(k, (v[0], v[1])) for k, v in store.fielddefs[name][1]]
 
 
 def _fill(cls: type[Any], rng: np.random.Generator) -> Any:
