@@ -126,7 +126,8 @@ class DdsTransport:
         if self.reset_writer is None or self.reset_reader is None:
             return
         what = f"'{self.topics.reset}' (domain {self.participant.domain_id})"
-        Participant.wait_for_readers(self.reset_writer, self.discovery_timeout_s, f"reset requests on {what}")
+        Participant.wait_for_readers(self.reset_writer, self.discovery_timeout_s,
+                                     f"reset requests on {what} (no reset handler: DdsTopics(reset=None))")
         deadline = time.monotonic() + self.discovery_timeout_s  # the answer's way back (a lost one is re-requested)
         while not self.reset_reader.get_matched_publications() and time.monotonic() < deadline:
             time.sleep(0.01)
