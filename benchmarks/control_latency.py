@@ -1,17 +1,28 @@
-"""Control-loop latency of the ROS-free core: observation in -> command out, on the CPU.
+"""Control-loop latency of the ROS-free core: observation in -> command out, on the CPU; and over DDS.
 
 Each tick at the control rate: a fresh ``sensor_msgs/JointState`` (rosbags class) is cached, then ``ControlLoop.tick``
 builds the observation, runs the policy (IQL-sized actor: two 256-unit layers), gates the action and builds a
 ``JointTrajectory``. The latency is from caching the message to the command message in hand.
 
-    .venv/bin/python benchmarks/control_latency.py [--ticks-10hz 100] [--ticks-50hz 500] [--threads 1]
+``--dds`` adds the same loop over Cyclone DDS between two processes on loopback (``robot_rl.ros.dds``): an
+``EchoRobot`` process publishes ``JointState`` at the rate; this process takes each one as it arrives
+(``DdsTransport.poll``), ticks and publishes the command; the robot measures from the joint state's stamp to the
+command's arrival (both wall time): serialization, two DDS hops, deserialization, the tick.
+
+    .venv/bin/python benchmarks/control_latency.py [--ticks-10hz 100] [--ticks-50hz 500] [--threads 1] [--dds]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,14 +37,14 @@ from robot_rl.ros import ControlConfig, ControlLoop, ObservationConfig, SafetyCo
 JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 
 
-def make_loop(rate_hz: float) -> tuple[ControlLoop, object]:
+def make_loop(rate_hz: float, types: object = None) -> tuple[ControlLoop, object]:
     spec = EnvSpec("bench/arm7-v0", {"state": ArraySpec((14,))},
                    ActionSpec(7, "joint_position", scale=(1.0,) * 7, offset=(0.0,) * 7))
     policy = Policy(GaussianActor(14, 7, (256, 256)), ObsNormalizer.identity(14), spec)
     cfg = ControlConfig(ObservationConfig(JOINTS, ("position", "velocity")), control_rate_hz=rate_hz,
                         safety=SafetyConfig(lower=(-3.0,) * 7, upper=(3.0,) * 7, max_delta=(0.05,) * 7))
     ts = get_typestore(Stores.ROS2_JAZZY)
-    loop = ControlLoop(policy, spec, cfg, rosbags_types(ts), clock=time.time)
+    loop = ControlLoop(policy, spec, cfg, types or rosbags_types(ts), clock=time.time)  # type: ignore[arg-type]
     loop.start()
     return loop, ts
 
@@ -63,11 +74,50 @@ def run(rate_hz: float, ticks: int) -> np.ndarray:
     return np.asarray(latencies) * 1e3
 
 
+def run_dds(rate_hz: float, ticks: int, domain: int = 77) -> tuple[np.ndarray, np.ndarray]:
+    """Observation -> command over DDS (robot-measured) and the tick alone (policy side), ms, warm-up excluded."""
+    from robot_rl.ros.dds.msgs import dds_types
+    from robot_rl.ros.dds.qos import loopback_config
+    from robot_rl.ros.dds.transport import DdsTopics, DdsTransport
+
+    os.environ["CYCLONEDDS_URI"] = loopback_config()
+    loop, _ = make_loop(rate_hz, dds_types())
+    with tempfile.TemporaryDirectory() as tmp:
+        stats_file = Path(tmp) / "robot.json"
+        robot = subprocess.Popen(
+            [sys.executable, "-m", "robot_rl.ros.dds.echo_robot", "--joints", ",".join(JOINTS), "--rate", str(rate_hz),
+             "--command-kind", "joint_trajectory", "--domain", str(domain), "--stats", str(stats_file)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        assert robot.stdout is not None and robot.stdout.readline().strip() == "ready"
+        transport = DdsTransport(DdsTopics(reset=None, estop=None), "joint_trajectory", domain_id=domain)
+        ticks_ms = []
+        try:
+            transport.wait_for_robot(30)
+            while transport.published < ticks + 10:
+                fresh = [m for k, m in transport.poll(2.0) if k == "joint_states"]
+                if not fresh:
+                    raise RuntimeError("no joint_states from the robot process for 2 s")
+                loop.cache.put("joint_states", fresh[-1])
+                result = loop.tick()
+                if result.message is None:
+                    raise RuntimeError(f"tick refused: {result.reason}")
+                transport.publish(result.message)
+                ticks_ms.append(result.latency_s * 1e3)
+            time.sleep(0.2)  # the last command's arrival
+        finally:
+            transport.close()
+            robot.terminate()
+            robot.wait(timeout=30)
+        stats = json.loads(stats_file.read_text())
+    return np.asarray(stats["latencies_s"][10:]) * 1e3, np.asarray(ticks_ms[10:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks-10hz", type=int, default=100)
     parser.add_argument("--ticks-50hz", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a robot PC shares its cores)")
+    parser.add_argument("--dds", action="store_true", help="also measure over Cyclone DDS between two processes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
@@ -76,6 +126,14 @@ def main() -> None:
     for rate, ticks in ((10.0, args.ticks_10hz), (50.0, args.ticks_50hz)):
         ms = run(rate, ticks)
         print(f"| {rate:.0f} Hz | {len(ms)} | {np.median(ms):.3f} | {np.percentile(ms, 99):.3f} | {ms.max():.3f} |")
+    if args.dds:
+        print("\nover DDS (loopback, two processes): joint state stamp -> command at the robot; tick alone")
+        print("| rate | commands | median (ms) | p99 (ms) | max (ms) | tick median (ms) | ratio DDS/tick (median) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for rate, ticks in ((10.0, args.ticks_10hz), (50.0, args.ticks_50hz)):
+            ms, tick = run_dds(rate, ticks)
+            print(f"| {rate:.0f} Hz | {len(ms)} | {np.median(ms):.3f} | {np.percentile(ms, 99):.3f} | {ms.max():.3f} "
+                  f"| {np.median(tick):.3f} | {np.median(ms) / np.median(tick):.1f} |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_BREAK_SYSTEM_PACKAGES=
 
 RUN apt-get update && apt-get install -y --no-install-recommends \
         python3-pip python3-colcon-common-extensions \
-        ros-jazzy-launch-testing ros-jazzy-launch-testing-ros ros-jazzy-std-srvs \
+        ros-jazzy-launch-testing ros-jazzy-launch-testing-ros ros-jazzy-std-srvs ros-jazzy-rmw-cyclonedds-cpp \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /ws
@@ -18,7 +18,9 @@ WORKDIR /ws
 COPY pyproject.toml README.md constraints.txt ./robot_rl_src/
 COPY robot_rl ./robot_rl_src/robot_rl
 RUN pip3 install --extra-index-url https://download.pytorch.org/whl/cpu \
-        -c ./robot_rl_src/constraints.txt ./robot_rl_src pillow
+        -c ./robot_rl_src/constraints.txt "./robot_rl_src[dds]" pillow
+# robot_rl.ros.dds against ros2 topic echo/pub over rmw_cyclonedds_cpp: docker run --rm <image> bash /ws/dds_interop_check.sh
+COPY docker/dds_interop_check.sh ./dds_interop_check.sh
 
 COPY ros_ws/src ./ros_ws/src
 # No --symlink-install: installing torch pulls setuptools >= 80 into /usr/local, and colcon-core's

@@ -15,7 +15,7 @@ import torch
 
 from robot_rl.core.env import Obs, StepResult, validate_action
 from robot_rl.core.specs import EnvSpec
-from robot_rl.ros.control import ControlConfig, MessageCache, Observation, build_observation
+from robot_rl.ros.control import ESTOP, ControlConfig, MessageCache, Observation, build_observation
 from robot_rl.ros.convert import ConversionError, MessageTypes, make_command, rosbags_types
 from robot_rl.ros.safety import SafetyGate
 
@@ -29,7 +29,8 @@ class RosTransport(Protocol):
 
     def spin(self, duration_s: float) -> Iterable[tuple[str, Any]]:
         """Wait ``duration_s`` (one control period) and return the messages received meanwhile as
-        ``(key, msg)``: key ``joint_states`` or ``image/<camera>``."""
+        ``(key, msg)``: key ``joint_states``, ``image/<camera>``, or ``estop`` (a ``std_msgs/Bool``: True latches
+        the gate until it is False again and the env is reset)."""
         ...
 
     def publish(self, msg: Any) -> None:
@@ -66,6 +67,8 @@ class RosEnv:
         self.gate = SafetyGate(spec.action, config.safety, transport.now)
         self._steps = 0
         self._last: Observation | None = None
+        self.estopped = False
+        """An ``estop`` message with ``data`` True came last: the gate stays stopped, ``reset`` refuses."""
 
     @property
     def period_s(self) -> float:
@@ -73,7 +76,12 @@ class RosEnv:
 
     def _spin(self) -> None:
         for key, msg in self.transport.spin(self.period_s):
-            self.cache.put(key, msg)
+            if key == ESTOP:
+                self.estopped = bool(msg.data)
+                if self.estopped:
+                    self.gate.stop("e-stop topic")
+            else:
+                self.cache.put(key, msg)
 
     def _observe(self) -> tuple[Obs, Observation]:
         obs = build_observation(self.cache.snapshot(), self.config.observation)
@@ -82,7 +90,8 @@ class RosEnv:
 
     def reset(self, seed: int | None = None) -> tuple[Obs, dict[str, Any]]:
         """Move to the start pose (``transport.reset``), enable the gate, wait for a complete, fresh, finite
-        observation; ``RuntimeError`` (one line) if none arrives within ``reset_timeout_s``."""
+        observation; ``RuntimeError`` (one line) if none arrives within ``reset_timeout_s``, or while the e-stop
+        is asserted."""
         self.gate.stop("resetting")
         self.transport.reset(seed)
         self.cache.clear()
@@ -91,6 +100,12 @@ class RosEnv:
         while waited <= self.reset_timeout_s:
             self._spin()
             waited += self.period_s
+            if self.estopped:
+                reason = "the e-stop is asserted"
+                self.gate.stop("e-stop topic")
+                continue
+            if self.gate.stop_reason == "e-stop topic":  # released during the reset
+                self.gate.start()
             try:
                 obs, raw = self._observe()
             except ConversionError as e:
@@ -100,7 +115,7 @@ class RosEnv:
             if not reason:
                 self._steps = 0
                 return obs, {}
-            self.gate.start()  # a NaN reading during reset latches; keep waiting for a good one
+            self.gate.start()  # a NaN reading during reset latches; keep waiting for a good one (e-stop: not here)
         raise RuntimeError(f"RosEnv '{self.spec.name}': no usable observation within {self.reset_timeout_s} s "
                            f"({reason})")
 

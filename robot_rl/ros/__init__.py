@@ -14,6 +14,7 @@ result = loop.tick()                       # timer: result.message to publish, o
 """
 
 from robot_rl.ros.control import (
+    ESTOP,
     JOINT_STATES,
     ControlConfig,
     ControlLoop,
@@ -45,7 +46,7 @@ from robot_rl.ros.reward import RewardScore, RewardScorer
 from robot_rl.ros.safety import GateDecision, SafetyConfig, SafetyGate
 
 __all__ = [
-    "COMMAND_KINDS", "JOINT_STATES", "CommandKind", "ControlConfig", "ControlLoop", "ConversionError",
+    "COMMAND_KINDS", "ESTOP", "JOINT_STATES", "CommandKind", "ControlConfig", "ControlLoop", "ConversionError",
     "EpisodeRecorder", "GateDecision", "Intrinsics", "MessageCache", "MessageTypes", "Observation",
     "ObservationConfig", "RecorderError", "RewardScore", "RewardScorer", "SafetyConfig", "SafetyGate", "TickResult",
     "build_observation", "camera_info_to_intrinsics", "command_to_array", "compressed_image_to_array",

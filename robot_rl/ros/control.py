@@ -31,6 +31,8 @@ from robot_rl.ros.safety import GateDecision, SafetyConfig, SafetyGate
 
 JOINT_STATES = "joint_states"
 """Cache key of the ``sensor_msgs/JointState`` message."""
+ESTOP = "estop"
+"""Key of a ``std_msgs/Bool`` e-stop message from a transport (``data`` True latches a stop; never cached)."""
 
 PolicyFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 """``obs {"state": [1, D], "image/<cam>": [1, H, W, 3]} -> action [1, A]`` (a ``robot_rl.rl.policy.Policy``; loading

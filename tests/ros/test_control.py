@@ -6,7 +6,7 @@ from robot_rl.apps.robot_nodes import load_control_loop
 from robot_rl.core import check_env
 from robot_rl.envs.ros_env import RosEnv
 from robot_rl.ros import ControlConfig, ControlLoop, ObservationConfig, SafetyConfig, rosbags_types
-from tests.ros import JOINTS, SPEC, TS, FakeArm, image, joint_state, train_toy_policy
+from tests.ros import JOINTS, SPEC, TS, FakeArm, T, image, joint_state, train_toy_policy
 
 CONFIG = ControlConfig(ObservationConfig(JOINTS, cameras=("wrist",), image_size=4), control_rate_hz=10.0,
                        safety=SafetyConfig(lower=(-1.0, -1.0), upper=(1.0, 1.0), max_delta=(0.3, 0.3),
@@ -136,3 +136,34 @@ def image_spec():
     from robot_rl.core import ArraySpec
 
     return ArraySpec((8, 8, 3), "uint8")
+
+
+class EstopArm(FakeArm):
+    """A FakeArm whose transport also delivers an ``estop`` Bool once, when ``estop`` is set."""
+
+    estop: bool | None = None
+
+    def spin(self, duration_s: float) -> list:
+        out = super().spin(duration_s)
+        if self.estop is not None:
+            out.append(("estop", T["std_msgs/msg/Bool"](data=self.estop)))
+            self.estop = None
+        return out
+
+
+def test_ros_env_latches_on_the_estop_key_and_refuses_reset_while_asserted():
+    arm = EstopArm()
+    env = RosEnv(SPEC, arm, ControlConfig(ObservationConfig(JOINTS), safety=CONFIG.safety), rosbags_types(TS),
+                 reset_timeout_s=0.3)
+    env.reset()
+    arm.estop = True
+    env.step(torch.tensor([[0.1, -0.1]]))  # the e-stop arrives during this step's spin
+    n = len(arm.published)
+    res = env.step(torch.tensor([[0.1, -0.1]]))
+    assert "e-stop" in res.info["safety"] and not bool(res.info["commanded"][0]) and len(arm.published) == n
+    arm.estop = True  # still asserted (a latched topic delivers it again after a reconnect)
+    with pytest.raises(RuntimeError, match="e-stop is asserted"):
+        env.reset()
+    arm.estop = False  # released: a reset brings motion back
+    env.reset()
+    assert bool(env.step(torch.tensor([[0.1, -0.1]])).info["commanded"][0])
