@@ -29,6 +29,7 @@ import torch
 
 from robot_rl.core import EnvSpec, RewardSource, SuccessSignal
 from robot_rl.data import GROUND_TRUTH, Dataset, Episode, active_label
+from robot_rl.rewards.frames import EpisodeFrames, FrameSource, camera_frames, online_camera
 
 if TYPE_CHECKING:
     from robot_rl.rewards.success import SuccessClassifier
@@ -127,52 +128,6 @@ class DatasetReward:
         return dataset_reward_source(context.dataset)
 
 
-class _EpisodeFrames:
-    """The frames of every step of a dataset's episodes at one camera and square size (stored, or rendered from
-    sim states), the frame source opened on first use and again for another dataset."""
-
-    def __init__(self, camera: str | None, size: int) -> None:
-        self.camera, self.size = camera, size
-        self._source: Any = None
-
-    def of(self, ds: Dataset, name: str, episode: Episode) -> Any:
-        """uint8 ``[T, size, size, 3]``: the frame before every step of episode ``name``."""
-        if self._source is None or self._source.dataset is not ds:
-            from robot_rl.rewards.frames import FrameSource
-
-            self._source = FrameSource(ds, self.camera, (self.size, self.size))
-        return self._source.episode_frames(name, episode)
-
-    def close(self) -> None:
-        if self._source is not None:
-            self._source.close()
-
-
-def _online_camera(context: SourceContext, camera: str | None) -> str:
-    """The camera an online image source reads: its own, else the default one of the run's dataset."""
-    from robot_rl.rewards.frames import FrameSource
-
-    if context.ds is not None:
-        return FrameSource(context.ds, camera).camera
-    with Dataset(context.dataset) as ds:
-        return FrameSource(ds, camera).camera
-
-
-def _camera_frames(obs: dict[str, torch.Tensor], camera_input: tuple[str, int]) -> torch.Tensor:
-    """uint8 ``[N, size, size, 3]`` of ``obs["image/<camera>"]``; a one-line error when the env does not render it."""
-    camera, size = camera_input
-    key = f"image/{camera}"
-    if key not in obs:
-        raise ValueError(f"the reward reads frames of camera '{camera}' but the environment renders "
-                         f"{sorted(k for k in obs if k.startswith('image/')) or 'none'}; build it with "
-                         f"cameras=('{camera}',), image_size=({size}, {size})")
-    frames = obs[key]
-    if tuple(frames.shape[-3:]) != (size, size, 3):
-        raise ValueError(f"the reward reads {size}x{size} frames of camera '{camera}', the environment renders "
-                         f"{tuple(frames.shape[-3:-1])}")
-    return frames
-
-
 class LearnedReward:
     """A trained Bradley-Terry reward model's r(s_t, a_t): the ensemble mean, or with ``pessimism`` k > 0 the
     conservative mean - k·std over members (against a policy exploiting where the members disagree). Relabels state
@@ -219,7 +174,7 @@ class LearnedReward:
             raise ValueError(f"{source.path}: pessimism needs an ensemble of >= 2 members, the model has "
                              f"{source.model.members}")
         if context.online and source.model.config.obs == "image":  # frames of the env's camera, rendered per step
-            source.camera_input = (_online_camera(context, source.camera), source.model.config.image_size)
+            source.camera_input = (online_camera(context, source.camera), source.model.config.image_size)
         return source
 
     def identity(self) -> dict[str, Any]:
@@ -238,7 +193,7 @@ class LearnedReward:
         frames = None
         if self.model.config.obs == "image":  # frames of every step, stored or rendered from sim states
             if self._frames is None:
-                self._frames = _EpisodeFrames(self.camera, self.model.config.image_size)
+                self._frames = EpisodeFrames(self.camera, self.model.config.image_size)
             frames = self._frames.of(ds, name, episode)
         with torch.no_grad():
             r = self.score(torch.as_tensor(episode.states, device=self.device),
@@ -250,7 +205,7 @@ class LearnedReward:
         device = self.model.device
         frames = None
         if self.camera_input is not None:  # the frame before the step, as relabeling reads it
-            frames = _camera_frames(obs, self.camera_input).to(device)
+            frames = camera_frames(obs, self.camera_input).to(device)
         with torch.no_grad():
             return self.score(obs["state"].to(device), action.to(device), frames).to(action.device)
 
@@ -273,13 +228,12 @@ class ClipSource:
                  alpha: float = 0.5, camera: str | None = None, size: int = 224, device: str = "cpu",
                  precision: str | None = None) -> None:
         from robot_rl.rewards.clip import ClipReward
-        from robot_rl.rewards.frames import FrameSource
 
         self.clip = ClipReward(checkpoint, model=model, goal=ds.task_text, baseline=baseline, alpha=alpha,
                                device=device, precision=precision)
         self.camera = FrameSource(ds, camera, (size, size)).camera  # checks the camera now, renders nothing
         self.size = size
-        self._frames = _EpisodeFrames(self.camera, size)
+        self._frames = EpisodeFrames(self.camera, size)
         self.camera_input = (self.camera, size)
         """Online: the frame after each step, rendered by the environment at this camera and size."""
 
@@ -301,7 +255,7 @@ class ClipSource:
     def __call__(self, obs: dict[str, torch.Tensor], action: torch.Tensor, next_obs: dict[str, torch.Tensor],
                  env_reward: torch.Tensor) -> torch.Tensor:
         """Similarity of the frame after each step (``next_obs``: the final frame of rows that reset), batched."""
-        frames = _camera_frames(next_obs, self.camera_input).cpu().numpy()
+        frames = camera_frames(next_obs, self.camera_input).cpu().numpy()
         return torch.as_tensor(np.asarray(self.clip(frames), np.float32), device=action.device)
 
     def close(self) -> None:
@@ -396,7 +350,7 @@ class SuccessReward:
         obs: dict[str, Any] = {"state": torch.as_tensor(episode.next_states)}
         if m.config.uses_image:
             if self._frames is None:
-                self._frames = _EpisodeFrames(m.camera, m.config.image_size)
+                self._frames = EpisodeFrames(m.camera, m.config.image_size)
             frames = self._frames.of(ds, name, episode)
             obs[f"image/{m.camera}"] = torch.as_tensor(np.concatenate([frames[1:], frames[-1:]]))
         p = m.probability(obs).cpu().numpy()
