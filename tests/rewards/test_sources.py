@@ -86,9 +86,10 @@ def test_one_parser_for_every_kind(step_cost: None) -> None:
     for bad in ("step-cost", "step-cost:", "ground_truth:x", "magic:x", ""):
         with pytest.raises(ValueError, match="unknown reward source .*step-cost:C"):
             parse_source(bad)
-    with pytest.raises(ValueError, match=r"unknown reward source 'clip:x'; choose dataset, ground_truth, "
-                                         r"reward-model:RUN_DIR, code:FILE.py, success:RUN_DIR or step-cost:C"):
-        resolve_reward_source("clip:x", "unused.h5")
+    with pytest.raises(ValueError, match=r"unknown reward source 'magic:x'; choose dataset, ground_truth, "
+                                         r"reward-model:RUN_DIR, clip:CHECKPOINT, code:FILE.py, success:RUN_DIR or "
+                                         r"step-cost:C"):
+        resolve_reward_source("magic:x", "unused.h5")
 
 
 def test_online_only_kinds_do_not_relabel(reach_dataset: Path) -> None:
