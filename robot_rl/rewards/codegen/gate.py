@@ -115,11 +115,12 @@ _REFUSED_NAMES: dict[str, str] = {
     "Global": "'global'",
     "Nonlocal": "'nonlocal'", "AsyncFunctionDef": "an async function", "Lambda": "lambda", "ClassDef": "a class",
     "With": "'with'", "AsyncWith": "'async with'", "Yield": "'yield'", "YieldFrom": "'yield from'",
-    "Await": "'await'", "AsyncFor": "'async for'", "Match": "a 'match' statement",
-    "Try": "'try' (it hides failures from the search and the sandbox's checks)",
-    "TryStar": "'try' (it hides failures from the search and the sandbox's checks)",
-    "AnnAssign": "an annotated assignment", "TypeAlias": "a 'type' alias statement",
+    "Await": "'await'", "AsyncFor": "'async for'", "Match": "a 'match' statement", "Try": "'try'",
+    "TryStar": "'try'", "AnnAssign": "an annotated assignment", "TypeAlias": "a 'type' alias statement",
 }
+_WHY = {"Try": " (it hides failures from the search and the sandbox's checks)",
+        "TryStar": " (it hides failures from the search and the sandbox's checks)",
+        "Match": " (its patterns read attributes no allow-list sees)"}
 
 
 class GateError(RewardCodeError):
@@ -246,7 +247,7 @@ class _Gate:
 
     def module_statement(self, node: ast.stmt) -> None:
         if type(node) not in ALLOWED_NODES:
-            self.fail(node, f"{node_label(node)} is not allowed")
+            self.refuse(node)
         elif isinstance(node, ast.FunctionDef):
             self.function(node)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
@@ -263,6 +264,9 @@ class _Gate:
         else:
             self.fail(node, f"module-level {type(node).__name__.lower()} is not allowed; only constants "
                             f"(NAME = value), helper functions and def {FUNCTION}(obs, action)")
+
+    def refuse(self, node: ast.AST) -> None:
+        self.fail(node, f"{node_label(node)} is not allowed{_WHY.get(type(node).__name__, '')}")
 
     def check_binding(self, node: ast.AST, name: str, what: str) -> None:
         if name.startswith("_") and name != "_":
@@ -300,7 +304,7 @@ class _Gate:
     def visit(self, node: ast.AST, local: set[str]) -> None:
         kind = type(node)
         if kind not in ALLOWED_NODES:
-            self.fail(node, f"{node_label(node)} is not allowed")
+            self.refuse(node)
             return  # nothing inside a refused node is looked at, or trusted
         if kind is ast.FunctionDef:
             self.fail(node, "a nested function is not allowed (define helpers at module level)")
