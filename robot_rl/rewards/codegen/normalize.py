@@ -11,7 +11,8 @@ What changes (each change is a note, e.g. ``line 1: removed 'import torch'``):
 - ``if __name__ == "__main__":`` blocks at module level are removed;
 - ``compute_reward``'s defaults go (``action=None``: the sandbox always passes both), and Eureka's signature of
   named observation terms (``compute_reward(hand_pos, obj_pos, action)``) becomes ``(obs, action)`` with
-  ``hand_pos = obs["hand_pos"]`` as its first lines.
+  ``hand_pos = obs["hand_pos"]`` as its first lines; an extra argument with a default (``temperature=0.1``) becomes
+  a local set to it.
 
 What stays for the gate to judge: helper functions and module-level constants (the gate allows them), NumPy code
 (``np`` is an allow-listed namespace in the worker), the return form (``reward`` or ``(reward, components)``) and
@@ -251,7 +252,11 @@ class _Rewriter(ast.NodeTransformer):
         args = fn.args
         if args.vararg or args.kwarg or args.posonlyargs:
             return  # the gate says what is wrong
-        if args.defaults or any(d is not None for d in args.kw_defaults):
+        positional = [*args.args]
+        defaults: dict[str, ast.expr] = dict(zip([a.arg for a in positional[len(positional) - len(args.defaults):]],
+                                                 args.defaults, strict=True))
+        defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None})
+        if defaults:
             self.note(fn, f"removed the defaults of {FUNCTION}'s arguments")
             args.defaults, args.kw_defaults = [], [None] * len(args.kwonlyargs)
         names = [a.arg for a in [*args.args, *args.kwonlyargs]]
@@ -265,8 +270,10 @@ class _Rewriter(ast.NodeTransformer):
         for name, key in sources:
             if name in ARGUMENTS:
                 continue
-            if key is None:
-                value: ast.expr = ast.Name("action" if name in ACTION_NAMES else "obs", ast.Load())
+            if key is not None and name in defaults:  # a tuning parameter (temperature=0.1): a local constant
+                value: ast.expr = defaults[name]
+            elif key is None:
+                value = ast.Name("action" if name in ACTION_NAMES else "obs", ast.Load())
             else:
                 value = ast.Subscript(ast.Name("obs", ast.Load()), ast.Constant(key), ast.Load())
             stmt = ast.Assign([ast.Name(name, ast.Store())], value)
