@@ -561,8 +561,10 @@ def _numpy_namespace(names: Any, linalg: Any) -> types.SimpleNamespace:
 
 
 def _global_names(code: types.CodeType) -> set[str]:
-    """Every global or attribute name the module's code (its functions included) refers to."""
-    names = set(code.co_names)
+    """Every global name the module's code (its functions included) reads (not attribute names: ``x.numpy()``)."""
+    import dis
+
+    names = {str(i.argval) for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)

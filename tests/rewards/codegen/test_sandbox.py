@@ -340,7 +340,8 @@ def test_oversized_replies_are_rejected(bare_box: Sandbox, box: Sandbox) -> None
     ("return action.sum(-1).to('meta'), {}", r"reward on device meta, expected cpu"),
     ("return [1.0] * len(action), {}", r"reward of type list, expected a torch.Tensor"),
     ("r = action.sum(-1)\nreturn r, {'c': r[:3]}", r"component 'c' of shape \[3\], expected \[16\]"),
-    ("return action.sum(-1)", r"must return \(reward, components: dict\), got Tensor"),
+    ("return action.sum(-1), {}, 1", r"must return reward or \(reward, components: dict\), got a tuple of 3"),
+    ("return {'r': action.sum(-1)}", r"must return reward or \(reward, components: dict\), got dict"),
 ])
 def test_result_checks(box: Sandbox, body: str, message: str) -> None:
     fails(box, fn(body), message)
@@ -386,7 +387,9 @@ def test_gated_code_gets_only_allow_listed_builtins(open_box: Sandbox, box: Sand
 def test_code_reward_can_gate_its_file(tmp_path: Path) -> None:
     path = tmp_path / "reward.py"
     path.write_text(GATE_REJECTS["dunder walk"][0])
-    with pytest.raises(GateError, match=rf"^{re.escape(str(path))}: line 2: attribute '__class__' is not allowed$"):
+    with pytest.raises(GateError, match=rf"^{re.escape(str(path))}: line 2: attribute '__class__' is not allowed; "
+                                         "line 2: attribute '__bases__' is not allowed; "
+                                         "line 2: attribute '__subclasses__' is not allowed$"):
         CodeReward(str(path), SPEC, gate=True)
     path.write_text(GOOD)
     with CodeReward(str(path), SPEC, timeout=5.0, gate=True) as code:
