@@ -97,7 +97,8 @@ def _describe(record: dict[str, Any]) -> str:
 
 def check_reply(path: Path, dataset: str | None) -> int:
     """``--check-reply FILE --dataset D.h5``: 0 when accepted, 2 when rejected."""
-    from robot_rl.rewards.codegen.check_reply import check_reply as check, format_check
+    from robot_rl.rewards.codegen.check_reply import check_reply as check
+    from robot_rl.rewards.codegen.check_reply import format_check
 
     if not dataset:
         raise ValueError("--check-reply needs --dataset FILE.h5 (the transitions the reward runs on)")

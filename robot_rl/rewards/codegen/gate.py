@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 
 from robot_rl.rewards.codegen.errors import RewardCodeError
 
@@ -192,7 +193,7 @@ def node_label(node: ast.AST) -> str:
     return _REFUSED_NAMES.get(name, f"syntax '{name}'")
 
 
-def _names_stored(nodes: list[ast.AST]) -> set[str]:
+def _names_stored(nodes: Sequence[ast.AST]) -> set[str]:
     out: set[str] = set()
     for root in nodes:
         for sub in ast.walk(root):

@@ -86,12 +86,14 @@ def test_other_imports_and_decorators_stay_for_the_gate_with_the_replys_line_num
 
 
 def test_names_the_code_assigns_itself_are_not_rewritten() -> None:
-    result = normalize("from math import e\n\ndef compute_reward(obs, action):\n    e = 2\n    return action.sum(-1) * e\n")
+    result = normalize("from math import e\n\ndef compute_reward(obs, action):\n"
+                       "    e = 2\n    return action.sum(-1) * e\n")
     assert "e = 2" in result.code and "math.e" not in result.code
 
 
 def test_renamed_obs_and_action_and_a_syntax_error() -> None:
-    result = normalize("def compute_reward(observation, actions):\n    return observation['state'].sum(-1) + actions[:, 0]\n")
+    result = normalize("def compute_reward(observation, actions):\n"
+                       "    return observation['state'].sum(-1) + actions[:, 0]\n")
     assert result.code.startswith("def compute_reward(obs, action):\n    observation = obs\n    actions = action\n")
     bad = normalize("def compute_reward(obs, action:\n    return 1\n")
     assert bad.tree is None and bad.error == "syntax error at line 1: '(' was never closed"

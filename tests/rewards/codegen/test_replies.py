@@ -107,58 +107,59 @@ def test_the_prompts_example_is_accepted_as_written() -> None:
 
 # ---- 35 common idioms, one at a time --------------------------------------------------------------------------------
 
+DEF = "def compute_reward(obs, action):\n    "
 BASE = 'd = torch.norm(obs["hand_pos"] - obs["obj_pos"], dim=-1)\n'
 IDIOMS: dict[str, str] = {
-    "import torch": "import torch\n\ndef compute_reward(obs, action):\n    " + BASE + "    return -d, {}\n",
-    "import numpy as np": "import numpy as np\n\ndef compute_reward(obs, action):\n"
+    "import torch": "import torch\n\n" + DEF + BASE + "    return -d, {}\n",
+    "import numpy as np": "import numpy as np\n\n" + DEF + "\n"
                           "    d = np.linalg.norm(obs['hand_pos'] - obs['obj_pos'], axis=-1)\n    return -d, {}\n",
     "typing annotations": "from typing import Dict, Tuple\n\ndef compute_reward(obs: Dict[str, torch.Tensor], "
                           "action: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:\n    " + BASE
                           + "    return -d, {}\n",
     "@torch.jit.script": "@torch.jit.script\ndef compute_reward(obs, action):\n    " + BASE + "    return -d, {}\n",
-    "helper function": "def dist(a, b):\n    return torch.norm(a - b, dim=-1)\n\ndef compute_reward(obs, action):\n"
+    "helper function": "def dist(a, b):\n    return torch.norm(a - b, dim=-1)\n\n" + DEF + "\n"
                        "    return -dist(obs['hand_pos'], obs['obj_pos']), {}\n",
-    "module constant": "SCALE = 2.0\n\ndef compute_reward(obs, action):\n    " + BASE + "    return -SCALE * d, {}\n",
+    "module constant": "SCALE = 2.0\n\n" + DEF + BASE + "    return -SCALE * d, {}\n",
     "action=None": "def compute_reward(obs, action=None):\n    " + BASE + "    return -d, {}\n",
-    "x.type()": "def compute_reward(obs, action):\n    " + BASE + "    return (d < 0.1).type(torch.float32) - d, {}\n",
-    "clamp_": "def compute_reward(obs, action):\n    " + BASE + "    return -d.clone().clamp_(max=1.0), {}\n",
-    "torch.cdist": "def compute_reward(obs, action):\n    d = torch.cdist(obs['hand_pos'][:, None], "
+    "x.type()": DEF + BASE + "    return (d < 0.1).type(torch.float32) - d, {}\n",
+    "clamp_": DEF + BASE + "    return -d.clone().clamp_(max=1.0), {}\n",
+    "torch.cdist": DEF + "d = torch.cdist(obs['hand_pos'][:, None], "
                    "obs['obj_pos'][:, None])[:, 0, 0]\n    return -d, {}\n",
-    "F.pairwise_distance": "import torch.nn.functional as F\n\ndef compute_reward(obs, action):\n"
+    "F.pairwise_distance": "import torch.nn.functional as F\n\n" + DEF + "\n"
                            "    return -F.pairwise_distance(obs['hand_pos'], obs['obj_pos']), {}\n",
-    "bare reward": "def compute_reward(obs, action):\n    " + BASE + "    return -d\n",
-    "(reward, components)": "def compute_reward(obs, action):\n    " + BASE + "    return -d, {'reach': -d}\n",
-    "per-sample numpy": "import numpy as np\n\ndef compute_reward(obs, action):\n"
+    "bare reward": DEF + BASE + "    return -d\n",
+    "(reward, components)": DEF + BASE + "    return -d, {'reach': -d}\n",
+    "per-sample numpy": "import numpy as np\n\n" + DEF + "\n"
                         "    d = np.linalg.norm(obs['hand_pos'] - obs['obj_pos'])\n"
                         "    return 1.0 if d < 0.05 else -float(d)\n",
-    "torch.norm p=2": "def compute_reward(obs, action):\n    return -torch.norm(obs['hand_pos'], p=2, dim=-1), {}\n",
-    "torch.linalg.norm": "def compute_reward(obs, action):\n    return -torch.linalg.norm(obs['hand_pos'], dim=1), {}\n",
-    "x.norm()": "def compute_reward(obs, action):\n    return -(obs['hand_pos'] - obs['obj_pos']).norm(dim=-1), {}\n",
-    "temperature exp": "def compute_reward(obs, action):\n    temperature = 0.1\n    " + BASE
+    "torch.norm p=2": DEF + "return -torch.norm(obs['hand_pos'], p=2, dim=-1), {}\n",
+    "torch.linalg.norm": DEF + "return -torch.linalg.norm(obs['hand_pos'], dim=1), {}\n",
+    "x.norm()": DEF + "return -(obs['hand_pos'] - obs['obj_pos']).norm(dim=-1), {}\n",
+    "temperature exp": DEF + "temperature = 0.1\n    " + BASE
                        + "    return torch.exp(-d / temperature), {}\n",
-    "torch.where": "def compute_reward(obs, action):\n    " + BASE + "    return torch.where(d < 0.1, 1.0, -d), {}\n",
-    "bool.float()": "def compute_reward(obs, action):\n    " + BASE + "    return (d < 0.1).float() - d, {}\n",
-    "unsqueeze/squeeze": "def compute_reward(obs, action):\n    " + BASE + "    return -d.unsqueeze(-1).squeeze(-1), {}\n",
-    "torch.clamp": "def compute_reward(obs, action):\n    " + BASE + "    return torch.clamp(1.0 - d, 0.0, 1.0), {}\n",
-    "ellipsis index": "def compute_reward(obs, action):\n    return obs['hand_pos'][..., 2] - obs['obj_pos'][..., 2], {}\n",
-    "sum of squares": "def compute_reward(obs, action):\n    return -torch.sum(action ** 2, dim=-1), {}\n",
-    "ones_like": "def compute_reward(obs, action):\n    " + BASE + "    return torch.ones_like(d) - d, {}\n",
-    ".to(device)": "def compute_reward(obs, action):\n    " + BASE + "    return -d.to(action.device), {}\n",
-    "torch.stack": "def compute_reward(obs, action):\n    " + BASE
+    "torch.where": DEF + BASE + "    return torch.where(d < 0.1, 1.0, -d), {}\n",
+    "bool.float()": DEF + BASE + "    return (d < 0.1).float() - d, {}\n",
+    "unsqueeze/squeeze": DEF + BASE + "    return -d.unsqueeze(-1).squeeze(-1), {}\n",
+    "torch.clamp": DEF + BASE + "    return torch.clamp(1.0 - d, 0.0, 1.0), {}\n",
+    "ellipsis index": DEF + "return obs['hand_pos'][..., 2] - obs['obj_pos'][..., 2], {}\n",
+    "sum of squares": DEF + "return -torch.sum(action ** 2, dim=-1), {}\n",
+    "ones_like": DEF + BASE + "    return torch.ones_like(d) - d, {}\n",
+    ".to(device)": DEF + BASE + "    return -d.to(action.device), {}\n",
+    "torch.stack": DEF + BASE
                    + "    return torch.stack([-d, -2 * d], dim=-1).sum(-1), {}\n",
-    "import math": "import math\n\ndef compute_reward(obs, action):\n    " + BASE + "    return torch.cos(d * math.pi), {}\n",
-    ".max(dim).values": "def compute_reward(obs, action):\n    return -obs['hand_pos'].abs().max(dim=-1).values, {}\n",
-    "torch.min(a, b)": "def compute_reward(obs, action):\n    " + BASE + "    return torch.min(-d, -2 * d), {}\n",
-    "dict comprehension": "def compute_reward(obs, action):\n    c = {k: obs[k].sum(-1) for k in ('hand_pos', 'obj_pos')}\n"
+    "import math": "import math\n\n" + DEF + BASE + "    return torch.cos(d * math.pi), {}\n",
+    ".max(dim).values": DEF + "return -obs['hand_pos'].abs().max(dim=-1).values, {}\n",
+    "torch.min(a, b)": DEF + BASE + "    return torch.min(-d, -2 * d), {}\n",
+    "dict comprehension": DEF + "c = {k: obs[k].sum(-1) for k in ('hand_pos', 'obj_pos')}\n"
                           "    return sum(c.values()), c\n",
-    "keepdim": "def compute_reward(obs, action):\n    return -action.pow(2).sum(dim=-1, keepdim=True).squeeze(-1), {}\n",
-    "cosine_similarity": "def compute_reward(obs, action):\n    return torch.nn.functional.cosine_similarity("
+    "keepdim": DEF + "return -action.pow(2).sum(dim=-1, keepdim=True).squeeze(-1), {}\n",
+    "cosine_similarity": DEF + "return torch.nn.functional.cosine_similarity("
                          "obs['hand_pos'], obs['obj_pos'], dim=-1), {}\n",
-    "local annotation": "def compute_reward(obs, action):\n    d: torch.Tensor = torch.norm(obs['hand_pos'], dim=-1)\n"
+    "local annotation": DEF + "d: torch.Tensor = torch.norm(obs['hand_pos'], dim=-1)\n"
                         "    return -d, {}\n",
-    "from math import pi": "from math import pi\n\ndef compute_reward(obs, action):\n    " + BASE
+    "from math import pi": "from math import pi\n\n" + DEF + BASE
                            + "    return torch.sin(d * pi), {}\n",
-    "__main__ block": "def compute_reward(obs, action):\n    " + BASE + "    return -d, {}\n\nif __name__ == '__main__':\n"
+    "__main__ block": DEF + BASE + "    return -d, {}\n\nif __name__ == '__main__':\n"
                       "    print(compute_reward({}, None))\n",
 }
 
