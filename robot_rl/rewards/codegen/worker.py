@@ -8,10 +8,19 @@ into a read-only root that holds only the interpreter, the import path and /usr,
 drop to nobody (when root) -> ``RLIMIT_NOFILE`` -> seccomp filter -> compile the code -> ready reply listing each
 layer as active or not (and why).
 
+Running the code: gated code is a module of constants, helpers and ``compute_reward`` (``gate.py``), run afresh in
+restricted globals (``torch``, ``math``, an ``np`` of allow-listed NumPy functions, allow-listed builtins) for every
+batch, so nothing carries over between calls. ``compute_reward`` may return a reward or ``(reward, components)``,
+tensors or NumPy arrays (NumPy code, which names ``np`` and not ``torch``, gets arrays); code written for one sample
+at a time is run row by row (``Worker.evaluate``).
+
 Protocol. Host -> worker: ``<Q`` length + pickle (``{"op": "init" | "load", ...}``: the host is trusted) or a batch
 ``<4sIII`` (``b"BATC"``, N, D, A) + float32 states ``[N, D]`` + float32 actions ``[N, A]``. Worker -> host (never
 pickle: the host must not unpickle what reward code could forge): ``<QI`` (frame length, header length) + JSON
 header + raw float32 data of the items the header lists.
+
+Length: the worker's half of one security boundary, beside ``sandbox.py``; it runs as a script that imports nothing
+from ``robot_rl`` (the host's package stays out of its memory), so it cannot be split into modules of the package.
 """
 
 from __future__ import annotations
