@@ -443,3 +443,16 @@ def test_ungated_code_finds_np_without_importing_it(open_box: Sandbox) -> None:
     states, actions = batch(8)
     np.testing.assert_allclose(open_box(states, actions)[0], np.abs(states[:, 0]), rtol=1e-6)
     still_good(open_box)
+
+
+def test_large_batches_go_in_calls_of_rows_per_call_and_join_back() -> None:
+    code = fn("d = float(torch.norm(obs['hand_pos'] - obs['obj_pos']))\nreturn -d, ({'near': 1.0} if d < 0.3 else {})")
+    states, actions = batch(40)
+    states[:16, 0:3] = states[:16, 4:7] + 1.0  # no row of the first call is near
+    with Sandbox(code, SPEC, SandboxLimits(deadline_s=5.0, rows_per_call=16)) as b:
+        reward, components = b(states, actions)
+        pid = b.pid
+    d = np.linalg.norm(states[:, 0:3] - states[:, 4:7], axis=1)
+    np.testing.assert_allclose(reward, -d, rtol=1e-5)
+    np.testing.assert_array_equal(components["near"], (d < 0.3).astype(np.float32))
+    assert components["near"][:16].sum() == 0 and components["near"].sum() > 0 and pid is not None
