@@ -17,7 +17,7 @@ from tests.rewards.codegen_search import replies
 def test_search_on_labels_writes_best_code_that_relabel_can_use(labeled_reach, tmp_path, capsys) -> None:
     dataset, store = labeled_reach
     out = tmp_path / "search"
-    answers = [replies.REACH_NEGATED, replies.REACH_TRUE, replies.TWO_FUNCTIONS]
+    answers = [replies.REACH_NEGATED, replies.REACH_TRUE, replies.MALICIOUS]
     with ReplayServer(responder=lambda r: answers[replies.sample_index(r.body, 3)]) as server:
         rc = main(["reward-search", "--trainer", "none", "--dataset", str(dataset), "--labels", str(store),
                    "--llm-url", server.base_url, "--model", "replay-model", "--api-key-env", TEST_KEY_ENV,
@@ -25,7 +25,7 @@ def test_search_on_labels_writes_best_code_that_relabel_can_use(labeled_reach, t
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "it0-s1: label agreement 100%" in err and "it0-s0: label agreement 0%" in err
-    assert "it0-s2: rejected" in err and "2 functions" in err
+    assert "it0-s2: rejected" in err and "'__class__' is not allowed" in " ".join(err.split())
     best = json.loads((out / "best_reward.json").read_text())
     assert best["id"] == "it0-s1" and best["scores"]["agreement"] == 1.0 and best["ranking"] == "labels"
     assert (out / "report.md").exists() and (out / "success_by_iteration.png").exists()
