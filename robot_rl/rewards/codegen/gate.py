@@ -156,15 +156,16 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 def extract_code(reply: str) -> str:
-    """The code in an LLM reply: the one fenced Python block that defines ``compute_reward``, else (no fence) the
-    whole reply if it parses, else the ``def`` line with its indented body out of the prose around it. ``GateError``
-    (one line) when there is no such code or two blocks define it; ``check_source`` judges the code itself."""
+    """The code in an LLM reply: the one fenced Python block that defines ``compute_reward`` (with the helper
+    functions and constants it uses from the reply's other blocks put before it), else (no fence) the whole reply if
+    it parses, else the ``def`` line with its indented body out of the prose around it. ``GateError`` (one line) when
+    there is no such code or two blocks define it; ``check_source`` judges the code itself."""
     blocks = [body for lang, body in _FENCE.findall(reply) if lang.lower() in ("", "python", "py", "python3")]
     defining = [b for b in blocks if re.search(rf"\bdef\s+{FUNCTION}\b", b)]
     if len(defining) > 1:
         raise GateError(f"the reply has {len(defining)} code blocks that define {FUNCTION}, expected one")
     if defining:
-        return defining[0].strip("\n") + "\n"
+        return _with_helpers(defining[0].strip("\n") + "\n", [b for b in blocks if b is not defining[0]])
     if blocks:
         return blocks[0].strip("\n") + "\n"  # check_source says what is wrong with it
     if not re.search(rf"\bdef\s+{FUNCTION}\b", reply):
@@ -182,6 +183,58 @@ def extract_code(reply: str) -> str:
             break
         body.append(line)
     return "\n".join(body).strip("\n") + "\n"
+
+
+def _with_helpers(code: str, others: list[str]) -> str:
+    """``code`` with the top-level functions and constants of ``others`` (and those blocks' imports) that it uses but
+    does not define put before it, as an LLM that writes each helper in its own block means them."""
+    try:
+        tree = ast.parse(code)
+        parsed = [(text, ast.parse(text)) for text in others]
+    except SyntaxError:
+        return code
+    taken: list[tuple[int, int, str]] = []  # (block, first line, source)
+    wanted = _free_names(tree)
+    while wanted:
+        found: set[str] = set()
+        for i, (text, module) in enumerate(parsed):
+            lines = text.splitlines()
+            for node in module.body:
+                names = _defined_by(node)
+                if names & wanted and not any(t[:2] == (i, node.lineno) for t in taken):
+                    first = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+                    taken.append((i, node.lineno, "\n".join(lines[first - 1:node.end_lineno])))
+                    found |= _free_names(ast.Module([node], []))
+                    for imp in (n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)):
+                        if not any(t[:2] == (i, imp.lineno) for t in taken):
+                            taken.append((i, imp.lineno, "\n".join(lines[imp.lineno - 1:imp.end_lineno])))
+        wanted = found - {name for _, _, src in taken for name in _defined(src)} - _defined(code)
+    if not taken:
+        return code
+    return "\n\n".join(src for _, _, src in sorted(taken)) + "\n\n\n" + code
+
+
+def _defined_by(node: ast.AST) -> set[str]:
+    """The names a top-level statement binds: a function's, a constant's, an import's."""
+    if isinstance(node, ast.FunctionDef):
+        return {node.name}
+    if isinstance(node, ast.Assign):
+        return _names_stored(node.targets)
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).partition(".")[0] for a in node.names}
+    return set()
+
+
+def _defined(source: str) -> set[str]:
+    return {name for node in ast.parse(source).body for name in _defined_by(node)}
+
+
+def _free_names(tree: ast.Module) -> set[str]:
+    """Names ``tree`` reads that nothing in it binds (its functions' arguments and locals, imports included)."""
+    bound = _names_stored(tree.body) | {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {name for n in ast.walk(tree) for name in _defined_by(n)}
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loaded - bound - set(MODULES) - set(BUILTINS)
 
 
 def node_label(node: ast.AST) -> str:

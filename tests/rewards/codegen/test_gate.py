@@ -175,3 +175,12 @@ def test_helpers_and_constants_follow_the_same_rules() -> None:
         "line 9: calling 'h' is not allowed (only allowed builtins, the module's functions, and torch, np and "
         "tensor methods)",
     ]
+
+
+def test_helpers_and_constants_from_the_replys_other_blocks_come_along() -> None:
+    helper = "import torch\nSCALE = 2.0\n\ndef dist(a, b):\n    return SCALE * (a - b).norm(dim=-1)\n"
+    reward = fn("return -dist(obs['hand_pos'], 0.0)")
+    reply = (f"Helper:\n```python\n{helper}\ndef unused():\n    return 1\n```\nReward:\n```python\n{reward}```\n"
+             "Try it:\n```python\nobs = {}\nprint(compute_reward(obs, None))\n```\n")
+    assert extract_code(reply) == helper.replace("torch\n", "torch\n\n").rstrip("\n") + "\n\n\n" + reward
+    assert extract_code(f"```python\n{GOOD}```\n```python\nx = 1\n```") == GOOD  # nothing it uses: nothing added
