@@ -40,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--source-context", action="store_true",
                    help="also give the LLM the simulator's environment source (Eureka-style)")
     p.add_argument("--check-sandbox", action="store_true", help="print which sandbox layers are active, then exit")
+    p.add_argument("--check-reply", type=Path, default=None, metavar="FILE",
+                   help="run one LLM reply (markdown as the LLM returns it) through the search's path (extraction, "
+                        "normalization, gate, sandbox on --dataset) and print 'accepted' with reward statistics, or "
+                        "every reason (exit 2); then exit")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("training budget per candidate")
     g.add_argument("--trainer", choices=("iql", "ppo", "none"), default="iql",
@@ -91,10 +95,30 @@ def _describe(record: dict[str, Any]) -> str:
     return f"{record['id']}: [red]{record.get('status')}[/red]: {escape(str(record.get('reason')))}"
 
 
+def check_reply(path: Path, dataset: str | None) -> int:
+    """``--check-reply FILE --dataset D.h5``: 0 when accepted, 2 when rejected."""
+    from robot_rl.rewards.codegen.check_reply import check_reply as check
+    from robot_rl.rewards.codegen.check_reply import format_check
+
+    if not dataset:
+        raise ValueError("--check-reply needs --dataset FILE.h5 (the transitions the reward runs on)")
+    if not path.is_file():
+        raise ValueError(f"--check-reply {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--check-reply {path}: not UTF-8 text (byte {e.start})") from None
+    result = check(text, dataset)
+    print(format_check(result, str(path), dataset))
+    return 0 if result.accepted else 2
+
+
 def run(args: argparse.Namespace) -> int:
     if args.check_sandbox:
         print(check_sandbox())
         return 0
+    if args.check_reply is not None:
+        return check_reply(args.check_reply, args.dataset)
     from robot_rl.rewards.codegen.search import run_search
 
     cfg = _config(args)

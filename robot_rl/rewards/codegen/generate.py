@@ -1,9 +1,11 @@
 """Asking the LLM for reward code: the prompt (function contract, the gate's rules, task context, feedback), K
 samples per iteration through ``robot_rl.llm.LLMClient``, and strict reply parsing.
 
-A reply must hold exactly one Python function ``compute_reward(obs, action)``, in one fenced code block (or as the
-whole reply). Anything else (no code, two functions, two candidate blocks, a syntax error, code the gate rejects)
-is a failed candidate with a one-line reason, which the next iteration's feedback quotes.
+A reply must hold one Python function ``compute_reward(obs, action)`` (with any helpers and constants), in one fenced
+code block (or as the whole reply). It is normalized (``normalize.py``: imports of torch/math/numpy/typing,
+``@torch.jit.script`` and annotations removed) and gated (``gate.py``). Anything else (no code, two candidate blocks,
+a syntax error, code the gate rejects) is a failed candidate with every reason on one line, which the next
+iteration's feedback quotes.
 """
 
 from __future__ import annotations
@@ -19,31 +21,22 @@ from robot_rl.llm import LLMClient, LLMConfig
 from robot_rl.llm.errors import LLMAuthError, LLMError, LLMRequestError, one_line
 from robot_rl.llm.messages import Message, system_message, user_message
 
-PROMPT_VERSION = "reward-search-v1"
-"""Changes whenever the prompt text changes (recorded in every candidate's provenance)."""
+PROMPT_VERSION = "reward-search-v2"
+"""The system prompt's version: ``robot_rl/rewards/prompts/reward_search/<version>.yaml`` (recorded in every
+candidate's provenance)."""
 
-SYSTEM_PROMPT = """\
-You are a reward engineer for reinforcement learning in robotics. You write dense reward functions that make a
-policy learn the task quickly and reliably.
 
-Write exactly one Python function, in one ```python code block:
+def _system_prompt(version: str = PROMPT_VERSION) -> str:
+    from robot_rl.rewards.labelers.vlm import read_prompt_file
 
-    def compute_reward(obs, action):
-        ...
-        return reward, components
+    data, where = read_prompt_file(version, "reward-search", "reward_search")
+    if not isinstance(data.get("system"), str):
+        raise ValueError(f"{where}: needs a 'system' text")
+    return str(data["system"]).rstrip() + "\n"
 
-- obs: dict[str, torch.Tensor], the observation AFTER the action was applied; the keys, shapes and units are in
-  the environment description. action: torch.Tensor [N, A] in [-1, 1].
-- Everything is batched over N environments: work on whole tensors (no Python loops over N, no .item()).
-- Return reward: Tensor [N] (finite, preferably within about [-10, 10] per step) and components:
-  dict[str, Tensor [N]], one entry per reward term you add up (name: its contribution), so that each term can
-  be measured during training.
-- `torch` and `math` are already available: write no import statements. Use only torch, math and plain
-  arithmetic: no files, no global state, no names or attributes starting with _ (__class__ ...), no
-  eval/exec/open/getattr/format, no nested functions or lambdas, no try or with blocks.
-- Use only the observation terms listed; the simulator's success flag is not available.
-- The code runs in a sandbox with limited time and memory: keep it short and cheap.
-"""
+
+SYSTEM_PROMPT = _system_prompt()
+
 
 @dataclass
 class Sample:
@@ -77,17 +70,50 @@ def build_messages(context: str, feedback: str | None = None) -> list[Message]:
     return [system_message(SYSTEM_PROMPT), user_message(text)]
 
 
-def parse_sample(iteration: int, index: int, reply: str) -> Sample:
-    """A ``Sample`` from a reply: code that the gate passed (``gate.extract_code``, ``gate.check_source``), or the
-    gate's one-line reason."""
+@dataclass
+class Prepared:
+    """One reply through extraction, normalization and the gate: the code to run, or every reason it has none."""
+
+    code: str | None
+    """The normalized code the gate accepted (what the sandbox runs), ``None`` when rejected."""
+    reasons: list[str]
+    """Why it was rejected, one line each (empty when accepted)."""
+    notes: list[str]
+    """What normalization changed (``line 1: removed 'import torch'``)."""
+
+
+def prepare_reply(reply: str) -> Prepared:
+    """The search's reply path up to the sandbox: ``gate.extract_code``, ``normalize.normalize``,
+    ``gate.gate_reasons`` (every reason), then ``gate.check_source`` on the normalized text as the sandbox will."""
     from robot_rl.rewards.codegen import gate
+    from robot_rl.rewards.codegen.normalize import normalize
 
     try:
         code = gate.extract_code(reply)
-        gate.check_source(code)
     except gate.GateError as e:
-        return Sample(iteration, index, None, f"rejected by the gate: {one_line(str(e))}", reply)
-    return Sample(iteration, index, code, None, reply)
+        return Prepared(None, e.reasons, [])
+    if not code.strip():
+        return Prepared(None, ["no code: the text is empty"], [])
+    result = normalize(code)
+    if result.tree is None:
+        return Prepared(None, [result.error or "syntax error"], [])
+    reasons = gate.gate_reasons(result.tree)
+    if not reasons:
+        try:
+            gate.check_source(result.code)
+        except gate.GateError as e:  # the unparsed text must pass as its tree did
+            reasons = e.reasons
+    return Prepared(None if reasons else result.code, reasons, result.notes)
+
+
+def parse_sample(iteration: int, index: int, reply: str) -> Sample:
+    """A ``Sample`` from a reply (``prepare_reply``): normalized code the gate passed, or the gate's reasons, all of
+    them, on one line."""
+    prepared = prepare_reply(reply)
+    if prepared.code is None:
+        reason = one_line("; ".join(prepared.reasons), 1500)
+        return Sample(iteration, index, None, f"rejected by the gate: {reason}", reply)
+    return Sample(iteration, index, prepared.code, None, reply)
 
 
 def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: int, seed: int = 0) -> list[Sample]:

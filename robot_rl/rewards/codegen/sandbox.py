@@ -14,7 +14,8 @@ Layers (``sandbox_layers()`` probes which ones this machine gives; ``format_laye
   the repository);
 - seccomp filter: no sockets, no new processes (threads only), no exec, ptrace, namespaces, setsid; ``kill`` only
   of itself;
-- restricted globals (with the gate): ``{"torch", "math", "__builtins__": <gate.BUILTINS>}``, fresh every call;
+- restricted globals (with the gate): ``{"torch", "math", "np": <gate.NUMPY>, "__builtins__": <gate.BUILTINS>}``,
+  fresh every call (the module's constants and helpers are made again in them);
   without the gate, torch's, math's and builtins' namespaces are restored after every call (monkey-patching does
   not stick; gated code cannot assign attributes at all);
 - deadline: a batch that does not answer in ``deadline_s`` gets its whole process group SIGKILLed; the next call
@@ -100,6 +101,9 @@ class SandboxLimits:
     callers report a non-finite reward with the episode and step)."""
     threads: int = 1
     """torch intra-op threads in the worker."""
+    rows_per_call: int = 8192
+    """Larger batches go to the worker in calls of at most this many rows, each with its own deadline (code written
+    for one sample at a time runs row by row, ~50 us a row: 8192 rows stay well inside ``deadline_s``)."""
 
     @property
     def batch_cpu_s(self) -> float:
@@ -134,6 +138,8 @@ class Sandbox:
         self._fds: tuple[int, int] | None = None
         self._shm: mmap.mmap | None = None
         self._layers: list[Layer] = []
+        self.per_sample = False
+        """Whether the last batch ran row by row (per-sample code, ``worker.Worker.evaluate``)."""
         self.source = self._checked(source)
         self._loaded = False
 
@@ -144,6 +150,9 @@ class Sandbox:
         s = np.ascontiguousarray(states, np.float32)
         a = np.ascontiguousarray(actions, np.float32)
         self._check_inputs(s, a)
+        step = max(1, self.limits.rows_per_call)
+        if len(s) > step:
+            return _joined([self(s[i:i + step], a[i:i + step]) for i in range(0, len(s), step)])
         if self._proc is None or not self._loaded or self._proc.poll() is not None:
             self.start()
         n = len(s)
@@ -165,6 +174,7 @@ class Sandbox:
                                "(killed its process group)") from None
         except (BrokenPipeError, EOFError, ConnectionError):
             raise SandboxError(f"the reward process died ({self._death()})") from None
+        self.per_sample = bool(header.get("per_sample"))
         if float(header.get("cpu", 0.0)) > self.limits.cpu_total_s / 2:
             self.close()  # the next call starts a fresh worker, well before RLIMIT_CPU's hard limit
         return self._result(header, data, n)
@@ -215,7 +225,7 @@ class Sandbox:
             Layer("static gate", self.gate, "AST allow-list of gate.py" if self.gate else "switched off (tests only)"),
             Layer("clean environment", True, f"python -I, only {env}"),
         ]
-        restricted = "torch, math and allow-listed builtins, fresh every call" if self.gate \
+        restricted = "torch, math, allow-listed np and builtins, fresh every call" if self.gate \
             else "off with the gate (full builtins)"
         after = [
             Layer("restricted globals", self.gate, restricted),
@@ -280,7 +290,8 @@ class Sandbox:
         limits = {**asdict(self.limits), "cpu_s": self.limits.batch_cpu_s}
         return {"source": self.source, "filename": self.filename, "gate": self.gate, "slices": self.slices,
                 "limits": limits, "disable": sorted(self.disable), "threads": self.limits.threads,
-                "builtins": sorted(gate_module.BUILTINS)}
+                "builtins": sorted(gate_module.BUILTINS), "numpy": sorted(gate_module.NUMPY),
+                "numpy_linalg": sorted(gate_module.NUMPY_LINALG)}
 
     def _spawn(self) -> None:
         request_r, request_w = os.pipe()
@@ -424,6 +435,14 @@ class Sandbox:
             raise SandboxError(f"compute_reward returned {what} of dtype {dtype}, expected a floating dtype")
         array = np.frombuffer(data, np.float32, n, offset).copy()
         return key, array, offset + nbytes
+
+
+def _joined(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The results of consecutive calls as one; a component that some calls lack (per-sample code that adds a term
+    only in some rows) is 0 there, as within a call."""
+    names = list(dict.fromkeys(k for _, comps in parts for k in comps))
+    reward = np.concatenate([r for r, _ in parts])
+    return reward, {k: np.concatenate([c.get(k, np.zeros(len(r), np.float32)) for r, c in parts]) for k in names}
 
 
 def _shared_batch_file() -> int:

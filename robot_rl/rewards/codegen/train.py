@@ -175,26 +175,37 @@ def _check_deadline(deadline: float) -> None:
 # ------------------------------------------------------------------------------------------------------------ IQL
 
 
+def relabel_dataset(dataset: str, spec: EnvSpec, reward_fn: RewardFn, chunk: int = 50_000
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The transitions of ``dataset`` with ``reward_fn``'s rewards (``rewards``), and its components over them
+    (``--check-reply`` and the iql trainer both go through here)."""
+    from robot_rl.data import Dataset
+
+    with Dataset(dataset) as ds:
+        problems = ds.spec.compatible_with(spec)
+        if problems:
+            raise ValueError(f"{dataset}: dataset of '{ds.spec.name}' does not fit '{spec.name}': "
+                             + "; ".join(problems))
+        t = ds.transitions()
+    rewards: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(t["actions"]), chunk):
+        reward, comps = reward_fn(t["next_states"][i:i + chunk], t["actions"][i:i + chunk])
+        rewards.append(np.asarray(reward, np.float32))
+        for name, values in comps.items():
+            parts.setdefault(name, []).append(np.asarray(values, np.float32))
+    t["rewards"] = np.concatenate(rewards) if rewards else np.zeros(0, np.float32)
+    return t, {name: np.concatenate(v) for name, v in parts.items()}
+
+
 def _relabel(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, chunk: int = 50_000
              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The dataset's transitions with the candidate's rewards, and the rewards' statistics over the dataset."""
-    from robot_rl.data import Dataset
-
     assert job.dataset is not None
-    with Dataset(job.dataset) as ds:
-        problems = ds.spec.compatible_with(spec)
-        if problems:
-            raise ValueError(f"{job.dataset}: dataset of '{ds.spec.name}' does not fit '{spec.name}': "
-                             + "; ".join(problems))
-        t = ds.transitions()
+    t, components = relabel_dataset(job.dataset, spec, reward_fn, chunk)
     tracker = StatsTracker()
-    rewards = []
-    for i in range(0, len(t["actions"]), chunk):
-        reward, comps = reward_fn(t["next_states"][i:i + chunk], t["actions"][i:i + chunk])
-        tracker.add(reward, comps)
-        rewards.append(np.asarray(reward, np.float32))
+    tracker.add(t["rewards"], components)
     tracker.flush(0)
-    t["rewards"] = np.concatenate(rewards)
     return t, tracker.points[0]["terms"]
 
 

@@ -8,10 +8,19 @@ into a read-only root that holds only the interpreter, the import path and /usr,
 drop to nobody (when root) -> ``RLIMIT_NOFILE`` -> seccomp filter -> compile the code -> ready reply listing each
 layer as active or not (and why).
 
+Running the code: gated code is a module of constants, helpers and ``compute_reward`` (``gate.py``), run afresh in
+restricted globals (``torch``, ``math``, an ``np`` of allow-listed NumPy functions, allow-listed builtins) for every
+batch, so nothing carries over between calls. ``compute_reward`` may return a reward or ``(reward, components)``,
+tensors or NumPy arrays (NumPy code, which names ``np`` and not ``torch``, gets arrays); code written for one sample
+at a time is run row by row (``Worker.evaluate``).
+
 Protocol. Host -> worker: ``<Q`` length + pickle (``{"op": "init" | "load", ...}``: the host is trusted) or a batch
 ``<4sIII`` (``b"BATC"``, N, D, A) + float32 states ``[N, D]`` + float32 actions ``[N, A]``. Worker -> host (never
 pickle: the host must not unpickle what reward code could forge): ``<QI`` (frame length, header length) + JSON
 header + raw float32 data of the items the header lists.
+
+Length: the worker's half of one security boundary, beside ``sandbox.py``; it runs as a script that imports nothing
+from ``robot_rl`` (the host's package stays out of its memory), so it cannot be split into modules of the package.
 """
 
 from __future__ import annotations
@@ -280,9 +289,12 @@ class Worker:
         self.tensor_dict = dict(vars(torch.Tensor))
 
     def load(self, source: str, filename: str, gated: bool) -> None:
-        """Compile the code; with the gate on, keep only the code object (fresh globals every call)."""
+        """Compile the code; with the gate on, keep only the module's code object (run in fresh globals every call:
+        its constants and helpers, then ``compute_reward``)."""
         self.fn = self.code = None
         self.filename, self.gated, self.load_error = filename, gated, None
+        self.mode: str | None = None  # "batch" or "row" once a batch of 2+ rows has shown which
+        self.per_sample = False
         import linecache
 
         # the source came over the pipe and its file is not in the worker's root: tracebacks and inspect.getsource
@@ -290,14 +302,18 @@ class Worker:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             module = compile(source, filename, "exec")
-            if gated:  # the gate allowed one def and a docstring: the function's code object is a constant
+            names = _global_names(module)
+            self.numpy_inputs = ("np" in names or "numpy" in names) and "torch" not in names
+            if gated:  # the gate allowed a docstring, constants and functions: run them afresh every call
                 found = [c for c in module.co_consts if isinstance(c, types.CodeType) and c.co_name == "compute_reward"]
                 if len(found) != 1:
                     raise ValueError("defines no function compute_reward(obs, action)")
-                self.code = found[0]
+                self.code = module
             else:
+                import numpy
+
                 scope: dict[str, Any] = {"__name__": "reward", "__builtins__": __builtins__, "torch": self.torch,
-                                         "math": math}
+                                         "math": math, "np": numpy}
                 exec(module, scope)
                 self.fn = scope.get("compute_reward")
                 if not callable(self.fn):
@@ -347,8 +363,12 @@ class Worker:
             hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
             resource.setrlimit(resource.RLIMIT_CPU, (min(limit, hard), hard))
         try:
-            fn = self.fn if self.fn is not None else types.FunctionType(self.code, self.globals())
-            out = fn(obs, action)
+            fn = self.fn
+            if fn is None:
+                scope = self.globals()
+                exec(self.code, scope)
+                fn = scope["compute_reward"]
+            out = self.evaluate(fn, obs, action, n)
             reply, data = self.describe(out, n)
         except BaseException as e:
             reply, data = {"error": f"compute_reward raised {self.one_line(e)}"}, []
@@ -357,7 +377,60 @@ class Worker:
         # gated code cannot assign attributes or reach a namespace dict, so only ungated code pays for the check
         reply["tampered"] = False if self.gated else self.restore()
         reply["cpu"] = self.cpu_used()
+        reply["per_sample"] = self.per_sample
         self.send(reply, data)
+
+    def evaluate(self, fn: Any, obs: dict[str, Any], action: Any, n: int) -> Any:
+        """``fn``'s result on the batch: called once on it (batched code), or row by row when that fails or gives
+        no reward per row (per-sample code: each row's terms without the batch dimension, a number back). Which of
+        the two is fixed by the first batch of 2+ rows. NumPy code (it names ``np`` and not ``torch``) gets arrays."""
+        if self.numpy_inputs:
+            obs = {k: v.numpy() for k, v in obs.items()}
+            action = action.numpy()
+        self.per_sample = self.mode == "row"
+        if self.mode == "row":
+            return self.rows(fn, obs, action, n)
+        first: Exception | None = None
+        try:
+            out = fn(obs, action)
+        except Exception as e:
+            if self.mode == "batch":
+                raise
+            first, out = e, None
+        else:
+            reward = out[0] if isinstance(out, tuple) and len(out) == 2 else out
+            if self.mode == "batch" or tuple(getattr(reward, "shape", ())) == (n,):
+                if n > 1:
+                    self.mode = "batch"
+                return out
+        try:
+            result = self.rows(fn, obs, action, n)
+        except Exception:
+            if first is not None:
+                raise first from None
+            return out  # describe() says what is wrong with the batched result
+        if n > 1:
+            self.mode = "row"
+        self.per_sample = True
+        return result
+
+    def rows(self, fn: Any, obs: dict[str, Any], action: Any, n: int) -> tuple[Any, dict[str, Any]]:
+        """Per-sample code, row by row: reward [n] and components [n] (0 in rows where a component is missing)."""
+        import numpy as np
+
+        rewards = np.zeros(n)
+        components: dict[Any, Any] = {}
+        for i in range(n):
+            out = fn({k: v[i] for k, v in obs.items()}, action[i])
+            reward, parts = out if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else (out, {})
+            rewards[i] = _number(reward, "reward", i)
+            for key, value in parts.items():
+                column = components.get(key)
+                if column is None:
+                    column = components[key] = np.zeros(n)
+                column[i] = _number(value, f"component '{key}'", i)
+        torch = self.torch
+        return torch.from_numpy(rewards), {k: torch.from_numpy(v) for k, v in components.items()}
 
     def globals(self) -> dict[str, Any]:
         import builtins
@@ -365,14 +438,18 @@ class Worker:
         if not hasattr(self, "allowed"):
             self.allowed = {k: getattr(builtins, k) for k in self.config["builtins"]}
             # torch's C code imports "torch" through the *calling* frame's builtins (e.g. for ``x < 0.05``): give it
-            # already-loaded torch modules only. Reward code cannot name ``__import__`` itself (the gate).
-            self.allowed["__import__"] = _loaded_torch_only
-        return {"torch": self.torch, "math": math, "__builtins__": dict(self.allowed)}
+            # already-loaded torch and numpy modules only. Reward code cannot name ``__import__`` itself (the gate).
+            self.allowed["__import__"] = _loaded_modules_only
+            self.np = _numpy_namespace(self.config.get("numpy", ()), self.config.get("numpy_linalg", ()))
+        return {"torch": self.torch, "math": math, "np": self.np, "__builtins__": dict(self.allowed)}
 
     def describe(self, out: Any, n: int) -> tuple[dict[str, Any], list[Any]]:
-        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        if isinstance(out, tuple | dict) and not (isinstance(out, tuple) and len(out) == 2
+                                                  and isinstance(out[1], dict)):
             what = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
-            return {"error": f"compute_reward must return (reward, components: dict), got {what}"}, []
+            return {"error": f"compute_reward must return reward or (reward, components: dict), got {what}"}, []
+        if not isinstance(out, tuple):
+            out = (out, {})  # a bare reward
         items, data = [], []
         for key, value in [(None, out[0]), *out[1].items()]:
             if key is not None and not isinstance(key, str):
@@ -386,7 +463,11 @@ class Worker:
 
     def item(self, value: Any, n: int) -> tuple[list[Any], Any]:
         """[type, dtype, shape, device, nbytes] and the float32 bytes (only for a floating CPU tensor of shape [n])."""
+        import numpy as np
+
         torch = self.torch
+        if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "biuf":  # NumPy code's result
+            value = torch.from_numpy(np.array(value))
         if not isinstance(value, torch.Tensor):
             return [type(value).__name__, None, None, None, 0], None
         shape = list(value.shape)
@@ -469,12 +550,45 @@ class Worker:
         return got
 
 
-def _loaded_torch_only(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-    """``__import__`` for gated reward code's frames: torch modules that are already loaded, nothing else."""
+def _loaded_modules_only(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                         level: int = 0) -> Any:
+    """``__import__`` for gated reward code's frames: torch and numpy modules that are already loaded, nothing else."""
     root = name.partition(".")[0]
-    if level != 0 or root != "torch" or name not in sys.modules:
+    if level != 0 or root not in ("torch", "numpy") or name not in sys.modules:
         raise ImportError(f"import of '{name}' is not allowed in reward code")
     return sys.modules[name if fromlist else root]
+
+
+def _numpy_namespace(names: Any, linalg: Any) -> types.SimpleNamespace:
+    """``np`` for gated code: only the allow-listed NumPy functions and constants (``gate.NUMPY``), and
+    ``np.linalg`` with only ``gate.NUMPY_LINALG``."""
+    import numpy
+
+    space = {k: getattr(numpy, k) for k in names if k != "linalg" and hasattr(numpy, k)}
+    space["linalg"] = types.SimpleNamespace(**{k: getattr(numpy.linalg, k) for k in linalg})
+    return types.SimpleNamespace(**space)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Every global name the module's code (its functions included) reads (not attribute names: ``x.numpy()``)."""
+    import dis
+
+    names = {str(i.argval) for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _number(value: Any, what: str, row: int) -> float:
+    """One row's reward or component as a float: a number, or anything with one element (0-d tensor, array)."""
+    if isinstance(value, bool | int | float):
+        return float(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and math.prod(tuple(shape)) == 1 and hasattr(value, "item"):
+        return float(value.item())
+    kind = f"shape {list(shape)}" if shape is not None else f"type {type(value).__name__}"
+    raise TypeError(f"per sample (row {row}), compute_reward returned {what} of {kind}, expected a number")
 
 
 def main() -> None:

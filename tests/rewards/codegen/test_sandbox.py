@@ -340,7 +340,8 @@ def test_oversized_replies_are_rejected(bare_box: Sandbox, box: Sandbox) -> None
     ("return action.sum(-1).to('meta'), {}", r"reward on device meta, expected cpu"),
     ("return [1.0] * len(action), {}", r"reward of type list, expected a torch.Tensor"),
     ("r = action.sum(-1)\nreturn r, {'c': r[:3]}", r"component 'c' of shape \[3\], expected \[16\]"),
-    ("return action.sum(-1)", r"must return \(reward, components: dict\), got Tensor"),
+    ("return action.sum(-1), {}, 1", r"must return reward or \(reward, components: dict\), got a tuple of 3"),
+    ("return {'r': action.sum(-1)}", r"must return reward or \(reward, components: dict\), got dict"),
 ])
 def test_result_checks(box: Sandbox, body: str, message: str) -> None:
     fails(box, fn(body), message)
@@ -386,7 +387,9 @@ def test_gated_code_gets_only_allow_listed_builtins(open_box: Sandbox, box: Sand
 def test_code_reward_can_gate_its_file(tmp_path: Path) -> None:
     path = tmp_path / "reward.py"
     path.write_text(GATE_REJECTS["dunder walk"][0])
-    with pytest.raises(GateError, match=rf"^{re.escape(str(path))}: line 2: attribute '__class__' is not allowed$"):
+    with pytest.raises(GateError, match=rf"^{re.escape(str(path))}: line 2: attribute '__class__' is not allowed; "
+                                         "line 2: attribute '__bases__' is not allowed; "
+                                         "line 2: attribute '__subclasses__' is not allowed$"):
         CodeReward(str(path), SPEC, gate=True)
     path.write_text(GOOD)
     with CodeReward(str(path), SPEC, timeout=5.0, gate=True) as code:
@@ -394,3 +397,62 @@ def test_code_reward_can_gate_its_file(tmp_path: Path) -> None:
         np.testing.assert_allclose(code(states, actions)[0], good_reference(states, actions), rtol=1e-5, atol=1e-6)
     with pytest.raises(RewardCodeError, match="no such reward code file"):
         CodeReward(str(tmp_path / "missing.py"), SPEC)
+
+
+# ---- replies as LLMs write them: constants and helpers, bare rewards, NumPy, per-sample code -------------------------
+
+def test_constants_and_helpers_are_made_afresh_every_call(box: Sandbox) -> None:
+    box.load("SEEN = []\n\ndef count():\n    SEEN.append(1)\n    return len(SEEN)\n\n"
+             + fn("return action.sum(-1) * 0.0 + count()"))
+    for _ in range(2):  # no state survives a call: the module runs again in fresh globals
+        reward, components = box(*batch(8))
+        assert reward.tolist() == [1.0] * 8 and components == {} and not box.per_sample
+    still_good(box)
+
+
+def test_per_sample_code_runs_row_by_row_and_missing_components_count_zero(box: Sandbox) -> None:
+    box.load(fn("d = float(torch.norm(obs['hand_pos'] - obs['obj_pos']))\n"
+                "parts = {'near': 1.0} if d < 0.5 else {}\nreturn -d, parts"))
+    states, actions = batch(64)
+    reward, components = box(states, actions)
+    d = np.linalg.norm(states[:, 0:3] - states[:, 4:7], axis=1)
+    np.testing.assert_allclose(reward, -d, rtol=1e-5)
+    np.testing.assert_array_equal(components["near"], (d < 0.5).astype(np.float32))
+    assert box.per_sample and 0 < components["near"].sum() < 64
+    reward, _ = box(states[:1], actions[:1])  # a batch of one: still per sample
+    np.testing.assert_allclose(reward, -d[:1], rtol=1e-5)
+    still_good(box)
+
+
+def test_numpy_code_gets_arrays_and_its_float64_results_come_back(box: Sandbox) -> None:
+    box.load(fn("x = obs['hand_pos'][:, 0]\nreturn np.tanh(x), {'ones': np.ones(len(action))}"))
+    states, actions = batch(16)
+    reward, components = box(states, actions)
+    np.testing.assert_allclose(reward, np.tanh(states[:, 0]), rtol=1e-6)
+    assert reward.dtype == np.float32 and components["ones"].tolist() == [1.0] * 16
+    still_good(box)
+
+
+def test_a_batched_error_is_not_hidden_by_the_per_sample_attempt(box: Sandbox) -> None:
+    fails(box, fn("return obs['handle_angle'].sum(-1)"), r"^compute_reward raised KeyError at line 2: 'handle_angle'$")
+    fails(box, fn("return obs['state'][:, :2], {}"), r"reward of shape \[16, 2\], expected \[16\]")
+
+
+def test_ungated_code_finds_np_without_importing_it(open_box: Sandbox) -> None:
+    open_box.load(fn("return np.sqrt(np.square(obs['hand_pos'][:, 0])), {}"))
+    states, actions = batch(8)
+    np.testing.assert_allclose(open_box(states, actions)[0], np.abs(states[:, 0]), rtol=1e-6)
+    still_good(open_box)
+
+
+def test_large_batches_go_in_calls_of_rows_per_call_and_join_back() -> None:
+    code = fn("d = float(torch.norm(obs['hand_pos'] - obs['obj_pos']))\nreturn -d, ({'near': 1.0} if d < 0.3 else {})")
+    states, actions = batch(40)
+    states[:16, 0:3] = states[:16, 4:7] + 1.0  # no row of the first call is near
+    with Sandbox(code, SPEC, SandboxLimits(deadline_s=5.0, rows_per_call=16)) as b:
+        reward, components = b(states, actions)
+        pid = b.pid
+    d = np.linalg.norm(states[:, 0:3] - states[:, 4:7], axis=1)
+    np.testing.assert_allclose(reward, -d, rtol=1e-5)
+    np.testing.assert_array_equal(components["near"], (d < 0.3).astype(np.float32))
+    assert components["near"][:16].sum() == 0 and components["near"].sum() > 0 and pid is not None

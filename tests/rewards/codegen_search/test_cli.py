@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tests.rewards.codegen_search import replies
 def test_search_on_labels_writes_best_code_that_relabel_can_use(labeled_reach, tmp_path, capsys) -> None:
     dataset, store = labeled_reach
     out = tmp_path / "search"
-    answers = [replies.REACH_NEGATED, replies.REACH_TRUE, replies.TWO_FUNCTIONS]
+    answers = [replies.REACH_NEGATED, replies.REACH_TRUE, replies.MALICIOUS]
     with ReplayServer(responder=lambda r: answers[replies.sample_index(r.body, 3)]) as server:
         rc = main(["reward-search", "--trainer", "none", "--dataset", str(dataset), "--labels", str(store),
                    "--llm-url", server.base_url, "--model", "replay-model", "--api-key-env", TEST_KEY_ENV,
@@ -24,7 +25,7 @@ def test_search_on_labels_writes_best_code_that_relabel_can_use(labeled_reach, t
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "it0-s1: label agreement 100%" in err and "it0-s0: label agreement 0%" in err
-    assert "it0-s2: rejected" in err and "2 functions" in err
+    assert "it0-s2: rejected" in err and "'__class__' is not allowed" in " ".join(err.split())
     best = json.loads((out / "best_reward.json").read_text())
     assert best["id"] == "it0-s1" and best["scores"]["agreement"] == 1.0 and best["ranking"] == "labels"
     assert (out / "report.md").exists() and (out / "success_by_iteration.png").exists()
@@ -64,3 +65,41 @@ def test_check_sandbox_prints_the_active_layers(capsys) -> None:
     for line, layer in zip(lines[1:], layers, strict=True):
         assert line.startswith(layer.name)
         assert line[len(layer.name):].split()[0] == ("yes" if layer.active else "NO")
+
+
+REPLY_DIR = Path(__file__).resolve().parents[1] / "codegen" / "replies"
+TINY = str(Path(__file__).resolve().parents[3] / "datasets" / "samples" / "drawer-open-tiny.h5")
+
+
+def test_check_reply_runs_one_reply_through_the_search_path_and_prints_statistics(capsys) -> None:
+    reply = REPLY_DIR / "01_eureka_full.md"
+    assert main(["reward-search", "--check-reply", str(reply), "--dataset", TINY]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"accepted: {reply}" and out[1] == "normalized:"
+    assert "  line 1: removed 'import torch'" in out
+    assert f"reward over 90 transitions of {TINY} (batched):" in out
+    with Dataset(TINY) as ds:
+        s, a = ds.transitions()["next_states"], ds.transitions()["actions"]
+    reach = np.exp(-np.linalg.norm(s[:, 0:3] - s[:, 4:7], axis=1) / 0.1)
+    reward = reach + 2.0 * np.exp(-np.linalg.norm(s[:, 4:7] - s[:, 36:39], axis=1) / 0.05) - 0.01 * (a ** 2).sum(1)
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in out if line.startswith("  ")
+            and line.split()[0] in ("reward", "reach_reward")}
+    np.testing.assert_allclose(rows["reward"], [reward.mean(), reward.std(), reward.min(), reward.max()], rtol=1e-3)
+    np.testing.assert_allclose(rows["reach_reward"], [reach.mean(), reach.std(), reach.min(), reach.max()], rtol=1e-3)
+
+
+def test_check_reply_prints_every_reason_and_exits_2(capsys, tmp_path) -> None:
+    reply = REPLY_DIR / "36_rejected_reads_a_file.md"
+    assert main(["reward-search", "--check-reply", str(reply), "--dataset", TINY]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"rejected: {reply}", "3 reasons:", "  line 1: import of 'os' is not allowed",
+        "  line 2: import of 'json' is not allowed", "  line 5: 'with' is not allowed"]
+    failing = tmp_path / "reply.md"
+    failing.write_text("Sure:\n```python\ndef compute_reward(obs, action):\n"
+                       "    return obs['handle_angle'][:, 0]\n```\n")
+    assert main(["reward-search", "--check-reply", str(failing), "--dataset", TINY]) == 2
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "  in the sandbox: compute_reward raised KeyError at line 2: 'handle_angle'"
+    assert main(["reward-search", "--check-reply", str(failing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--check-reply needs --dataset FILE.h5" in err and err.count("\n") == 0

@@ -28,16 +28,24 @@ def test_a_reply_that_is_only_code_is_accepted_without_a_fence() -> None:
     (replies.NO_CODE, "no code"),
     ("", "no code"),
     ("```python\nx = 1\n```", "defines no function compute_reward"),
-    (replies.TWO_FUNCTIONS, "2 functions 'helper' (line 1), 'compute_reward' (line 4)"),
+    (replies.TWO_FUNCTIONS.replace("def helper", "def compute_reward"),
+     "compute_reward is defined 2 times (lines 1, 4)"),
     (replies.GOOD + "\n\nOr:\n" + replies.GOOD_V2, "2 code blocks that define compute_reward"),
     (replies.SYNTAX_ERROR, "syntax error at line 2: '(' was never closed"),
-    ("```python\ndef compute_reward(obs):\n    return obs, {}\n```",
+    ("```python\ndef compute_reward(obs, **kwargs):\n    return obs, {}\n```",
      "the signature must be compute_reward(obs, action)"),
 ])
 def test_replies_without_one_usable_function_fail_with_a_reason(reply: str, reason: str) -> None:
     sample = parse_sample(3, 1, reply)
     assert sample.code is None and reason in (sample.reason or "") and sample.id == "it3-s1"
     assert "\n" not in (sample.reason or "")
+
+
+def test_helpers_are_kept_and_a_one_argument_signature_gets_action() -> None:
+    sample = parse_sample(0, 0, replies.TWO_FUNCTIONS)
+    assert sample.code is not None and sample.code.startswith("def helper(x):")
+    sample = parse_sample(0, 1, "```python\ndef compute_reward(obs):\n    return obs['state'][:, 0]\n```")
+    assert sample.code == "def compute_reward(obs, action):\n    return obs['state'][:, 0]\n"
 
 
 def test_code_the_gate_rejects_is_a_failed_sample() -> None:
@@ -52,7 +60,8 @@ def test_code_the_gate_rejects_is_a_failed_sample() -> None:
 def test_prompt_states_the_contract_and_carries_the_feedback() -> None:
     first = build_messages("class Task: ...")
     assert first[0]["role"] == "system" and first[0]["content"] == SYSTEM_PROMPT
-    assert "compute_reward(obs, action)" in SYSTEM_PROMPT and "no import" in SYSTEM_PROMPT
+    assert "compute_reward(obs, action)" in SYSTEM_PROMPT and "import nothing else" in SYSTEM_PROMPT
+    assert "@torch.jit.script" in SYSTEM_PROMPT and "match" in SYSTEM_PROMPT
     assert "class Task: ..." in first[1]["content"] and "Feedback" not in first[1]["content"]
     later = build_messages("class Task: ...", "it0-s1: FAILED: boom")
     assert "it0-s1: FAILED: boom" in later[1]["content"] and "improved" in later[1]["content"]

@@ -82,7 +82,7 @@ def test_best_code_and_provenance_and_report(search) -> None:
     out = result.out
     best = json.loads((out / "best_reward.json").read_text())
     assert best["id"] == result.best["id"] and best["id"] in ("it0-s0", "it1-s0")
-    assert best["model"] == "replay-model" and best["prompt_version"] == "reward-search-v1"
+    assert best["model"] == "replay-model" and best["prompt_version"] == "reward-search-v2"
     assert (out / best["prompt_file"]).exists()
     code = (out / "best_reward.py").read_text()
     assert result.best["code"] in code and "def compute_reward(obs, action)" in code
