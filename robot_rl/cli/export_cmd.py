@@ -1,0 +1,32 @@
+"""``robot-rl export``: write an HDF5 dataset (relabeled or not) in a foreign format: robomimic:FILE.hdf5,
+lerobot:DIRECTORY (codebase v3.0, rewards as next.reward, the label's provenance in meta/info.json),
+minari:DATASET_ID (into MINARI_DATASETS_PATH)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from robot_rl.cli.help_text import command_help
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    """Register ``robot-rl <name>``."""
+    p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
+    p.add_argument("dataset", type=Path, help="HDF5 dataset to export")
+    p.add_argument("--to", required=True, help="robomimic:FILE.hdf5, lerobot:DIRECTORY or minari:DATASET_ID")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export; a bad destination is a one-line ``InteropError``."""
+    from robot_rl.data.interop import export_to
+
+    console = Console(stderr=True)
+    with console.status(f"exporting to {args.to}"):
+        report = export_to(str(args.dataset), args.to)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+    return 0
