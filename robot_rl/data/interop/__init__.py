@@ -12,10 +12,12 @@ export_to("lift.h5", "lerobot:out/lift")
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import Any
 
 from robot_rl.data.interop.common import ConvertReport, InteropError
+from robot_rl.data.journal import JOURNAL_SUFFIX
 
 FORMATS: dict[str, str] = {
     "robomimic": "robot_rl.data.interop.robomimic",
@@ -44,9 +46,24 @@ def format_module(scheme: str) -> ModuleType:
 
 
 def import_source(source: str, out: str, **options: Any) -> ConvertReport:
-    """Import ``SCHEME:TARGET`` into the new robot_rl dataset ``out``."""
+    """Import ``SCHEME:TARGET`` into the new robot_rl dataset ``out``; written as ``<out>.importing`` and renamed
+    when complete, so a failed or killed import leaves no ``out``."""
     scheme, target = parse_source(source)
-    return format_module(scheme).import_dataset(target, out, **options)
+    if os.path.exists(out):
+        raise InteropError(f"{out}: already exists; choose a new output path")
+    partial = f"{out}.importing"
+    for leftover in (partial, partial + JOURNAL_SUFFIX):
+        if os.path.exists(leftover):  # from an import that was killed
+            os.remove(leftover)
+    try:
+        report: ConvertReport = format_module(scheme).import_dataset(target, partial, **options)
+        os.replace(partial, out)
+    finally:
+        for leftover in (partial, partial + JOURNAL_SUFFIX):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    report.out = out
+    return report
 
 
 def export_to(path: str, destination: str, **options: Any) -> ConvertReport:

@@ -1,0 +1,147 @@
+"""LeRobot datasets in and out: v3.0 and v2.1 datasets laid out as LeRobot's code writes them (videos encoded with
+PyAV as LeRobot does, see ``lerobot_fixture.py``) import with their frames, tasks, episode bounds, rewards and
+decoded camera frames; a relabeled dataset exports back as v3.0 with ``next.reward`` and its provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from robot_rl.cli.main import main
+from robot_rl.data import Dataset
+from robot_rl.data.interop import import_source
+from robot_rl.data.interop.common import physical
+from tests.data.lerobot_fixture import JOINTS, frame_color, write_v21, write_v30
+
+
+@pytest.fixture(scope="module")
+def v30(tmp_path_factory) -> Path:
+    return write_v30(tmp_path_factory.mktemp("lerobot") / "so100_pick")
+
+
+@pytest.fixture(scope="module")
+def v21(tmp_path_factory) -> Path:
+    return write_v21(tmp_path_factory.mktemp("lerobot") / "pusht")
+
+
+def _frames(root: Path, name: str) -> dict[str, np.ndarray]:
+    table = pq.read_table(sorted((root / "data").glob("*/*.parquet"))[0] if name == "*" else root / name)
+    return {c: np.asarray(table.column(c).to_pylist()) for c in table.column_names}
+
+
+def test_v30_import_keeps_frames_tasks_bounds_and_decodes_the_video(v30: Path, tmp_path: Path) -> None:
+    out = tmp_path / "so100.h5"
+    report = import_source(f"lerobot:{v30}", str(out))
+    assert (report.episodes, report.steps) == (3, 24)
+    src = _frames(v30, "data/chunk-000/file-000.parquet")
+    with Dataset(out) as ds:
+        spec = ds.spec
+        assert spec.name == "lerobot/so100_follower" and spec.control_hz == 10 and spec.cameras == ("top",)
+        assert [s.name for s in spec.state_slices] == ["state"] and spec.action.names == tuple(JOINTS)
+        assert ds.task_text == "pick up the cube"
+        assert [ds.episode_length(n) for n in ds.episode_names] == [7, 9, 8]
+        ep = ds.load_episode("demo_1", images=True)
+        rows = slice(7, 16)
+        assert ep.attrs["task"] == "put the cube in the bowl" and ep.attrs["source_episode"] == 1
+        np.testing.assert_allclose(ep.states, src["observation.state"][rows], rtol=1e-6)
+        np.testing.assert_allclose(physical(ep.actions, spec), src["action"][rows], rtol=1e-5, atol=1e-4)
+        assert np.abs(ep.actions).max() <= 1 + 1e-6
+        np.testing.assert_array_equal(ep.next_states[:-1], ep.states[1:])
+        want = np.stack([frame_color(7 + j) for j in range(9)]).astype(int)
+        assert ep.images["top"].shape == (9, 64, 64, 3)
+        assert np.abs(ep.images["top"].astype(int) - want).max() <= 8  # AV1 at crf 30; frames 23 levels apart
+        assert np.isnan(ep.rewards).all() and not ep.reward_labels
+
+
+def test_v21_import_keeps_rewards_dones_successes_and_resizes(v21: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pusht.h5"
+    import_source(f"lerobot:{v21}", str(out), image_size=(32, 32))
+    src = _frames(v21, "data/chunk-000/episode_000001.parquet")
+    with Dataset(out) as ds:
+        assert ds.task_text == "Push the T-shaped block onto the T-shaped target."
+        assert ds.spec.action.names == tuple(JOINTS)  # names given as {"motors": [...]}
+        ep = ds.load_episode("demo_1", images=True)
+        np.testing.assert_allclose(ep.rewards, src["next.reward"], rtol=1e-6)
+        np.testing.assert_array_equal(ep.reward_labels["ground_truth"][0], ep.rewards)
+        np.testing.assert_array_equal(ep.terminals, src["next.done"])
+        np.testing.assert_array_equal(ep.successes, src["next.success"])
+        assert ep.images["image"].shape == (8, 32, 32, 3)
+        want = np.stack([frame_color(1000 + j)[:32, :32] for j in range(8)]).astype(int)
+        assert np.abs(ep.images["image"].astype(int) - want).max() <= 8
+
+
+def test_lerobot_to_robot_rl_relabel_and_back(v21: Path, tmp_path: Path, capsys) -> None:
+    h5 = tmp_path / "pusht.h5"
+    assert main(["import", f"lerobot:{v21}", "--out", str(h5)]) == 0
+    assert main(["label", str(h5), "--pairs", "20", "--segment-length", "4"]) == 0
+    assert main(["train-reward", str(h5), "--out", str(tmp_path / "rm"), "--steps", "5", "--set", "hidden=[16]"]) == 0
+    assert main(["relabel", str(h5), "--source", f"reward-model:{tmp_path / 'rm'}", "--activate"]) == 0
+    back = tmp_path / "pusht_relabeled"
+    assert main(["export", str(h5), "--to", f"lerobot:{back}"]) == 0
+    info = json.loads((back / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_frames"] == 14 and info["fps"] == 10
+    reward = info["features"]["next.reward"]
+    assert reward["info"]["robot_rl_label"] == "reward_model" and reward["info"]["provenance"]["labeler"]
+    assert info["features"]["observation.image" if False else "observation.images.image"]["dtype"] == "image"
+    frames = _frames(back, "data/chunk-000/file-000.parquet")
+    episodes = pq.read_table(back / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [(e["dataset_from_index"], e["dataset_to_index"]) for e in episodes] == [(0, 6), (6, 14)]
+    assert pq.ParquetFile(back / "data/chunk-000/file-000.parquet").metadata.num_row_groups == 2
+    tasks = pd.read_parquet(back / "meta/tasks.parquet")  # as LeRobot's load_tasks reads it
+    assert tasks.iloc[int(frames["task_index"][0])].name == "Push the T-shaped block onto the T-shaped target."
+    stats = json.loads((back / "meta/stats.json").read_text())
+    assert set(stats["action"]) >= {"min", "max", "mean", "std", "count", "q01", "q99"}
+    with Dataset(h5) as ds:
+        ep = ds.load_episode("demo_1", images=True)
+        np.testing.assert_allclose(frames["next.reward"][6:], ep.rewards, rtol=1e-6)
+        src = _frames(v21, "data/chunk-000/episode_000001.parquet")
+        np.testing.assert_allclose(frames["action"][6:], src["action"], rtol=1e-5, atol=1e-4)
+        png = frames["observation.images.image"][6]["bytes"]
+        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(decoded, ep.images["image"][0])
+    again = tmp_path / "again.h5"
+    import_source(f"lerobot:{back}", str(again))
+    with Dataset(h5) as a, Dataset(again) as b:
+        assert a.spec == b.spec
+        ea, eb = a.load_episode("demo_1", images=True), b.load_episode("demo_1", images=True)
+        np.testing.assert_array_equal(ea.states, eb.states)
+        np.testing.assert_allclose(ea.actions, eb.actions, atol=1e-6)
+        np.testing.assert_array_equal(ea.rewards, eb.rewards)
+        np.testing.assert_array_equal(ea.images["image"], eb.images["image"])
+        assert eb.reward_labels["reward_model"][1] == ea.reward_labels["reward_model"][1]
+
+
+def _one_line(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("robot-rl "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "no_info", "v20", "no_video"])
+def test_bad_lerobot_inputs_are_one_line_errors(v30: Path, tmp_path: Path, capsys, case: str) -> None:
+    root = tmp_path / "ds"
+    needle = str(root)
+    if case == "file":
+        root.write_text("x")
+        needle = "not a directory"
+    elif case == "no_info":
+        (root / "data").mkdir(parents=True)
+        needle = "no meta/info.json"
+    elif case == "v20":
+        (root / "meta").mkdir(parents=True)
+        (root / "meta/info.json").write_text(json.dumps({"codebase_version": "v2.0", "features": {}}))
+        needle = "codebase_version 'v2.0'"
+    elif case == "no_video":
+        root = write_v30(tmp_path / "ds", lengths=(3,), tasks=("t",))
+        (root / "videos/observation.images.top/chunk-000/file-000.mp4").unlink()
+        needle = "no such video file"
+    assert main(["import", f"lerobot:{root}", "--out", str(tmp_path / "o.h5")]) == 2
+    _one_line(capsys.readouterr().err, needle)
+    assert not (tmp_path / "o.h5").exists()
