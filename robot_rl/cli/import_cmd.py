@@ -29,9 +29,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import; a bad source is a one-line ``InteropError``."""
-    from robot_rl.data.interop import import_source, parse_source
+    from robot_rl.data.interop import InteropError, import_source, parse_source
 
-    parse_source(args.source)  # a bad scheme fails before anything is created
+    scheme, _ = parse_source(args.source)  # a bad scheme fails before anything is created
     options: dict[str, object] = {
         "image_compression": None if args.image_compression == "none" else args.image_compression}
     if args.obs_keys:
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.task is not None:
         options["task_text"] = args.task
     if args.image_size:
+        if scheme != "lerobot":
+            raise InteropError(f"--image-size: applies to lerobot: sources (videos), not {scheme}:")
         options["image_size"] = _size(args.image_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)

@@ -18,6 +18,7 @@ explicitly when loading).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -46,8 +47,7 @@ def _encode(path: Path, frames: list[np.ndarray]) -> None:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libsvtav1", FPS, options={"g": "2", "crf": "30"})
         stream.pix_fmt = "yuv420p"
-        stream.width = SIZE
-        stream.height = SIZE
+        stream.height, stream.width = frames[0].shape[:2]
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
@@ -66,8 +66,8 @@ def _stats(v: np.ndarray) -> dict[str, list[float]]:
     return {k: np.asarray(x).tolist() for k, x in out.items()}
 
 
-def _video_info() -> dict[str, object]:
-    return {"video.height": SIZE, "video.width": SIZE, "video.codec": "av1", "video.pix_fmt": "yuv420p",
+def _video_info(size: tuple[int, int] = (SIZE, SIZE)) -> dict[str, object]:
+    return {"video.height": size[0], "video.width": size[1], "video.codec": "av1", "video.pix_fmt": "yuv420p",
             "video.is_depth_map": False, "video.fps": FPS, "video.channels": 3, "has_audio": False}
 
 
@@ -85,16 +85,19 @@ def _episode_frames(lengths: list[int], seed: int, reward: bool) -> list[dict[st
 
 
 def write_v30(root: Path, lengths: tuple[int, ...] = (7, 9, 8), tasks: tuple[str, ...] = (
-        "pick up the cube", "put the cube in the bowl", "pick up the cube"), video: bool = True) -> Path:
-    """A SO-100 style v3.0 dataset: observation.state and action in degrees, one video camera ``top``."""
+        "pick up the cube", "put the cube in the bowl", "pick up the cube"), video: bool = True,
+        frame: Callable[[int], np.ndarray] = frame_color) -> Path:
+    """A SO-100 style v3.0 dataset: observation.state and action in degrees, one video camera ``top`` whose
+    frame k (counted over the whole dataset) is ``frame(k)``."""
+    size = tuple(frame(0).shape[:2])
     eps = _episode_frames(list(lengths), 0, reward=False)
     features: dict[str, dict[str, object]] = {
         "action": {"dtype": "float32", "shape": [6], "names": JOINTS},
         "observation.state": {"dtype": "float32", "shape": [6], "names": JOINTS},
     }
     if video:
-        features["observation.images.top"] = {"dtype": "video", "shape": [SIZE, SIZE, 3],
-                                              "names": ["height", "width", "channels"], "info": _video_info()}
+        features["observation.images.top"] = {"dtype": "video", "shape": [*size, 3],
+                                              "names": ["height", "width", "channels"], "info": _video_info(size)}
     features.update({k: {"dtype": d, "shape": [1], "names": None} for k, d in (
         ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
         ("task_index", "int64"))})
@@ -117,7 +120,7 @@ def write_v30(root: Path, lengths: tuple[int, ...] = (7, 9, 8), tasks: tuple[str
             row.update({"videos/observation.images.top/chunk_index": 0, "videos/observation.images.top/file_index": 0,
                         "videos/observation.images.top/from_timestamp": index / FPS,
                         "videos/observation.images.top/to_timestamp": (index + t) / FPS})
-            frames.extend(frame_color(index + j) for j in range(t))
+            frames.extend(frame(index + j) for j in range(t))
         for key in ("action", "observation.state"):
             for stat, value in _stats(ep[key]).items():
                 row[f"stats/{key}/{stat}"] = value

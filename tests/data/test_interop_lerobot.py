@@ -5,6 +5,8 @@ decoded camera frames; a relabeled dataset exports back as v3.0 with ``next.rewa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -15,8 +17,9 @@ import pytest
 
 from robot_rl.cli.main import main
 from robot_rl.data import Dataset
-from robot_rl.data.interop import import_source
+from robot_rl.data.interop import export_to, import_source
 from robot_rl.data.interop.common import physical
+from tests.data.fixtures.write_lerobot_fixture import colour
 from tests.data.lerobot_fixture import JOINTS, frame_color, write_v21, write_v30
 
 
@@ -145,3 +148,62 @@ def test_bad_lerobot_inputs_are_one_line_errors(v30: Path, tmp_path: Path, capsy
     assert main(["import", f"lerobot:{root}", "--out", str(tmp_path / "o.h5")]) == 2
     _one_line(capsys.readouterr().err, needle)
     assert not (tmp_path / "o.h5").exists()
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_v30_so100"
+"""Written by LeRobot 0.6.1's own ``LeRobotDataset`` (see ``fixtures/write_lerobot_fixture.py`` for the command)."""
+
+
+def test_a_dataset_written_by_lerobot_itself_imports(tmp_path: Path) -> None:
+    out = tmp_path / "so100.h5"
+    report = import_source(f"lerobot:{FIXTURE}", str(out))
+    assert (report.episodes, report.steps) == (3, 21)
+    with Dataset(out) as ds:
+        assert ds.spec.control_hz == 10 and ds.spec.cameras == ("front",)
+        for e, name in enumerate(ds.episode_names):
+            ep = ds.load_episode(name, images=True)
+            t = ep.length
+            assert t == (6, 8, 7)[e]
+            np.testing.assert_array_equal(ep.states[:, 0], 10 * e + np.arange(t))
+            np.testing.assert_allclose(ep.rewards, np.arange(t) / t, rtol=1e-6)
+            assert ep.terminals.tolist() == [False] * (t - 1) + [True]
+            assert ep.attrs["task"] == ("put the cube in the bowl" if e == 1 else "pick up the cube")
+            want = np.array([colour(e, j) for j in range(t)])
+            assert np.abs(ep.images["front"][:, 16, 16].astype(int) - want).max() <= 8
+
+
+LEROBOT_PYTHON = os.environ.get("ROBOT_RL_LEROBOT_PYTHON", "/tmp/lerobot-env/venv/bin/python")
+_OPEN = """
+import json, sys
+from lerobot.datasets import LeRobotDataset
+ds = LeRobotDataset("robot_rl/export", root=sys.argv[1])
+items = [ds[i] for i in range(len(ds))]
+print(json.dumps({"frames": ds.num_frames, "episodes": ds.num_episodes, "tasks": [it["task"] for it in items],
+                  "rewards": [float(it["next.reward"]) for it in items],
+                  "image": list(items[0]["observation.images.front"].shape),
+                  "info": ds.meta.features["next.reward"].get("info")}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(LEROBOT_PYTHON),
+                    reason="needs lerobot in its own environment (ROBOT_RL_LEROBOT_PYTHON; see fixtures/"
+                           "write_lerobot_fixture.py)")
+def test_lerobots_own_loader_opens_a_relabeled_export(tmp_path: Path) -> None:
+    from robot_rl.data import write_reward_labels
+
+    h5 = tmp_path / "so100.h5"
+    import_source(f"lerobot:{FIXTURE}", str(h5))
+    with Dataset(h5) as ds:
+        values = {n: np.linspace(0, 1, ds.episode_length(n)).astype(np.float32) for n in ds.episode_names}
+    write_reward_labels(str(h5), "reward_model", values, {"labeler": "reward_model", "model": "rm.pt"}, activate=True)
+    out = tmp_path / "export"
+    export_to(str(h5), f"lerobot:{out}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_LEROBOT_HOME": str(tmp_path / "hf")}
+    run = subprocess.run([LEROBOT_PYTHON, "-c", _OPEN, str(out)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (got["frames"], got["episodes"]) == (21, 3)
+    assert got["tasks"][6] == "put the cube in the bowl" and got["image"] == [3, 32, 32]
+    np.testing.assert_allclose(got["rewards"], np.concatenate(list(values.values())), rtol=1e-6)
+    assert got["info"]["robot_rl_label"] == "reward_model" and got["info"]["provenance"]["model"] == "rm.pt"
