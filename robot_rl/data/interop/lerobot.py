@@ -115,17 +115,18 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
         raise InteropError(f"{root}/meta/info.json: features: no 'action'")
     episodes = _episodes(root, info, version)
     tasks = _tasks(root, version)
-    frames = _read_frames(root, pq, pa)
+    cams = [k for k, f in features.items() if f.get("dtype") in ("image", "video")]
+    frames, files = _read_frames(root, pq, pa, {k for k in cams if features[k].get("dtype") == "image"})
     report = ConvertReport(f"{SCHEME}:{root}", out)
     stored = _stored_meta(root)
     keys = _state_features(features, obs_keys, root)
-    cams = [k for k, f in features.items() if f.get("dtype") in ("image", "video")]
     order, bounds = _episode_rows(frames, root)
     actions_all = _matrix(frames, "action", root)
     spec = _spec(root, info, features, keys, cams, actions_all, episodes, tasks, task_text, stored, report,
                  image_size)
     label_id, provenance = _reward_label(root, features, stored)
     decoder = Videos(root, info, version, fps, image_size)
+    pngs = _ImageColumns(files, image_size, root)
     try:
         with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                            image_compression=image_compression) as writer:
@@ -134,8 +135,8 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
                 if index not in bounds:
                     raise InteropError(f"{root}: episode {index}: no frames in data/ (meta lists it)")
                 rows = order[bounds[index][0]:bounds[index][1]]
-                episode = _episode(frames, rows, ep, keys, cams, features, spec, tasks, decoder, label_id,
-                                   provenance, image_size, root)
+                episode = _episode(frames, rows, ep, keys, cams, features, spec, tasks, decoder, pngs, label_id,
+                                   provenance, root)
                 writer.add_episode(episode)
                 report.episodes += 1
                 report.steps += episode.length
@@ -181,13 +182,20 @@ def _tasks(root: Path, version: str) -> dict[int, str]:
                                             strict=True)}
 
 
-def _read_frames(root: Path, pq: Any, pa: Any) -> Any:
+def _read_frames(root: Path, pq: Any, pa: Any, images: set[str]) -> tuple[Any, list[Path]]:
+    """Every frame's columns but the embedded images (read per episode, ``_ImageColumns``), with ``__file`` and
+    ``__row``: where each frame lies."""
     files = sorted((root / "data").glob("*/*.parquet"))
     if not files:
         raise InteropError(f"{root}: no data/chunk-*/*.parquet frames")
     try:
-        tables = [pq.read_table(f) for f in files]
-        return pa.concat_tables(tables, promote_options="permissive")
+        tables = []
+        for i, f in enumerate(files):
+            names = [n for n in pq.read_schema(f).names if n not in images]
+            table = pq.read_table(f, columns=names)
+            table = table.append_column("__file", pa.array(np.full(len(table), i, dtype=np.int32)))
+            tables.append(table.append_column("__row", pa.array(np.arange(len(table), dtype=np.int64))))
+        return pa.concat_tables(tables, promote_options="permissive"), files
     except Exception as e:  # pyarrow raises ArrowInvalid and friends on damaged or mismatched files
         raise InteropError(f"{root}/data: cannot read the frames ({one_line(e)})") from None
 
@@ -309,8 +317,7 @@ def _reward_label(root: Path, features: dict[str, dict[str, Any]], stored: dict[
 
 def _episode(frames: Any, rows: np.ndarray, ep: dict[str, Any], keys: list[str], cams: list[str],
              features: dict[str, dict[str, Any]], spec: EnvSpec, tasks: dict[int, str], decoder: Videos,
-             label_id: str, provenance: dict[str, Any], image_size: tuple[int, int] | None,
-             root: Path) -> Episode:
+             pngs: _ImageColumns, label_id: str, provenance: dict[str, Any], root: Path) -> Episode:
     t = len(rows)
     index = int(ep["episode_index"])
     if ep.get("length") is not None and int(ep["length"]) != t:
@@ -336,7 +343,7 @@ def _episode(frames: Any, rows: np.ndarray, ep: dict[str, Any], keys: list[str],
     images = {}
     for c in cams:
         if features[c].get("dtype") == "image":
-            images[_camera(c)] = _decode_images(take, c, image_size, root)
+            images[_camera(c)] = pngs.episode(take, c)
         else:
             images[_camera(c)] = decoder.episode(c, ep, t)
     attrs = {"source_episode": index, "task": " | ".join(episode_tasks), "next_obs_from_shift": True}
@@ -345,19 +352,37 @@ def _episode(frames: Any, rows: np.ndarray, ep: dict[str, Any], keys: list[str],
                    successes=successes, images=images, reward_labels=labels, attrs=attrs)
 
 
-def _decode_images(take: Any, key: str, image_size: tuple[int, int] | None, root: Path) -> np.ndarray:
-    import cv2
+class _ImageColumns:
+    """Decodes ``image`` features (PNG/JPEG bytes embedded in the parquet), reading one data file's image column at
+    a time: a dataset's images never sit in memory all at once."""
 
-    out = []
-    for n, cell in enumerate(take.column(key).to_pylist()):
-        raw = cell.get("bytes") if isinstance(cell, dict) else cell
-        if not raw:
-            raise InteropError(f"{root}/data: '{key}' row {n}: no embedded image bytes (an image path only)")
-        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InteropError(f"{root}/data: '{key}' row {n}: not a decodable image")
-        out.append(resize(img[..., ::-1], image_size))
-    return np.stack(out).astype(np.uint8)
+    def __init__(self, files: list[Path], size: tuple[int, int] | None, root: Path) -> None:
+        self.files, self.size, self.root = files, size, root
+        self._cached: tuple[tuple[int, str], Any] = ((-1, ""), None)
+
+    def _column(self, file: int, key: str) -> Any:
+        if self._cached[0] != (file, key):
+            _, pq = pyarrow()
+            self._cached = ((file, key), pq.read_table(self.files[file], columns=[key]).column(key))
+        return self._cached[1]
+
+    def episode(self, take: Any, key: str) -> np.ndarray:
+        import cv2
+
+        where = np.asarray(take.column("__file").to_numpy(), dtype=np.int64)
+        rows = np.asarray(take.column("__row").to_numpy(), dtype=np.int64)
+        out = []
+        for file, row in zip(where, rows, strict=True):
+            cell = self._column(int(file), key)[int(row)].as_py()
+            raw = cell.get("bytes") if isinstance(cell, dict) else cell
+            name = f"{self.files[int(file)]}: '{key}' row {int(row)}"
+            if not raw:
+                raise InteropError(f"{name}: no embedded image bytes (an image path only)")
+            img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InteropError(f"{name}: not a decodable image")
+            out.append(resize(img[..., ::-1], self.size))
+        return np.stack(out).astype(np.uint8)
 
 
 def export_dataset(path: str, target: str) -> ConvertReport:
