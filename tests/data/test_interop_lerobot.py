@@ -86,12 +86,12 @@ def test_lerobot_to_robot_rl_relabel_and_back(v21: Path, tmp_path: Path, capsys)
     assert main(["train-reward", str(h5), "--out", str(tmp_path / "rm"), "--steps", "5", "--set", "hidden=[16]"]) == 0
     assert main(["relabel", str(h5), "--source", f"reward-model:{tmp_path / 'rm'}", "--activate"]) == 0
     back = tmp_path / "pusht_relabeled"
-    assert main(["export", str(h5), "--to", f"lerobot:{back}"]) == 0
+    assert main(["export", str(h5), "--to", f"lerobot:{back}", "--camera-format", "png"]) == 0
     info = json.loads((back / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["total_frames"] == 14 and info["fps"] == 10
     reward = info["features"]["next.reward"]
     assert reward["info"]["robot_rl_label"] == "reward_model" and reward["info"]["provenance"]["labeler"]
-    assert info["features"]["observation.image" if False else "observation.images.image"]["dtype"] == "image"
+    assert info["features"]["observation.images.image"]["dtype"] == "image" and info["video_path"] is None
     frames = _frames(back, "data/chunk-000/file-000.parquet")
     episodes = pq.read_table(back / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
     assert [(e["dataset_from_index"], e["dataset_to_index"]) for e in episodes] == [(0, 6), (6, 14)]
@@ -148,6 +148,28 @@ def test_bad_lerobot_inputs_are_one_line_errors(v30: Path, tmp_path: Path, capsy
     assert main(["import", f"lerobot:{root}", "--out", str(tmp_path / "o.h5")]) == 2
     _one_line(capsys.readouterr().err, needle)
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_cameras_export_as_video_back_to_back_and_import_again(v21: Path, tmp_path: Path) -> None:
+    h5 = tmp_path / "pusht.h5"
+    import_source(f"lerobot:{v21}", str(h5))
+    out = tmp_path / "video"
+    export_to(str(h5), f"lerobot:{out}")
+    info = json.loads((out / "meta/info.json").read_text())
+    feature = info["features"]["observation.images.image"]
+    assert feature["dtype"] == "video" and feature["info"]["video.codec"] == "av1"
+    assert "observation.images.image" not in pq.read_schema(out / "data/chunk-000/file-000.parquet").names
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    spans = [(e["videos/observation.images.image/from_timestamp"], e["videos/observation.images.image/to_timestamp"])
+             for e in episodes]
+    assert spans == [(0.0, 0.6), (0.6, 1.4)]
+    again = tmp_path / "again.h5"
+    import_source(f"lerobot:{out}", str(again))
+    with Dataset(h5) as a, Dataset(again) as b:
+        for name in a.episode_names:
+            ia = a.load_episode(name, images=True).images["image"]
+            ib = b.load_episode(name, images=True).images["image"]
+            assert ia.shape == ib.shape and np.abs(ia.astype(int) - ib.astype(int)).max() <= 8
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_v30_so100"

@@ -19,7 +19,8 @@ following frame's, and the last frame repeats its own (episode attr ``next_obs_f
 
 Export writes v3.0: ``observation.state`` (or the features an import split), ``action`` in the source's units,
 ``next.reward`` (the active rewards; the label id and provenance in the feature's ``info``), ``next.done``,
-``next.success``, cameras as ``image`` features (PNG), one data parquet with a row group per episode, stats, and
+``next.success``, cameras as ``video`` features (one MP4 per camera, episodes back to back, SVT-AV1 as LeRobot
+encodes them) or PNG ``image`` features, one data parquet with a row group per episode, stats, and
 ``meta/robot_rl.json`` (the ``EnvSpec`` and provenance) so that importing it back is exact.
 """
 
@@ -385,8 +386,9 @@ class _ImageColumns:
         return np.stack(out).astype(np.uint8)
 
 
-def export_dataset(path: str, target: str) -> ConvertReport:
-    """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (``lerobot_export``)."""
+def export_dataset(path: str, target: str, camera_format: str = "video") -> ConvertReport:
+    """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (``lerobot_export``);
+    cameras as ``video`` (MP4, as LeRobot encodes them) or ``png`` (lossless image features)."""
     from robot_rl.data.interop.lerobot_export import export_lerobot
 
-    return export_lerobot(path, target)
+    return export_lerobot(path, target, camera_format)

@@ -1,6 +1,6 @@
 """Export a robot_rl dataset as a LeRobot v3.0 dataset directory (see ``lerobot.py`` for the layout): frames in one
 data parquet with a row group per episode, ``next.reward`` with the active label's id and provenance in its feature
-``info``, cameras as PNG ``image`` features, stats with LeRobot's quantiles, ``meta/tasks.parquet`` as pandas writes
+``info``, cameras as video (one MP4 per camera, episodes back to back) or PNG ``image`` features, stats with LeRobot's quantiles, ``meta/tasks.parquet`` as pandas writes
 it (the task string as the index), and ``meta/robot_rl.json`` for an exact import back."""
 
 from __future__ import annotations
@@ -14,18 +14,24 @@ from typing import Any
 import numpy as np
 
 from robot_rl.core.specs import EnvSpec
-from robot_rl.data.interop.common import ConvertReport, physical, require_new
+from robot_rl.data.episode import Episode
+from robot_rl.data.interop.common import ConvertReport, InteropError, physical, require_new
 from robot_rl.data.interop.lerobot import DEFAULT_DATA_PATH, DEFAULT_FEATURES, EPISODES_PATH, META, SCHEME, pyarrow
+from robot_rl.data.interop.lerobot_video import VideoWriter, video_codec
 from robot_rl.data.labels import active_label
 from robot_rl.data.reader import Dataset
 
 EXPORT_VERSION = "v3.0"
+DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 """LeRobot's ``DEFAULT_QUANTILES``: stats.json carries ``q01 .. q99`` beside min/max/mean/std/count."""
 
 
-def export_lerobot(path: str, target: str) -> ConvertReport:
-    """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (atomically)."""
+def export_lerobot(path: str, target: str, camera_format: str = "video") -> ConvertReport:
+    """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (atomically); cameras
+    as ``video`` features (MP4, SVT-AV1 as LeRobot encodes them; lossy) or ``png`` ``image`` features (lossless)."""
+    if camera_format not in ("video", "png"):
+        raise InteropError(f"camera format {camera_format!r}: use video or png")
     root = Path(os.path.abspath(target))
     require_new(str(root))
     pa, pq = pyarrow()
@@ -35,7 +41,7 @@ def export_lerobot(path: str, target: str) -> ConvertReport:
         shutil.rmtree(tmp)
     try:
         with Dataset(path) as ds:
-            _export(ds, tmp, pa, pq, report)
+            _export(ds, tmp, pa, pq, report, camera_format)
         os.replace(tmp, root)
     finally:
         if tmp.exists():
@@ -69,9 +75,62 @@ def _state_layout(spec: EnvSpec) -> list[tuple[str, int, int, list[str]]]:
     return [("observation.state", 0, spec.state_dim, names)]
 
 
-def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport) -> None:
-    import cv2
+class _Cameras:
+    """An episode's camera frames: appended to one video per camera, or PNG bytes for the frame table."""
 
+    def __init__(self, root: Path, fps: int, codec: tuple[str, str, dict[str, str]] | None) -> None:
+        self.root, self.fps, self.codec = root, fps, codec
+        self.videos: dict[str, VideoWriter] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.samples: dict[str, list[np.ndarray]] = {}
+
+    def add(self, ep: Episode, cols: dict[str, Any], pa: Any) -> dict[str, tuple[float, float]]:
+        """Adds ``ep``'s frames; PNG columns go into ``cols``; returns each video's (from, to) timestamps."""
+        import cv2
+
+        spans = {}
+        for cam, frames in ep.images.items():
+            per_step = frames if ep.image_every == 1 else np.repeat(frames, ep.image_every, axis=0)[:ep.length]
+            key = f"observation.images.{cam}"
+            self.shapes[key] = tuple(per_step.shape[1:])
+            self.samples.setdefault(key, []).append(
+                per_step.reshape(-1, 3).astype(np.float64)[:: max(1, per_step[0].size // 3 // 64)] / 255.0)
+            if self.codec is not None and per_step.shape[1] % 2 == 0 and per_step.shape[2] % 2 == 0:
+                video = self.videos.get(key) or VideoWriter(
+                    self.root / DEFAULT_VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), self.fps,
+                    self.codec)
+                self.videos[key] = video
+                spans[key] = video.add(per_step)
+                continue
+            pngs = [cv2.imencode(".png", np.ascontiguousarray(f[..., ::-1]))[1].tobytes() for f in per_step]
+            struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image() in arrow
+            cols[key] = pa.array([{"bytes": b, "path": None} for b in pngs], type=struct)
+        return spans
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        """Finish the videos; the ``info`` of each video feature."""
+        info = {}
+        for key, video in self.videos.items():
+            video.close()
+            info[key] = {"video.height": video.shape[0], "video.width": video.shape[1],
+                         "video.codec": self.codec[1] if self.codec else "", "video.pix_fmt": "yuv420p",
+                         "video.is_depth_map": False, "video.fps": self.fps, "video.channels": 3, "has_audio": False}
+        return info
+
+
+def _values(ep: Episode, layout: list[tuple[str, int, int, list[str]]], spec: EnvSpec, has_success: bool
+            ) -> dict[str, np.ndarray]:
+    t = ep.length
+    values = {key: ep.states[:, a:b] for key, a, b, _ in layout}
+    values["action"] = physical(ep.actions, spec)
+    values["next.reward"] = ep.rewards.reshape(t, 1)
+    values["next.done"] = ep.terminals.reshape(t, 1)
+    if has_success:
+        values["next.success"] = (ep.successes if ep.successes is not None else np.zeros(t, bool)).reshape(t, 1)
+    return values
+
+
+def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport, camera_format: str) -> None:
     spec = ds.spec
     fps = _fps(spec, report)
     layout = _state_layout(spec)
@@ -79,46 +138,34 @@ def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport) ->
     first = ds.load_episode(ds.episode_names[0]) if ds.episode_names else None
     provenance = dict(first.reward_labels.get(label, (None, {}))[1]) if (first and label) else {}
     has_success = first is not None and first.successes is not None
+    codec = video_codec() if camera_format == "video" else None
+    if camera_format == "video" and codec is None and spec.cameras:
+        report.notes.append("no video encoder in PyAV here: cameras exported as PNG image features")
+    cameras = _Cameras(root, fps, codec)
     tasks: dict[str, int] = {}
     (root / "data/chunk-000").mkdir(parents=True)
     writer = None
     sums: dict[str, list[np.ndarray]] = {}
     episodes: list[dict[str, Any]] = []
-    image_shapes: dict[str, tuple[int, ...]] = {}
     index = 0
     for e, name in enumerate(ds.episode_names):
         ep = ds.load_episode(name, images=True)
         t = ep.length
         task = str(ep.attrs.get("task") or ds.task_text)
-        task_index = tasks.setdefault(task, len(tasks))
+        values = _values(ep, layout, spec, has_success)
         cols: dict[str, Any] = {}
-        values: dict[str, np.ndarray] = {}
-        for key, a, b, _ in layout:
-            values[key] = ep.states[:, a:b]
-        values["action"] = physical(ep.actions, spec)
-        values["next.reward"] = ep.rewards.reshape(t, 1)
-        values["next.done"] = ep.terminals.reshape(t, 1)
-        if has_success:
-            values["next.success"] = (ep.successes if ep.successes is not None else np.zeros(t, bool)).reshape(t, 1)
         for key, v in values.items():
             if key.startswith("next."):
                 cols[key] = pa.array(v.reshape(t), type=pa.bool_() if v.dtype == bool else pa.float32())
             else:
                 cols[key] = pa.FixedSizeListArray.from_arrays(pa.array(v.astype(np.float32).reshape(-1)), v.shape[1])
             sums.setdefault(key, []).append(v.astype(np.float64))
-        for cam, frames in ep.images.items():
-            per_step = frames if ep.image_every == 1 else np.repeat(frames, ep.image_every, axis=0)[:t]
-            image_shapes[cam] = tuple(per_step.shape[1:])
-            pngs = [cv2.imencode(".png", np.ascontiguousarray(f[..., ::-1]))[1].tobytes() for f in per_step]
-            struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image() in arrow
-            cols[f"observation.images.{cam}"] = pa.array([{"bytes": b, "path": None} for b in pngs], type=struct)
-            sums.setdefault(f"observation.images.{cam}", []).append(
-                per_step.reshape(-1, 3).astype(np.float64)[:: max(1, per_step[0].size // 3 // 64)] / 255.0)
+        spans = cameras.add(ep, cols, pa)
         cols["timestamp"] = pa.array(np.arange(t, dtype=np.float32) / np.float32(fps), type=pa.float32())
         cols["frame_index"] = pa.array(np.arange(t, dtype=np.int64))
         cols["episode_index"] = pa.array(np.full(t, e, dtype=np.int64))
         cols["index"] = pa.array(np.arange(index, index + t, dtype=np.int64))
-        cols["task_index"] = pa.array(np.full(t, task_index, dtype=np.int64))
+        cols["task_index"] = pa.array(np.full(t, tasks.setdefault(task, len(tasks)), dtype=np.int64))
         table = pa.table(cols)
         if writer is None:
             writer = pq.ParquetWriter(root / DEFAULT_DATA_PATH.format(chunk_index=0, file_index=0), table.schema)
@@ -126,22 +173,25 @@ def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport) ->
         row: dict[str, Any] = {"episode_index": e, "tasks": [task], "length": t, "data/chunk_index": 0,
                                "data/file_index": 0, "dataset_from_index": index, "dataset_to_index": index + t,
                                "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        for key, (start, stop) in spans.items():
+            row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": 0,
+                        f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": stop})
         for key, v in values.items():
-            for stat, value in _stats(v.astype(np.float64), quantiles=False).items():
-                row[f"stats/{key}/{stat}"] = value
+            row.update({f"stats/{key}/{stat}": x for stat, x in _stats(v.astype(np.float64), False).items()})
         episodes.append(row)
         index += t
         report.episodes += 1
         report.steps += t
     if writer is not None:
         writer.close()
-    features = _features(layout, spec, has_success, image_shapes, label, provenance)
+    video_info = cameras.close()
+    features = _features(layout, spec, has_success, cameras.shapes, label, provenance, video_info)
     stats = {k: _stats(np.concatenate(v), quantiles=True) for k, v in sums.items()}
-    for k in stats:
-        if k.startswith("observation.images."):
-            stats[k] = {s: np.asarray(v).reshape(3, 1, 1).tolist() if s != "count" else v
-                        for s, v in stats[k].items()}
-    _write_meta(root, pa, pq, spec, ds, fps, features, stats, episodes, tasks, index, label, provenance)
+    for cam, samples in cameras.samples.items():
+        stats[cam] = {s: np.asarray(x).reshape(3, 1, 1).tolist() if s != "count" else [index]
+                      for s, x in _stats(np.concatenate(samples), quantiles=True).items()}
+    _write_meta(root, pa, pq, spec, ds, fps, features, stats, episodes, tasks, index, label, provenance,
+                bool(video_info))
 
 
 def _stats(v: np.ndarray, quantiles: bool) -> dict[str, Any]:
@@ -159,8 +209,8 @@ def _stats(v: np.ndarray, quantiles: bool) -> dict[str, Any]:
 
 
 def _features(layout: list[tuple[str, int, int, list[str]]], spec: EnvSpec, has_success: bool,
-              image_shapes: dict[str, tuple[int, ...]], label: str | None, provenance: dict[str, Any]
-              ) -> dict[str, Any]:
+              image_shapes: dict[str, tuple[int, ...]], label: str | None, provenance: dict[str, Any],
+              video_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
     features: dict[str, Any] = {}
     for key, a, b, names in layout:
         features[key] = {"dtype": "float32", "shape": [b - a], "names": names}
@@ -173,21 +223,24 @@ def _features(layout: list[tuple[str, int, int, list[str]]], spec: EnvSpec, has_
     features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
     if has_success:
         features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
-    for cam, shape in image_shapes.items():
-        features[f"observation.images.{cam}"] = {"dtype": "image", "shape": list(shape),
-                                                  "names": ["height", "width", "channels"]}
+    for key, shape in image_shapes.items():
+        features[key] = {"dtype": "video" if key in video_info else "image", "shape": list(shape),
+                         "names": ["height", "width", "channels"]}
+        if key in video_info:
+            features[key]["info"] = video_info[key]
     return {**features, **DEFAULT_FEATURES}
 
 
 def _write_meta(root: Path, pa: Any, pq: Any, spec: EnvSpec, ds: Dataset, fps: int, features: dict[str, Any],
                 stats: dict[str, Any], episodes: list[dict[str, Any]], tasks: dict[str, int], frames: int,
-                label: str | None, provenance: dict[str, Any]) -> None:
+                label: str | None, provenance: dict[str, Any], has_videos: bool) -> None:
     meta = root / "meta"
     (meta / "episodes/chunk-000").mkdir(parents=True, exist_ok=True)
     info = {"codebase_version": EXPORT_VERSION, "robot_type": spec.extras.get("robot_type") or spec.name,
             "total_episodes": len(episodes), "total_frames": frames, "total_tasks": len(tasks),
             "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200, "fps": fps,
-            "splits": {"train": f"0:{len(episodes)}"}, "data_path": DEFAULT_DATA_PATH, "video_path": None,
+            "splits": {"train": f"0:{len(episodes)}"}, "data_path": DEFAULT_DATA_PATH,
+            "video_path": DEFAULT_VIDEO_PATH if has_videos else None,
             "features": features}
     (meta / "info.json").write_text(json.dumps(info, indent=4))
     (meta / "stats.json").write_text(json.dumps(stats, indent=4))

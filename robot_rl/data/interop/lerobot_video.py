@@ -94,3 +94,61 @@ class Videos:
         for c in self._open.values():
             c.close()
         self._open.clear()
+
+
+VIDEO_CODECS = (("libsvtav1", "av1", {"g": "2", "crf": "30"}), ("libx264", "h264", {"g": "2", "crf": "23"}))
+"""Encoders in order of preference: LeRobot's default (SVT-AV1, keyframe every 2 frames, crf 30), else H.264."""
+
+
+def video_codec() -> tuple[str, str, dict[str, str]] | None:
+    """(encoder, codec name for info.json, options) of the first encoder PyAV has here, or None."""
+    try:
+        import av
+    except ImportError:
+        return None
+    for encoder, name, options in VIDEO_CODECS:
+        try:
+            av.codec.Codec(encoder, "w")
+        except Exception:  # av raises UnknownCodecError (a ValueError) for encoders its FFmpeg lacks
+            continue
+        return encoder, name, options
+    return None
+
+
+class VideoWriter:
+    """Appends episodes' frames to one MP4 per camera, back to back, as LeRobot v3.0 stores them: frame k of the
+    file is shown at k / fps, so an episode is the span ``[from_timestamp, to_timestamp)``."""
+
+    def __init__(self, path: Path, fps: int, codec: tuple[str, str, dict[str, str]]) -> None:
+        self.path, self.fps, self.codec = path, fps, codec
+        self._out: Any = None
+        self._stream: Any = None
+        self.frames = 0
+        self.shape: tuple[int, int] = (0, 0)
+
+    def add(self, frames: np.ndarray) -> tuple[float, float]:
+        """Encode uint8 ``[T, H, W, 3]`` frames; returns the episode's (from_timestamp, to_timestamp)."""
+        import av
+
+        if self._out is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = av.open(str(self.path), "w")
+            self._stream = self._out.add_stream(self.codec[0], self.fps, options=self.codec[2])
+            self._stream.pix_fmt = "yuv420p"
+            self.shape = (int(frames.shape[1]), int(frames.shape[2]))
+            self._stream.height, self._stream.width = self.shape
+        start = self.frames
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            frame.pts = self.frames
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
+            self.frames += 1
+        return start / self.fps, self.frames / self.fps
+
+    def close(self) -> None:
+        if self._out is not None:
+            for packet in self._stream.encode():
+                self._out.mux(packet)
+            self._out.close()
+            self._out = None
