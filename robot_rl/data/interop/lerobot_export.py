@@ -1,7 +1,8 @@
 """Export a robot_rl dataset as a LeRobot v3.0 dataset directory (see ``lerobot.py`` for the layout): frames in one
 data parquet with a row group per episode, ``next.reward`` with the active label's id and provenance in its feature
-``info``, cameras as video (one MP4 per camera, episodes back to back) or PNG ``image`` features, stats with LeRobot's quantiles, ``meta/tasks.parquet`` as pandas writes
-it (the task string as the index), and ``meta/robot_rl.json`` for an exact import back."""
+``info``, cameras as video (one MP4 per camera, episodes back to back) or PNG ``image`` features, stats with
+LeRobot's quantiles, ``meta/tasks.parquet`` as pandas writes it (the task string as the index), and
+``meta/robot_rl.json`` for an exact import back."""
 
 from __future__ import annotations
 
