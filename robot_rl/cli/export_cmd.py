@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.progress_bar import episode_progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -34,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
             raise InteropError(f"--camera-format: applies to lerobot: destinations, not {scheme}:")
         options["camera_format"] = args.camera_format
     console = Console(stderr=True)
-    with console.status(f"exporting to {args.to}"):
-        report = export_to(str(args.dataset), args.to, **options)
+    with episode_progress(console, "export") as on_progress:
+        report = export_to(str(args.dataset), args.to, on_progress=on_progress, **options)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
     console.print(report.summary(), highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.progress_bar import episode_progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         options["image_size"] = _size(args.image_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
-    with console.status(f"importing {args.source}"):
-        report = import_source(args.source, str(args.out), **options)
+    with episode_progress(console, "import") as on_progress:
+        report = import_source(args.source, str(args.out), on_progress=on_progress, **options)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
     console.print(report.summary(), highlight=False, soft_wrap=True)

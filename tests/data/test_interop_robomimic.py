@@ -32,8 +32,10 @@ def _tree(path: Path) -> dict[str, object]:
 
 def test_import_maps_keys_onto_named_state_slices(tmp_path: Path) -> None:
     src = write_robomimic(tmp_path / "lift.hdf5")
-    report = import_source(f"robomimic:{src}", str(tmp_path / "lift.h5"))
+    calls: list[tuple[int, int]] = []
+    report = import_source(f"robomimic:{src}", str(tmp_path / "lift.h5"), on_progress=lambda *a: calls.append(a))
     assert (report.episodes, report.steps) == (3, 12 + 15 + 18)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
     with Dataset(tmp_path / "lift.h5") as ds, h5py.File(src, "r") as f:
         spec = ds.spec
         assert spec.name == "robomimic/Lift" and spec.state_dim == sum(LOWDIM.values())

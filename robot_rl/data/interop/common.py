@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,17 @@ class ConvertReport:
     steps: int = 0
     notes: list[str] = field(default_factory=list)
     """Things the user should know (keys skipped, actions rescaled, ...)."""
+    total: int = 0
+    """Episodes to convert, once known."""
+    on_progress: Callable[[int, int], None] | None = field(default=None, repr=False)
+    """``on_progress(episodes_done, episodes_total)`` after each episode."""
+
+    def count(self, steps: int) -> None:
+        """One more episode of ``steps`` steps converted."""
+        self.episodes += 1
+        self.steps += steps
+        if self.on_progress is not None:
+            self.on_progress(self.episodes, self.total)
 
     def summary(self) -> str:
         return f"{self.source}: {self.episodes} episodes, {self.steps} steps -> {self.out}"

@@ -27,7 +27,7 @@ encodes them) or PNG ``image`` features, one data parquet with a row group per e
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,8 @@ def _jsonl(path: Path, root: Path) -> list[dict[str, Any]]:
 
 
 def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = None, task_text: str | None = None,
-                   image_compression: str | None = "gzip", image_size: tuple[int, int] | None = None
-                   ) -> ConvertReport:
+                   image_compression: str | None = "gzip", image_size: tuple[int, int] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Import the LeRobot dataset directory ``target`` (v2.1 or v3.0) into a new robot_rl dataset ``out``."""
     root = Path(require_path(target, "LeRobot dataset directory", directory=True))
     require_new(out)
@@ -118,7 +118,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
     tasks = _tasks(root, version)
     cams = [k for k, f in features.items() if f.get("dtype") in ("image", "video")]
     frames, files = _read_frames(root, pq, pa, {k for k in cams if features[k].get("dtype") == "image"})
-    report = ConvertReport(f"{SCHEME}:{root}", out)
+    report = ConvertReport(f"{SCHEME}:{root}", out, total=len(episodes), on_progress=on_progress)
     stored = _stored_meta(root)
     keys = _state_features(features, obs_keys, root)
     order, bounds = _episode_rows(frames, root)
@@ -139,8 +139,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
                 episode = _episode(frames, rows, ep, keys, cams, features, spec, tasks, decoder, pngs, label_id,
                                    provenance, root)
                 writer.add_episode(episode)
-                report.episodes += 1
-                report.steps += episode.length
+                report.count(episode.length)
     finally:
         decoder.close()
     if any(features[c].get("dtype") == "video" for c in cams):
@@ -386,9 +385,10 @@ class _ImageColumns:
         return np.stack(out).astype(np.uint8)
 
 
-def export_dataset(path: str, target: str, camera_format: str = "video") -> ConvertReport:
+def export_dataset(path: str, target: str, camera_format: str = "video", *,
+                   on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (``lerobot_export``);
     cameras as ``video`` (MP4, as LeRobot encodes them) or ``png`` (lossless image features)."""
     from robot_rl.data.interop.lerobot_export import export_lerobot
 
-    return export_lerobot(path, target, camera_format)
+    return export_lerobot(path, target, camera_format, on_progress=on_progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 """LeRobot's ``DEFAULT_QUANTILES``: stats.json carries ``q01 .. q99`` beside min/max/mean/std/count."""
 
 
-def export_lerobot(path: str, target: str, camera_format: str = "video") -> ConvertReport:
+def export_lerobot(path: str, target: str, camera_format: str = "video", *,
+                   on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Write the robot_rl dataset ``path`` as a new LeRobot v3.0 dataset directory ``target`` (atomically); cameras
     as ``video`` features (MP4, SVT-AV1 as LeRobot encodes them; lossy) or ``png`` ``image`` features (lossless)."""
     if camera_format not in ("video", "png"):
@@ -36,7 +38,7 @@ def export_lerobot(path: str, target: str, camera_format: str = "video") -> Conv
     root = Path(os.path.abspath(target))
     require_new(str(root))
     pa, pq = pyarrow()
-    report = ConvertReport(path, f"{SCHEME}:{root}")
+    report = ConvertReport(path, f"{SCHEME}:{root}", on_progress=on_progress)
     tmp = root.with_name(root.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -133,6 +135,7 @@ def _values(ep: Episode, layout: list[tuple[str, int, int, list[str]]], spec: En
 
 def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport, camera_format: str) -> None:
     spec = ds.spec
+    report.total = ds.num_episodes
     fps = _fps(spec, report)
     layout = _state_layout(spec)
     label = active_label(ds.path)
@@ -181,8 +184,7 @@ def _export(ds: Dataset, root: Path, pa: Any, pq: Any, report: ConvertReport, ca
             row.update({f"stats/{key}/{stat}": x for stat, x in _stats(v.astype(np.float64), False).items()})
         episodes.append(row)
         index += t
-        report.episodes += 1
-        report.steps += t
+        report.count(t)
     if writer is not None:
         writer.close()
     video_info = cameras.close()

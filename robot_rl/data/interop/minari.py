@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +102,13 @@ def _get(obs: Any, name: str, root: bool) -> np.ndarray:
 
 
 def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = None, task_text: str | None = None,
-                   image_compression: str | None = "gzip") -> ConvertReport:
+                   image_compression: str | None = "gzip",
+                   on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Import the local Minari dataset ``target`` (a dataset id) into a new robot_rl dataset ``out``."""
     minari = _minari()
     require_new(out)
     src = _load(minari, target)
-    report = ConvertReport(f"{SCHEME}:{target}", out)
+    report = ConvertReport(f"{SCHEME}:{target}", out, on_progress=on_progress)
     from gymnasium import spaces
 
     action_space = src.action_space
@@ -126,6 +127,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
         raise InteropError(f"minari:{target}: no low-dimensional observation to make a state from")
     keys = state_keys(lowdim)
     episodes = list(src.iterate_episodes())
+    report.total = len(episodes)
     stored = _stored(target)
     spec = stored or _spec(target, src, keys, cams, action_space, episodes, task_text, report)
     with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
@@ -133,8 +135,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
         for ep in episodes:
             episode = _episode(ep, keys, cams, is_dict, spec, target)
             writer.add_episode(episode)
-            report.episodes += 1
-            report.steps += episode.length
+            report.count(episode.length)
     return report
 
 
@@ -217,7 +218,7 @@ def _episode(ep: Any, keys: list[StateKey], cams: list[str], is_dict: bool, spec
 # ---- export -----------------------------------------------------------------------------------------------------
 
 
-def export_dataset(path: str, target: str) -> ConvertReport:
+def export_dataset(path: str, target: str, *, on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Write the robot_rl dataset ``path`` as a new local Minari dataset ``target`` (a dataset id)."""
     minari = _minari()
     from gymnasium import spaces
@@ -226,13 +227,14 @@ def export_dataset(path: str, target: str) -> ConvertReport:
     if target in minari.list_local_datasets():
         raise InteropError(f"minari:{target}: already exists under MINARI_DATASETS_PATH={datasets_root()}")
     require_new(str(Path(datasets_root()) / target))
-    report = ConvertReport(path, f"{SCHEME}:{target}")
+    report = ConvertReport(path, f"{SCHEME}:{target}", on_progress=on_progress)
     with Dataset(path) as ds:
         spec = ds.spec
         keys = keys_of_spec(spec)
         split = spec.extras.get("import", {}).get("format") == SCHEME and not (
             len(keys) == 1 and keys[0].name == "observation")
         label = active_label(path)
+        report.total = ds.num_episodes
         buffers, provenance = [], {}
         for i, name in enumerate(ds.episode_names):
             ep = ds.load_episode(name)
@@ -245,8 +247,7 @@ def export_dataset(path: str, target: str) -> ConvertReport:
                 id=i, observations=observations, actions=physical(ep.actions, spec),
                 rewards=ep.rewards.astype(np.float64), terminations=ep.terminals.copy(),
                 truncations=ep.dones & ~ep.terminals, infos={}))
-            report.episodes += 1
-            report.steps += ep.length
+            report.count(ep.length)
         box = spaces.Box(-np.inf, np.inf, (spec.state_dim,), np.float32)
         obs_space: Any = spaces.Dict({k.name: spaces.Box(-np.inf, np.inf, k.shape, np.float32) for k in keys}) \
             if split else box

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import h5py
@@ -64,11 +64,12 @@ _SKIP_ATTRS = frozenset({"num_samples", "success", "seed"})
 
 
 def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = None, task_text: str = "",
-                   image_compression: str | None = "gzip") -> ConvertReport:
+                   image_compression: str | None = "gzip",
+                   on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Import the robomimic file ``target`` into a new robot_rl dataset ``out``."""
     path = require_path(target, "robomimic HDF5 file")
     require_new(out)
-    report = ConvertReport(f"{SCHEME}:{path}", out)
+    report = ConvertReport(f"{SCHEME}:{path}", out, on_progress=on_progress)
     with open_hdf5(path, "r") as f:
         data = f.get("data")
         if not isinstance(data, h5py.Group):
@@ -81,6 +82,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
             for key in ("actions", "obs"):
                 if key not in data[name]:
                     raise InteropError(f"{path}: data/{name}: no '{key}' (not a robomimic HDF5 file)")
+        report.total = len(demos)
         spec, keys, cameras = _import_spec(path, data, demos, obs_keys, task_text, report)
         masks = _read_masks(f)
         renamed: dict[str, str] = {}
@@ -89,8 +91,7 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
             for name in demos:
                 episode = _episode(path, data[name], name, spec, keys, cameras, report)
                 renamed[name] = writer.add_episode(episode)
-                report.episodes += 1
-                report.steps += episode.length
+                report.count(episode.length)
             if "train" in masks and "valid" in masks:
                 writer.set_masks({m: [renamed[n] for n in names if n in renamed] for m, names in masks.items()})
             elif masks:
@@ -232,11 +233,11 @@ def _read_masks(f: h5py.File) -> dict[str, list[str]]:
 # ---- export -----------------------------------------------------------------------------------------------------
 
 
-def export_dataset(path: str, target: str) -> ConvertReport:
+def export_dataset(path: str, target: str, *, on_progress: Callable[[int, int], None] | None = None) -> ConvertReport:
     """Write the robot_rl dataset ``path`` as a new robomimic HDF5 file ``target`` (atomically)."""
     out = os.path.abspath(target)
     require_new(out)
-    report = ConvertReport(path, f"{SCHEME}:{out}")
+    report = ConvertReport(path, f"{SCHEME}:{out}", on_progress=on_progress)
     tmp = out + ".partial"
     try:
         with Dataset(path) as ds, h5py.File(tmp, "w") as f:
@@ -244,11 +245,11 @@ def export_dataset(path: str, target: str) -> ConvertReport:
             spec = ds.spec
             keys = keys_of_spec(spec)
             names = _export_names(ds)
+            report.total = ds.num_episodes
             data = f.create_group("data")
             for name, new in zip(ds.episode_names, names, strict=True):
                 _write_demo(data.create_group(new), ds.load_episode(name, images=True), keys, spec, ds)
-                report.episodes += 1
-                report.steps += ds.episode_length(name)
+                report.count(ds.episode_length(name))
             data.attrs["total"] = np.int64(report.steps)
             env_args = spec.extras.get("robomimic_env_args")
             data.attrs["env_args"] = env_args if isinstance(env_args, str) else json.dumps(
