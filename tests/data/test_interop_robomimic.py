@@ -97,6 +97,31 @@ def test_without_next_obs_the_next_state_is_the_following_step(tmp_path: Path) -
         assert ep.attrs["next_obs_from_shift"]
 
 
+def test_an_isaac_lab_recording_imports(tmp_path: Path) -> None:
+    """Isaac Lab's recorder: no rewards, dones or next_obs; scene states as nested groups; a success attr."""
+    src = tmp_path / "isaac.hdf5"
+    rng = np.random.default_rng(0)
+    with h5py.File(src, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps({"env_name": "Isaac-Stack-Cube-Franka-IK-Rel-v0", "type": 2})
+        data.attrs["total"] = 20
+        for i, ok in enumerate((True, False)):
+            g = data.create_group(f"demo_{i}")
+            g.attrs["num_samples"], g.attrs["success"] = 10, ok
+            g.create_dataset("actions", data=rng.uniform(-1, 1, (10, 7)).astype(np.float32))
+            g.create_dataset("obs/joint_pos", data=rng.normal(size=(10, 9)).astype(np.float32))
+            g.create_dataset("obs/eef_pos", data=rng.normal(size=(10, 3)).astype(np.float32))
+            g.create_dataset("states/articulation/robot/joint_position", data=rng.normal(size=(10, 9)))
+            g.create_dataset("initial_state/articulation/robot/joint_position", data=rng.normal(size=(1, 9)))
+    report = import_source(f"robomimic:{src}", str(tmp_path / "isaac.h5"))
+    assert any("scene states" in n for n in report.notes)
+    with Dataset(tmp_path / "isaac.h5") as ds:
+        assert ds.spec.name == "robomimic/Isaac-Stack-Cube-Franka-IK-Rel-v0" and ds.spec.state_dim == 12
+        assert [s[3] for s in ds.episode_summaries()] == [True, False]
+        ep = ds.load_episode("demo_0")
+        assert np.isnan(ep.rewards).all() and ep.sim_states is None and ep.dones[-1] and not ep.terminals.any()
+
+
 def test_an_imported_file_is_labeled_trained_on_and_relabeled(tmp_path: Path, capsys) -> None:
     src = write_robomimic(tmp_path / "lift.hdf5", demos=4, images=False)
     out = tmp_path / "lift.h5"

@@ -136,7 +136,9 @@ def _import_spec(path: str, data: h5py.Group, demos: list[str], obs_keys: Sequen
         parsed = json_attr(env_args_raw, f"{path}: /data attr 'env_args'")
         env_args = parsed if isinstance(parsed, dict) else {}
     env_name = str(env_args.get("env_name") or os.path.splitext(os.path.basename(path))[0])
-    sim_dims = {data[n]["states"].shape[1] for n in demos if "states" in data[n] and data[n]["states"].ndim == 2}
+    sim_dims = {data[n]["states"].shape[1] for n in demos if _flat_states(data[n])}
+    if any(isinstance(data[n].get("states"), h5py.Group) for n in demos):
+        report.notes.append("states: a group of scene states (Isaac Lab), not a flat [T, S] array: not imported")
     lengths = [int(data[n]["actions"].shape[0]) for n in demos]
     image_shapes = {c: tuple(first["obs"][c].shape[1:]) for c in cams}
     extras: dict[str, Any] = {"import": {"format": SCHEME, "path": path}}
@@ -147,6 +149,11 @@ def _import_spec(path: str, data: h5py.Group, demos: list[str], obs_keys: Sequen
                       cameras=cams, image_shapes=image_shapes, extras=extras, mode="ee_delta",
                       description="robomimic obs keys, end to end")
     return spec, keys, cams
+
+
+def _flat_states(group: h5py.Group) -> bool:
+    states = group.get("states")
+    return isinstance(states, h5py.Dataset) and states.ndim == 2
 
 
 def _classify(obs: h5py.Group) -> tuple[list[tuple[str, tuple[int, ...]]], list[str], list[str]]:
@@ -188,6 +195,8 @@ def _episode(path: str, group: h5py.Group, name: str, spec: EnvSpec, keys: list[
         raise InteropError(f"{where}: obs keys give a state of size {states.shape[1]}, "
                            f"the first demo's {spec.state_dim}")
     attrs: dict[str, Any] = {k: plain(v) for k, v in group.attrs.items() if k not in _SKIP_ATTRS}
+    if "success" in group.attrs:  # Isaac Lab's recorder marks each demo
+        attrs["success"] = bool(plain(group.attrs["success"]))
     attrs["source_demo"] = name
     nxt = group.get("next_obs")
     if isinstance(nxt, h5py.Group) and all(k.name in nxt for k in keys):
@@ -215,7 +224,7 @@ def _episode(path: str, group: h5py.Group, name: str, spec: EnvSpec, keys: list[
             prov = json_attr(ds.attrs.get("provenance", "{}"), f"{where}: {LABEL_GROUP}/{lid} provenance")
             labels[lid] = (_read(stored, lid, where, t).reshape(t).astype(np.float32), prov)
     sim_states = None
-    if "states" in group and group["states"].ndim == 2:
+    if _flat_states(group):
         sim_states = _read(group, "states", where, t).astype(np.float64)
     images = {c: _read(obs, c, where, t) for c in cams}
     return Episode(states=states, actions=actions, rewards=rewards, next_states=next_states, terminals=terminals,
@@ -301,6 +310,7 @@ def _write_demo(group: h5py.Group, ep: Episode, keys: list[StateKey], spec: EnvS
     for key, value in ep.attrs.items():
         if key not in ("source_demo", "next_obs_from_shift"):
             group.attrs[key] = value
+    group.attrs["success"] = np.bool_(ep.success)
     group.attrs["num_samples"] = np.int64(t)
 
 
