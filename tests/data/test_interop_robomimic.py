@@ -180,3 +180,21 @@ def test_export_refuses_an_existing_destination(tmp_path: Path) -> None:
     import_source(f"robomimic:{src}", str(tmp_path / "lift.h5"))
     with pytest.raises(InteropError, match="already exists"):
         export_to(str(tmp_path / "lift.h5"), f"robomimic:{src}")
+
+
+def test_writer_keeps_given_masks_and_refuses_unwritten_names(tmp_path: Path) -> None:
+    from robot_rl.data import DatasetError, DatasetWriter
+    from tests.data.synthetic import make_episode, make_spec
+
+    spec = make_spec()
+    with DatasetWriter(tmp_path / "m.h5", spec, source="test") as w:
+        names = [w.add_episode(make_episode(i, length=5)) for i in range(3)]
+        with pytest.raises(DatasetError, match="mask 'valid': episode demo_7 was not written"):
+            w.set_masks({"train": names[:1], "valid": ["demo_7"]})
+        with pytest.raises(DatasetError, match="valid missing"):
+            w.set_masks({"train": names})
+        w.set_masks({"train": names[1:], "valid": names[:1], "20_percent": names[:1]})
+    with Dataset(tmp_path / "m.h5") as ds:
+        assert ds.train_names == names[1:] and ds.valid_names == names[:1]
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert [n.decode() for n in f["mask/20_percent"][()]] == names[:1]
