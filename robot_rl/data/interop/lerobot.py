@@ -157,9 +157,8 @@ def _episodes(root: Path, info: dict[str, Any], version: str) -> list[dict[str, 
             raise InteropError(f"{root}: no meta/episodes/chunk-*/file-*.parquet (a v3.0 LeRobot dataset has them)")
         rows = []
         for f in files:
-            table = pq.read_table(f)
-            keep = [c for c in table.column_names if not c.startswith("stats/")]
-            rows.extend(table.select(keep).to_pylist())
+            keep = [c for c in pq.read_schema(f).names if not c.startswith("stats/")]  # stats: most of the file
+            rows.extend(pq.read_table(f, columns=keep).to_pylist())
     for row in rows:
         if "episode_index" not in row:
             raise InteropError(f"{root}: meta/episodes: a row without 'episode_index'")

@@ -126,13 +126,12 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
     if not lowdim:
         raise InteropError(f"minari:{target}: no low-dimensional observation to make a state from")
     keys = state_keys(lowdim)
-    episodes = list(src.iterate_episodes())
-    report.total = len(episodes)
+    report.total = int(src.total_episodes)
     stored = _stored(target)
-    spec = stored or _spec(target, src, keys, cams, action_space, episodes, task_text, report)
+    spec = stored or _spec(target, src, keys, cams, action_space, task_text, report)
     with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                        image_compression=image_compression) as writer:
-        for ep in episodes:
+        for ep in src.iterate_episodes():  # one episode in memory at a time
             episode = _episode(ep, keys, cams, is_dict, spec, target)
             writer.add_episode(episode)
             report.count(episode.length)
@@ -149,13 +148,14 @@ def _stored(target: str) -> EnvSpec | None:
         raise InteropError(f"{path}: env_spec: not a valid EnvSpec JSON ({one_line(e)})") from None
 
 
-def _spec(target: str, src: Any, keys: list[StateKey], cams: list[str], action_space: Any, episodes: list[Any],
-          task_text: str | None, report: ConvertReport) -> EnvSpec:
+def _spec(target: str, src: Any, keys: list[StateKey], cams: list[str], action_space: Any, task_text: str | None,
+          report: ConvertReport) -> EnvSpec:
     low, high = np.asarray(action_space.low, np.float64), np.asarray(action_space.high, np.float64)
     if np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low):
         scale, offset = (high - low) / 2, (high + low) / 2
     else:
-        actions = np.concatenate([np.asarray(e.actions, np.float64).reshape(len(e.actions), -1) for e in episodes])
+        actions = np.concatenate([np.asarray(e.actions, np.float64).reshape(len(e.actions), -1)
+                                  for e in src.iterate_episodes()])
         scale, offset, rescaled = action_scaling(actions, f"minari:{target}: actions")
         if rescaled:
             report.notes.append("unbounded action space: actions normalized from their range")
@@ -171,7 +171,7 @@ def _spec(target: str, src: Any, keys: list[StateKey], cams: list[str], action_s
         extras["gymnasium_env_spec"] = env_spec
     image_shapes = {c: tuple(int(x) for x in _cam_space(src.observation_space, c).shape) for c in cams}
     env_id = json.loads(env_spec).get("id") if isinstance(env_spec, str) else None
-    max_steps = max((len(e.actions) for e in episodes), default=1)
+    max_steps = (json.loads(env_spec).get("max_episode_steps") if isinstance(env_spec, str) else None) or 1000
     return build_spec(f"minari/{target}", keys, int(action_space.shape[0]), scale, offset,
                       task_text=task_text if task_text is not None else (f"gymnasium {env_id}" if env_id else ""),
                       max_episode_steps=max_steps, cameras=cams, image_shapes=image_shapes, extras=extras,
