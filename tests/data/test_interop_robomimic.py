@@ -36,6 +36,7 @@ def test_import_maps_keys_onto_named_state_slices(tmp_path: Path) -> None:
     report = import_source(f"robomimic:{src}", str(tmp_path / "lift.h5"), on_progress=lambda *a: calls.append(a))
     assert (report.episodes, report.steps) == (3, 12 + 15 + 18)
     assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert any("no task sentence" in n for n in report.notes)
     with Dataset(tmp_path / "lift.h5") as ds, h5py.File(src, "r") as f:
         spec = ds.spec
         assert spec.name == "robomimic/Lift" and spec.state_dim == sum(LOWDIM.values())
@@ -136,6 +137,7 @@ def test_an_imported_file_is_labeled_trained_on_and_relabeled(tmp_path: Path, ca
     assert main(["export", str(out), "--to", f"robomimic:{back}"]) == 0
     with h5py.File(back, "r") as f, Dataset(out) as ds:
         assert json.loads(f["data"].attrs["reward_provenance"])["label"] == "reward_model"
+        assert ds.task_text == "lift the cube" and ds.spec.task_text == "lift the cube"
         np.testing.assert_allclose(f["data/demo_1/rewards"][()], ds.load_episode("demo_0").rewards)
         assert "reward_model" in f["data/demo_1/reward_labels"]
 

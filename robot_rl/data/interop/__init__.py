@@ -63,6 +63,8 @@ def import_source(source: str, out: str, **options: Any) -> ConvertReport:
             if os.path.exists(leftover):
                 os.remove(leftover)
     report.out = out
+    if not report.task_text:
+        report.notes.append("no task sentence in the source: give one with --task (VLM labels and reward code use it)")
     return report
 
 

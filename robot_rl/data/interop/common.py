@@ -3,6 +3,7 @@ observation keys onto state slices of an ``EnvSpec``, and action normalization."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ class ConvertReport:
     """Things the user should know (keys skipped, actions rescaled, ...)."""
     total: int = 0
     """Episodes to convert, once known."""
+    task_text: str = ""
+    """The task sentence the imported dataset got."""
     on_progress: Callable[[int, int], None] | None = field(default=None, repr=False)
     """``on_progress(episodes_done, episodes_total)`` after each episode."""
 
@@ -161,6 +164,11 @@ def build_spec(name: str, keys: Sequence[StateKey], action_dim: int, scale: np.n
         max_episode_steps=max(1, int(max_episode_steps)), control_hz=float(control_hz), task_text=task_text,
         sim_state_dim=int(sim_state_dim), cameras=tuple(cameras), extras=extras,
     )
+
+
+def with_task(spec: EnvSpec, task_text: str | None) -> EnvSpec:
+    """``spec`` with the user's task sentence, where one was given."""
+    return dataclasses.replace(spec, task_text=task_text) if task_text else spec
 
 
 def spec_from_attr(text: Any, where: str) -> EnvSpec | None:

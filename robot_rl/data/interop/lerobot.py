@@ -44,6 +44,7 @@ from robot_rl.data.interop.common import (
     require_new,
     require_path,
     state_keys,
+    with_task,
 )
 from robot_rl.data.interop.lerobot_video import Videos, resize
 from robot_rl.data.layout import GROUND_TRUTH, one_line
@@ -129,6 +130,8 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
     decoder = Videos(root, info, version, fps, image_size)
     pngs = _ImageColumns(files, image_size, root)
     try:
+        spec = with_task(spec, task_text)
+        report.task_text = spec.task_text
         with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                            image_compression=image_compression) as writer:
             for ep in episodes:

@@ -37,6 +37,7 @@ from robot_rl.data.interop.common import (
     physical,
     require_new,
     state_keys,
+    with_task,
 )
 from robot_rl.data.labels import active_label
 from robot_rl.data.layout import GROUND_TRUTH, one_line
@@ -129,6 +130,8 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
     report.total = int(src.total_episodes)
     stored = _stored(target)
     spec = stored or _spec(target, src, keys, cams, action_space, task_text, report)
+    spec = with_task(spec, task_text)
+    report.task_text = spec.task_text
     with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                        image_compression=image_compression) as writer:
         for ep in src.iterate_episodes():  # one episode in memory at a time
@@ -170,10 +173,9 @@ def _spec(target: str, src: Any, keys: list[StateKey], cams: list[str], action_s
     if isinstance(env_spec, str):
         extras["gymnasium_env_spec"] = env_spec
     image_shapes = {c: tuple(int(x) for x in _cam_space(src.observation_space, c).shape) for c in cams}
-    env_id = json.loads(env_spec).get("id") if isinstance(env_spec, str) else None
     max_steps = (json.loads(env_spec).get("max_episode_steps") if isinstance(env_spec, str) else None) or 1000
     return build_spec(f"minari/{target}", keys, int(action_space.shape[0]), scale, offset,
-                      task_text=task_text if task_text is not None else (f"gymnasium {env_id}" if env_id else ""),
+                      task_text=task_text or "",
                       max_episode_steps=max_steps, cameras=cams, image_shapes=image_shapes, extras=extras,
                       mode="joint_torque", description="Minari observation, end to end")
 
@@ -235,6 +237,8 @@ def export_dataset(path: str, target: str, *, on_progress: Callable[[int, int], 
             len(keys) == 1 and keys[0].name == "observation")
         label = active_label(path)
         report.total = ds.num_episodes
+        if spec.cameras:
+            report.notes.append(f"cameras {', '.join(spec.cameras)} not exported (the Minari dataset holds the state)")
         buffers, provenance = [], {}
         for i, name in enumerate(ds.episode_names):
             ep = ds.load_episode(name)

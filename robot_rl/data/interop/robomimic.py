@@ -51,6 +51,7 @@ from robot_rl.data.interop.common import (
     require_path,
     spec_from_attr,
     state_keys,
+    with_task,
 )
 from robot_rl.data.labels import active_label
 from robot_rl.data.layout import GROUND_TRUTH, LABEL_GROUP, demo_index, open_hdf5, plain, provenance_json
@@ -86,6 +87,8 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
         spec, keys, cameras = _import_spec(path, data, demos, obs_keys, task_text, report)
         masks = _read_masks(f)
         renamed: dict[str, str] = {}
+        spec = with_task(spec, task_text)
+        report.task_text = spec.task_text
         with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                            image_compression=image_compression) as writer:
             for name in demos:
