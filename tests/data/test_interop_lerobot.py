@@ -194,6 +194,32 @@ def test_a_dataset_written_by_lerobot_itself_imports(tmp_path: Path) -> None:
             assert np.abs(ep.images["front"][:, 16, 16].astype(int) - want).max() <= 8
 
 
+def test_lerobot_written_dataset_relabeled_and_exported_back_as_video(tmp_path: Path) -> None:
+    from robot_rl.data import write_reward_labels
+
+    h5 = tmp_path / "so100.h5"
+    import_source(f"lerobot:{FIXTURE}", str(h5))
+    with Dataset(h5) as ds:
+        values = {n: -np.arange(ds.episode_length(n), dtype=np.float32) for n in ds.episode_names}
+    write_reward_labels(str(h5), "code", values, {"labeler": "code", "sha256": "ab12"}, activate=True)
+    out = tmp_path / "back"
+    export_to(str(h5), f"lerobot:{out}")
+    frames = _frames(out, "data/chunk-000/file-000.parquet")
+    np.testing.assert_array_equal(frames["next.reward"], np.concatenate(list(values.values())))
+    src = _frames(FIXTURE, "data/chunk-000/file-000.parquet")
+    np.testing.assert_allclose(frames["action"], src["action"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(frames["observation.state"], src["observation.state"])
+    np.testing.assert_array_equal(frames["task_index"], src["task_index"])
+    again = tmp_path / "again.h5"
+    import_source(f"lerobot:{out}", str(again))
+    with Dataset(h5) as a, Dataset(again) as b:
+        for name in a.episode_names:
+            ea, eb = a.load_episode(name, images=True), b.load_episode(name, images=True)
+            np.testing.assert_array_equal(ea.rewards, eb.rewards)
+            assert eb.reward_labels["code"][1] == {"labeler": "code", "sha256": "ab12"}
+            assert np.abs(ea.images["front"].astype(int) - eb.images["front"].astype(int)).max() <= 8
+
+
 LEROBOT_PYTHON = os.environ.get("ROBOT_RL_LEROBOT_PYTHON", "/tmp/lerobot-env/venv/bin/python")
 _OPEN = """
 import json, sys
