@@ -141,3 +141,14 @@ def test_an_unknown_dataset_id_is_one_line_naming_the_local_ones(minari_root: Pa
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "no such dataset" in lines[0] and "point/goal/scripted-v0" in lines[0], lines
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_export_refuses_a_bad_or_taken_id_and_leaves_nothing(minari_root: Path, tmp_path: Path, capsys) -> None:
+    h5 = tmp_path / "goal.h5"
+    import_source("minari:point/goal/scripted-v0", str(h5))
+    before = sorted(minari.list_local_datasets())
+    for target, needle in (("bad id", "Malformed dataset ID"), ("point/goal/scripted-v0", "already exists")):
+        assert main(["export", str(h5), "--to", f"minari:{target}"]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and needle in lines[0], lines
+    assert sorted(minari.list_local_datasets()) == before

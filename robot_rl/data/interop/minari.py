@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,10 @@ def datasets_root() -> str:
 
 
 def _load(minari: Any, dataset_id: str) -> Any:
-    local = sorted(minari.list_local_datasets())
+    try:
+        local = sorted(minari.list_local_datasets())
+    except Exception as e:  # a malformed folder under the root makes minari's listing fail
+        raise InteropError(f"MINARI_DATASETS_PATH={datasets_root()}: minari cannot list it ({one_line(e)})") from None
     if dataset_id not in local:
         near = ", ".join(local[:5]) + (", ..." if len(local) > 5 else "") if local else "none"
         raise InteropError(f"minari:{dataset_id}: no such dataset under MINARI_DATASETS_PATH={datasets_root()} "
@@ -225,10 +229,15 @@ def export_dataset(path: str, target: str, *, on_progress: Callable[[int, int], 
     minari = _minari()
     from gymnasium import spaces
     from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
 
-    if target in minari.list_local_datasets():
+    try:
+        parse_dataset_id(target)
+    except ValueError as e:
+        raise InteropError(f"minari:{target}: {one_line(e)}") from None
+    folder = Path(datasets_root()) / target
+    if folder.exists():
         raise InteropError(f"minari:{target}: already exists under MINARI_DATASETS_PATH={datasets_root()}")
-    require_new(str(Path(datasets_root()) / target))
     report = ConvertReport(path, f"{SCHEME}:{target}", on_progress=on_progress)
     with Dataset(path) as ds:
         spec = ds.spec
@@ -269,6 +278,8 @@ def export_dataset(path: str, target: str, *, on_progress: Callable[[int, int], 
                 algorithm_name=str(minari_meta.get("algorithm_name") or "robot_rl export"),
                 author="robot_rl", author_email="n/a", code_permalink="https://github.com/", description=description)
         except Exception as e:  # minari raises ValueError on a bad id, AssertionError on a bad buffer
+            if folder.exists():
+                shutil.rmtree(folder)  # a half-written dataset would break minari's listing of all of them
             raise InteropError(f"minari:{target}: cannot create ({one_line(e)})") from None
         (Path(datasets_root()) / target / META).write_text(json.dumps(
             {"env_spec": spec.to_json(), "source": ds.source, "exported_from": ds.path, "reward_label": label,
