@@ -11,8 +11,10 @@ from robot_rl.cli import (
     collect_cmd,
     compare_rewards_cmd,
     eval_cmd,
+    export_cmd,
     finetune_cmd,
     import_bag_cmd,
+    import_cmd,
     inspect_cmd,
     label_cmd,
     pipeline_cmd,
@@ -28,6 +30,7 @@ COMMANDS = {
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
     "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
     "train-success": train_success_cmd, "compare-rewards": compare_rewards_cmd,
+    "import": import_cmd, "export": export_cmd,
 }
 
 

@@ -110,6 +110,7 @@ class DatasetWriter:
             self._io.close()
             raise
         self._next = max((demo_index(n) or 0 for n in self._names), default=-1) + 1
+        self._masks: dict[str, list[str]] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -142,17 +143,31 @@ class DatasetWriter:
         self._next += 1
         return name
 
+    def set_masks(self, masks: dict[str, list[str]]) -> None:
+        """Write these masks on close instead of ``layout.split_masks`` (an importer keeping its source's split).
+        ``masks`` maps a mask name to committed episode names and must hold ``train`` and ``valid``."""
+        missing = {"train", "valid"} - set(masks)
+        if missing:
+            raise DatasetError(f"{self.path}: masks: {', '.join(sorted(missing))} missing")
+        for mask, names in masks.items():
+            unknown = [n for n in names if n not in self._names]
+            if unknown:
+                raise DatasetError(f"{self.path}: mask '{mask}': episode {unknown[0]} was not written")
+        self._masks = {k: list(v) for k, v in masks.items()}
+
     def close(self) -> None:
-        """Write ``/mask/train``, ``/mask/valid`` (see ``layout.split_masks``) and ``total``, then close."""
+        """Write ``/mask/train``, ``/mask/valid`` (see ``layout.split_masks``, or ``set_masks``) and ``total``,
+        then close."""
         if self._file is None:
             return
         f, self._file = self._file, None
         try:
             train, valid = split_masks(self._names)
+            masks = self._masks if self._masks is not None else {"train": train, "valid": valid}
             if MASK in f:
                 del f[MASK]
-            f.create_dataset(f"{MASK}/train", data=np.array([n.encode() for n in train], dtype="S"))
-            f.create_dataset(f"{MASK}/valid", data=np.array([n.encode() for n in valid], dtype="S"))
+            for mask, names in masks.items():
+                f.create_dataset(f"{MASK}/{mask}", data=np.array([n.encode() for n in names], dtype="S"))
             f[DATA].attrs["total"] = np.int64(self._total)
             f.flush()
             self._io.commit()
