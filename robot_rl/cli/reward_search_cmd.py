@@ -45,6 +45,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "normalization, gate, sandbox on --dataset) and print 'accepted' with reward statistics, or "
                         "every reason (exit 2); then exit")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regenerate", type=int, default=1,
+                   help="rounds per iteration asking again for samples without usable code (default 1, Eureka)")
+    p.add_argument("--final-seeds", type=int, default=5,
+                   help="train the best reward again on this many other seeds at the end (default 5, Eureka; 0: skip)")
+    p.add_argument("--examples", type=int, default=2,
+                   help="verified rewards of the closest other tasks shown in the prompt (default 2, Text2Reward)")
+    p.add_argument("--library", default=None, metavar="DIR",
+                   help="folder of finished searches whose best rewards join the few-shot examples")
+    p.add_argument("--feedback", default=None, metavar="TEXT|FILE",
+                   help="a person's critique of the rewards so far, added to the prompt (with --resume: of the best)")
     g = p.add_argument_group("training budget per candidate")
     g.add_argument("--trainer", choices=("iql", "ppo", "none"), default="iql",
                    help="iql: offline IQL on the dataset relabeled by the candidate (default); ppo: SB3 PPO in the "
@@ -82,7 +92,22 @@ def _config(args: argparse.Namespace) -> Any:
                         budget=budget, workers=args.workers, ray_address=args.ray_address, dataset=args.dataset,
                         labels=args.labels, labeler=args.labeler, select=args.select,
                         source_context=args.source_context, timeout_s=args.timeout, resume=args.resume,
-                        seed=args.seed, collect_episodes=args.collect_episodes)
+                        seed=args.seed, collect_episodes=args.collect_episodes, regenerate=args.regenerate,
+                        final_seeds=args.final_seeds, examples=args.examples, library=args.library,
+                        critique=_text_or_file(args.feedback))
+
+
+def _text_or_file(value: str | None) -> str | None:
+    """``--feedback``: the text itself, or the contents of the file it names."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--feedback {value}: cannot read the file ({e})") from None
+    return value
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -141,13 +166,20 @@ def run(args: argparse.Namespace) -> int:
                 bars["it"] = progress.add_task(f"iteration {data['iteration'] + 1}/{data['iterations']}",
                                                total=data["samples"], info="asking the LLM")
             elif kind == "samples":
-                progress.update(bars["it"], info=f"{data['usable']}/{data['samples']} usable replies, training")
+                progress.update(bars["it"], total=data["samples"],  # regenerated samples included
+                                info=f"{data['usable']}/{data['samples']} usable replies, training")
             elif kind == "candidate":
                 progress.advance(bars["it"])
                 progress.console.print("  " + _describe(data))
             elif kind == "iteration_done":
                 best = data["best"]
                 progress.update(bars["it"], info=f"best so far {_describe(best)}" if best else "no score yet")
+            elif kind == "final":
+                bars["final"] = progress.add_task(f"final evaluation of {data['best']}", total=data["seeds"],
+                                                  info="other seeds")
+            elif kind == "final_run":
+                progress.advance(bars["final"])
+                progress.console.print(f"  seed {data['seed']}: " + _describe(data))
 
         result = run_search(cfg, on_event)
     best = result.best
@@ -155,6 +187,12 @@ def run(args: argparse.Namespace) -> int:
     if best is None:
         console.print("no candidate got a score; see the reasons in the report")
         return 1
+    if result.final is not None and result.final["success_rates"]:
+        f = result.final
+        console.print(f"final evaluation on {len(f['success_rates'])} more seeds: success {f['success_mean']:.0%} "
+                      f"± {f['success_std']:.0%}" + (f"; correlation with the simulator's reward "
+                                                     f"{f['truth_correlation']:.2f}" if "truth_correlation" in f
+                                                     else ""))
     console.print(f"best: {_describe(best)}\n{cfg.out}/best_reward.py. Next: robot-rl relabel DATASET --source "
                   f"code:{cfg.out}/best_reward.py --activate")
     return 0

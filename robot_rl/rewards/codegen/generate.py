@@ -58,9 +58,14 @@ class Sample:
         return f"it{self.iteration}-s{self.index}"
 
 
-def build_messages(context: str, feedback: str | None = None) -> list[Message]:
-    """System prompt + one user message: the environment description, then the feedback of earlier iterations."""
-    text = f"Environment description (Python-like):\n\n```python\n{context.rstrip()}\n```\n\n"
+def build_messages(context: str, feedback: str | None = None, examples: str | None = None,
+                   critique: str | None = None) -> list[Message]:
+    """System prompt + one user message: verified rewards of other tasks (``examples``, Text2Reward's few-shot),
+    the environment description, the feedback of earlier iterations, and a person's ``critique`` of the best one."""
+    text = f"{examples.rstrip()}\n\n" if examples else ""
+    text += f"Environment description (Python-like):\n\n```python\n{context.rstrip()}\n```\n\n"
+    if critique:
+        text += f"A person reviewed the reward functions so far and says:\n\n{critique.rstrip()}\n\n"
     if feedback:
         text += f"Feedback on the reward functions tried so far:\n\n{feedback.rstrip()}\n\n"
         text += ("Write an improved compute_reward(obs, action): fix what failed, and change the terms that the "
@@ -116,9 +121,11 @@ def parse_sample(iteration: int, index: int, reply: str) -> Sample:
     return Sample(iteration, index, prepared.code, None, reply)
 
 
-def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: int, seed: int = 0) -> list[Sample]:
-    """``k`` samples for ``messages``, requested concurrently; request ``i`` carries ``seed`` = seed * 10007 +
-    iteration * 1009 + i (so samples differ on servers that honour it, and a response cache keeps each).
+def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: int, seed: int = 0,
+             first_index: int = 0) -> list[Sample]:
+    """``k`` samples for ``messages`` (indices ``first_index`` ...), requested concurrently; request ``i`` carries
+    ``seed`` = seed * 10007 + iteration * 1009 + i (so samples differ on servers that honour it, and a response cache
+    keeps each; a regenerated sample has a new index, so a new seed).
 
     A sample whose request failed for good (server unreachable, deadline) is a failed sample with the reason;
     a refused request (400, 401, 403...) raises ``LLMRequestError``: retrying other samples would not help."""
@@ -146,6 +153,6 @@ def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: 
         return sample
 
     async def all_samples() -> list[Sample]:
-        return list(await asyncio.gather(*(one(i) for i in range(k))))
+        return list(await asyncio.gather(*(one(i) for i in range(first_index, first_index + k))))
 
     return run_sync(all_samples())

@@ -71,7 +71,7 @@ def _pct(value: Any) -> str:
 
 
 def write_report(out: Path, records: Sequence[dict[str, Any]], best: dict[str, Any] | None, ranking: str,
-                 spec: EnvSpec) -> Path:
+                 spec: EnvSpec, final: dict[str, Any] | None = None) -> Path:
     """Write ``out/report.md`` (and the plot); returns the report's path."""
     has_plot = plot(records, out / PLOT)
     lines = [f"# Reward search: {spec.name}", "", f"Task: {spec.task_text or spec.name}. Ranking by "
@@ -94,6 +94,17 @@ def write_report(out: Path, records: Sequence[dict[str, Any]], best: dict[str, A
                   f"success {_pct(best.get('success_rate'))}, label agreement {_pct(best.get('agreement'))}, "
                   f"model {best.get('model') or '?'}; `best_reward.py`, provenance in `best_reward.json`.", "",
                   "```python", best["code"].rstrip(), "```", ""]
+    if final is not None:
+        rates = ", ".join(f"{v:.0%}" for v in final["success_rates"]) or "none finished"
+        mean = final.get("success_mean")
+        lines += [f"## Final evaluation of {final['best']} on {len(final['success_rates'])} more seeds", "",
+                  f"success {rates}: mean {_pct(mean)} ± {_pct(final.get('success_std'))} (in the search: "
+                  f"{_pct(final.get('search_success'))})"
+                  + (f"; seeds that failed: {final['failed_seeds']}" if final.get("failed_seeds") else "") + ".", ""]
+        if "truth_correlation" in final:
+            lines += [f"Correlation with the simulator's reward over the dataset: per step "
+                      f"{fmt(final['truth_correlation'])}, of episode returns "
+                      f"{fmt(final['truth_return_correlation'])}.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -10,6 +10,10 @@ parallel, score them (ground-truth success in the sim, and/or agreement with pre
 - ``best_reward.py`` (usable by ``robot-rl relabel --source code:...`` and ``finetune --reward code:...``) and
   ``best_reward.json`` (provenance: prompt, model, iteration, scores), updated after every iteration.
 - ``report.md`` and ``success_by_iteration.png``.
+
+As Eureka: samples without usable code are asked for again within their iteration (``regenerate``), and the best
+reward is finally trained on ``final_seeds`` other seeds, with its correlation to the simulator's reward over the
+dataset (``final_eval.py``), in ``best_reward.json`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -72,10 +76,24 @@ class SearchConfig:
     collect_episodes: int = 40
     """Episodes of the ``suboptimal`` dataset collected for iql when no ``dataset`` is given."""
     sandbox_limits: dict[str, Any] = field(default_factory=dict)
+    regenerate: int = 1
+    """Rounds per iteration in which samples that gave no usable code (no reply, rejected by the gate) are asked
+    for again, as Eureka regenerates failed samples; 0: never."""
+    examples: int = 2
+    """Text2Reward's few-shot: this many verified rewards of the closest other tasks in the prompt (0: none)."""
+    library: str | None = None
+    """A folder of finished searches whose best rewards join the built-in examples (``library.py``)."""
+    critique: str | None = None
+    """A person's critique of the rewards so far, added to every prompt of this run (Text2Reward's feedback)."""
+    final_seeds: int = 5
+    """After the last iteration, the best reward is trained again on this many other seeds (Eureka's final
+    evaluation; 0: skip). Not with trainer ``none``."""
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.samples < 1 or self.workers < 1:
             raise ValueError("iterations, samples and workers must be >= 1")
+        if self.regenerate < 0 or self.final_seeds < 0 or self.examples < 0:
+            raise ValueError("regenerate, final_seeds and examples must be >= 0")
         if self.select not in SELECTIONS:
             raise ValueError(f"unknown selection '{self.select}'; choose one of {', '.join(SELECTIONS)}")
         if self.labels and not self.dataset:
@@ -99,6 +117,8 @@ class SearchResult:
     best: dict[str, Any] | None
     records: list[dict[str, Any]]
     out: Path
+    final: dict[str, Any] | None = None
+    """The best reward's final evaluation on other seeds (``final_eval.summarize``), where it ran."""
 
 
 def score(record: dict[str, Any], ranking: str) -> tuple[float, ...] | None:
@@ -224,6 +244,7 @@ class _Search:
         self.records: list[dict[str, Any]] = []
         self.feedback: str | None = None
         self.first_iteration = 0
+        self.finals: list[dict[str, Any]] = []
 
     def prepare(self) -> None:
         cfg = self.cfg
@@ -236,6 +257,7 @@ class _Search:
         done = [r for r in previous if r.get("kind") == "iteration"]
         finished = {r["iteration"] for r in done}
         self.records = [r for r in previous if r.get("kind") == "candidate" and r["iteration"] in finished]
+        self.finals = [r for r in previous if r.get("kind") == "final"]
         if done:
             self.first_iteration = max(finished) + 1
             self.feedback = done[-1].get("feedback")
@@ -249,15 +271,24 @@ class _Search:
             assert cfg.dataset is not None
             self.prefs = load_preferences(cfg.dataset, cfg.labels, cfg.labeler)
         self.data = offline_dataset(cfg, self.emit)
+        from robot_rl.rewards.codegen.library import examples_text, retrieve
+
+        shots = retrieve(self.spec.name, self.spec.task_text or "", cfg.examples, cfg.library)
+        self.examples = examples_text(shots) if shots else None
 
     def iteration(self, it: int, pool: Any) -> None:
         cfg = self.cfg
-        messages = build_messages(self.context, self.feedback)
+        messages = build_messages(self.context, self.feedback, self.examples, cfg.critique)
         prompt_path = cfg.out / "prompts" / f"iteration_{it}.json"
         prompt_path.write_text(json.dumps(messages, indent=1))
         prompt_sha = hashlib.sha256(prompt_path.read_bytes()).hexdigest()
         self.emit("iteration", {"iteration": it, "iterations": cfg.iterations, "samples": cfg.samples})
         samples = generate(cfg.llm, messages, cfg.samples, it, cfg.seed)
+        for _ in range(cfg.regenerate):  # failed samples asked for again, each under a new index and seed
+            failed = sum(s.code is None for s in samples)
+            if not failed:
+                break
+            samples += generate(cfg.llm, messages, failed, it, cfg.seed, first_index=len(samples))
         self.emit("samples", {"iteration": it, "usable": sum(s.code is not None for s in samples),
                               "samples": len(samples)})
         results: dict[str, dict[str, Any]] = {}
@@ -265,8 +296,7 @@ class _Search:
             if s.code is None:
                 record = {**_sample_record(s, prompt_sha), "status": "rejected", "reason": s.reason}
                 self._finish(record, results)
-        jobs = [CandidateJob(s.id, it, s.index, s.code, cfg.task, self.spec.to_json(), cfg.budget, self.data,
-                             self.prefs, cfg.sandbox_limits, cfg.timeout_s) for s in samples if s.code is not None]
+        jobs = [self.job(s.id, it, s.index, s.code) for s in samples if s.code is not None]
         by_id = {s.id: s for s in samples}
         pool.run(jobs, on_done=lambda r: self._finish({**_sample_record(by_id[r["id"]], prompt_sha), **r},
                                                       results))
@@ -278,21 +308,52 @@ class _Search:
         self.write_outputs(best)
         self.emit("iteration_done", {"iteration": it, "best": best, "results": ordered})
 
+    def job(self, id_: str, iteration: int, index: int, code: str) -> CandidateJob:
+        cfg = self.cfg
+        return CandidateJob(id_, iteration, index, code, cfg.task, self.spec.to_json(), cfg.budget, self.data,
+                            self.prefs, cfg.sandbox_limits, cfg.timeout_s)
+
+    def final(self, best: dict[str, Any], pool: Any) -> dict[str, Any] | None:
+        """Eureka's final evaluation of ``best`` (``final_eval.py``); None when it does not apply."""
+        cfg = self.cfg
+        if cfg.final_seeds < 1 or cfg.budget.trainer == "none" or best.get("status") != "ok":
+            return None
+        from robot_rl.rewards.codegen.final_eval import final_jobs, summarize, truth_correlation
+        from robot_rl.rewards.codegen.train import open_reward
+
+        runs = [r for r in self.finals if r.get("best") == best["id"]]
+        jobs = final_jobs(best, self.job(best["id"], best["iteration"], best["index"], best["code"]),
+                          cfg.final_seeds, {int(r["seed"]) for r in runs})
+        seeds = {j.id: j.budget.seed for j in jobs}
+        self.emit("final", {"best": best["id"], "seeds": cfg.final_seeds})
+
+        def done(result: dict[str, Any]) -> None:
+            record = {"kind": "final", "best": best["id"], "seed": seeds[result["id"]], **result}
+            self.log.append(record)
+            self.finals.append(record)
+            runs.append(record)
+            self.emit("final_run", record)
+
+        if jobs:
+            pool.run(jobs, on_done=done)
+        truth = truth_correlation(best["code"], self.spec, self.data, cfg.sandbox_limits, open_reward)
+        return summarize(best, runs, truth)
+
     def _finish(self, record: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
         self.log.append(record)
         self.records.append(record)
         results[record["id"]] = record
         self.emit("candidate", record)
 
-    def write_outputs(self, best: dict[str, Any] | None) -> None:
+    def write_outputs(self, best: dict[str, Any] | None, final: dict[str, Any] | None = None) -> None:
         from robot_rl.rewards.codegen.report import write_report
 
         if best is not None:
-            write_best(self.cfg, best, self.spec)
-        write_report(self.cfg.out, self.records, best, self.cfg.ranking, self.spec)
+            write_best(self.cfg, best, self.spec, final)
+        write_report(self.cfg.out, self.records, best, self.cfg.ranking, self.spec, final)
 
 
-def write_best(cfg: SearchConfig, best: dict[str, Any], spec: EnvSpec) -> None:
+def write_best(cfg: SearchConfig, best: dict[str, Any], spec: EnvSpec, final: dict[str, Any] | None = None) -> None:
     """``best_reward.py`` (the code, with a provenance comment) and ``best_reward.json``."""
     out = cfg.out
     header = (f"# Reward code found by robot-rl reward-search for {spec.name} ({spec.task_text!r}).\n"
@@ -311,6 +372,8 @@ def write_best(cfg: SearchConfig, best: dict[str, Any], spec: EnvSpec) -> None:
         "trainer": dataclasses.asdict(cfg.budget), "dataset": cfg.dataset, "labels": cfg.labels,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if final is not None:
+        info["final_evaluation"] = final
     _atomic_write(out / "best_reward.json", json.dumps(info, indent=2, default=_json_default))
 
 
@@ -325,12 +388,14 @@ def run_search(cfg: SearchConfig, on_event: Event | None = None) -> SearchResult
     search = _Search(cfg, on_event)
     search.prepare()
     pool = make_pool(cfg.workers, cfg.ray_address)
+    final = None
     try:
         for it in range(search.first_iteration, cfg.iterations):
             search.iteration(it, pool)
+        best = best_of(search.records, cfg.ranking)
+        if best is not None:
+            final = search.final(best, pool)
     finally:
         pool.close()
-    best = best_of(search.records, cfg.ranking)
-    if search.first_iteration >= cfg.iterations:  # nothing left to run: refresh the outputs anyway
-        search.write_outputs(best)
-    return SearchResult(best, search.records, cfg.out)
+    search.write_outputs(best, final)
+    return SearchResult(best, search.records, cfg.out, final)
