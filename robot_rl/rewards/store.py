@@ -98,7 +98,14 @@ class LabelStore:
     def put(self, key: str, label: Label, *, labeler: str, identity: dict[str, Any], dataset: str, digest: str,
             first: SegmentRef, second: SegmentRef) -> bool:
         """Store an answer (durably, before returning). The first answer for a key wins: returns False, changing
-        nothing, if ``key`` is already stored (unless what is stored is an unanswered error, see ``get``)."""
+        nothing, if ``key`` is already stored (unless what is stored is an unanswered error, see ``get``).
+
+        A can't-tell carrying a transport ``error`` is not an answer and is refused (``ValueError``): the labeler
+        got no reply, so the query must be asked again, not recorded (stores written before this rule may still
+        hold such rows; ``get`` and ``labels`` skip them)."""
+        if _unanswered(label):
+            raise ValueError(f"{self.path}: not storing '{key}': a labeler error is not an answer "
+                             f"({label.provenance.get('error')})")
         if self.get(key) is None:
             self._db.execute("DELETE FROM labels WHERE key = ?", (key,))
         cur = self._db.execute(
@@ -109,7 +116,8 @@ class LabelStore:
         return cur.rowcount == 1
 
     def labels(self, dataset: str | None = None, labeler: str | None = None) -> list[StoredLabel]:
-        """Stored answers, oldest first; for one dataset (any path naming the same file) and/or labeler."""
+        """Stored answers, oldest first; for one dataset (any path naming the same file) and/or labeler. Rows of
+        unanswered errors (written by older versions) are left out."""
         sql, args = "SELECT * FROM labels", []
         where = []
         if dataset is not None:
@@ -120,7 +128,7 @@ class LabelStore:
             args.append(labeler)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return list(self._rows(sql + " ORDER BY created, rowid", args))
+        return [row for row in self._rows(sql + " ORDER BY created, rowid", args) if not _unanswered(row.label)]
 
     def summary(self) -> list[tuple[str, str, int, int]]:
         """``(dataset, labeler, answers, can't-tell)`` per dataset and labeler."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,8 +45,13 @@ def test_a_transport_error_is_asked_again_but_a_real_answer_is_final(tmp_path: P
     a, b = SegmentRef("demo_0", 0, 1), SegmentRef("demo_1", 0, 1)
     meta = {"labeler": "vlm", "identity": {}, "dataset": "d.h5", "digest": "x", "first": a, "second": b}
     with LabelStore(tmp_path / "l.sqlite") as store:
-        store.put("k", Label(None, {"error": "LLMTimeoutError: deadline"}), **meta)
-        assert store.get("k") is None  # no answer was given: ask again
+        with pytest.raises(ValueError, match="a labeler error is not an answer"):
+            store.put("k", Label(None, {"error": "LLMTimeoutError: deadline"}), **meta)
+        assert len(store) == 0
+        store._db.execute("INSERT INTO labels VALUES ('k', 'vlm', '{}', 'd.h5', 'x', ?, ?, NULL, ?, 0)",
+                          (json.dumps(a.to_json()), json.dumps(b.to_json()),
+                           json.dumps({"error": "LLMTimeoutError: deadline"})))  # as older versions stored it
+        assert store.get("k") is None and store.labels() == []  # no answer was given: ask again
         assert store.put("k", Label(FIRST, {"raw": "Answer: 0"}), **meta)
         assert store.get("k") == Label(FIRST, {"raw": "Answer: 0"}) and len(store) == 1
         store.put("u", Label(None, {"reason": "unparseable"}), **meta)
@@ -144,4 +150,6 @@ def test_kill_9_mid_labeling_loses_nothing_and_resume_asks_the_rest_once(reach_d
         result = label_queries(queries, labeler, store, str(reach_dataset))
         assert result.reused == stored and result.asked == len({*map(id, labeler.asked)})
         assert result.asked + result.reused == len(store) == len({q.digest(False) for q in queries})
-        assert all(r.label == teacher.answer(q) for r, q in zip(store.labels()[:stored], queries, strict=False))
+        for r, q in zip(store.labels()[:stored], queries, strict=False):
+            answer = teacher.answer(q)  # stored with the task sentence it was asked for
+            assert r.label == Label(answer.value, {**answer.provenance, "task_text": q.task_text})
