@@ -20,10 +20,12 @@ from robot_rl.calibration.hand_eye import (
                                               write_extrinsics,
 )
 from robot_rl.calibration.intrinsics import IntrinsicsResult, calibrate_intrinsics, list_images, write_corners_png
+from robot_rl.calibration.quality import CalibrationQualityError, check_hand_eye, check_intrinsics
 
 __all__ = [
-    "METHODS", "MODES", "BoardSpec", "CalibrationError", "CameraInfo", "Detection", "HandEyeResult",
-    "IntrinsicsResult", "PoseSample", "Residual", "calibrate_hand_eye", "calibrate_intrinsics",
-    "camera_info_from_calibration", "detect", "list_images", "load_board", "parse_board", "read_camera_info",
-    "read_poses", "target_pose", "write_camera_info", "write_corners_png", "write_extrinsics",
+    "METHODS", "MODES", "BoardSpec", "CalibrationError", "CalibrationQualityError", "CameraInfo", "Detection",
+    "HandEyeResult", "IntrinsicsResult", "PoseSample", "Residual", "calibrate_hand_eye", "calibrate_intrinsics",
+    "camera_info_from_calibration", "check_hand_eye", "check_intrinsics", "detect", "list_images", "load_board",
+    "parse_board", "read_camera_info", "read_poses", "target_pose", "write_camera_info", "write_corners_png",
+    "write_extrinsics",
 ]

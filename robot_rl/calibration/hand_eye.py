@@ -63,6 +63,8 @@ class HandEyeResult:
     target: np.ndarray
     residual: Residual
     num_samples: int
+    rotation_spread_deg: float = float("nan")
+    motion_condition: float = float("nan")
 
     @property
     def parent_frame(self) -> str:
@@ -82,6 +84,7 @@ class HandEyeResult:
             "num_samples": self.num_samples,
             "residual": {"translation_mm_rms": r.translation_mm_rms, "translation_mm_max": r.translation_mm_max,
                          "rotation_deg_rms": r.rotation_deg_rms, "rotation_deg_max": r.rotation_deg_max},
+            "motion": {"rotation_spread_deg": self.rotation_spread_deg, "condition": self.motion_condition},
         }
 
 
@@ -134,6 +137,27 @@ def spread(transforms: Sequence[np.ndarray]) -> tuple[np.ndarray, Residual]:
     return mean, res
 
 
+def motion_diversity(robot_poses: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The rotation spread (largest rotation in degrees between any two poses) and the motion condition.
+
+    The condition is s1 / s2 of the relative rotation vectors (axis x angle, radians) over all pose pairs:
+    about 1-3 for rotations about varied axes, infinite for rotation about one axis or none.
+    """
+    rvecs = []
+    for i, a in enumerate(robot_poses):
+        for b in robot_poses[i + 1:]:
+            rvec, _ = cv2.Rodrigues(invert(a)[:3, :3] @ b[:3, :3])
+            rvecs.append(rvec.ravel())
+    if not rvecs:
+        return 0.0, float("inf")
+    stack = np.array(rvecs)
+    spread = float(np.rad2deg(np.linalg.norm(stack, axis=1).max()))
+    s = np.linalg.svd(stack, compute_uv=False)
+    second = s[1] if len(s) > 1 else 0.0
+    condition = float(s[0] / second) if second > 1e-9 * max(s[0], 1e-12) else float("inf")
+    return spread, condition
+
+
 def _check_poses(name: str, poses: Sequence[np.ndarray]) -> list[np.ndarray]:
     out = []
     for i, p in enumerate(poses):
@@ -166,15 +190,22 @@ def calibrate_hand_eye(gripper2base: Sequence[np.ndarray], target2cam: Sequence[
         raise CalibrationError(f"only {len(g2b)} pose pairs, need at least {MIN_SAMPLES} (10+ recommended, "
                                "with rotations about different axes)")
     robot = g2b if mode == "eye-in-hand" else [invert(p) for p in g2b]
-    rot, trans = cv2.calibrateHandEye([p[:3, :3] for p in robot], [p[:3, 3] for p in robot],
-                                      [p[:3, :3] for p in t2c], [p[:3, 3] for p in t2c], method=METHODS[method])
+    # OpenCV logs "Hand-eye calibration failed!" for uninformative motions and returns the identity; the
+    # quality gates (calibration/quality.py) judge that from the motion numbers instead of a stderr line.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        rot, trans = cv2.calibrateHandEye([p[:3, :3] for p in robot], [p[:3, 3] for p in robot],
+                                          [p[:3, :3] for p in t2c], [p[:3, 3] for p in t2c], method=METHODS[method])
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     x = np.eye(4)
     x[:3, :3] = rot
     x[:3, 3] = np.asarray(trans).ravel()
     if not np.all(np.isfinite(x)):
         raise CalibrationError(f"hand-eye method {method} failed (degenerate motions? rotate about several axes)")
     target, residual = spread([r @ x @ t for r, t in zip(robot, t2c, strict=True)])
-    return HandEyeResult(mode, method, x, target, residual, len(g2b))
+    return HandEyeResult(mode, method, x, target, residual, len(g2b), *motion_diversity(robot))
 
 
 def target_pose(image: np.ndarray, board: BoardSpec, camera_matrix: np.ndarray,

@@ -38,3 +38,5 @@ def print_hand_eye(console: Console, result: HandEyeResult) -> None:
     console.print(f"  residual (spread of the target pose in the {frame} frame): [{color}]"
                   f"{r.translation_mm_rms:.2f} mm RMS, {r.translation_mm_max:.2f} mm max, "
                   f"{r.rotation_deg_rms:.3f} deg RMS, {r.rotation_deg_max:.3f} deg max[/]")
+    console.print(f"  gripper motion: largest rotation between poses {result.rotation_spread_deg:.1f} deg, "
+                  f"condition {result.motion_condition:.3g} (1-3: rotations about varied axes)")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from robot_rl.cli.help_text import command_help
 
 BOARD_HELP = ("board spec: chessboard:COLSxROWS:SQUARE_M (inner corners) or "
               "charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT] (squares), or a board YAML file")
+ACCEPT_POOR_HELP = ("write a result that fails a quality gate (see robot_rl/calibration/quality.py) with a warning "
+                    "instead of refusing it")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -24,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     i.add_argument("--camera-name", default="camera", help="camera_name in the YAML")
     i.add_argument("--min-images", type=int, default=4, help="fewest images with the board found (default 4)")
     i.add_argument("--free-k3", action="store_true", help="also estimate k3 (default: k3 = 0)")
+    i.add_argument("--accept-poor", action="store_true", help=ACCEPT_POOR_HELP)
 
     h = calib.add_parser("hand-eye", help="camera pose relative to the gripper or the robot base",
                          description="Camera pose relative to the gripper (eye-in-hand) or base (eye-to-hand).")
@@ -36,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     h.add_argument("--method", default="TSAI", type=str.upper,
                    choices=["TSAI", "PARK", "HORAUD", "ANDREFF", "DANIILIDIS"])
     h.add_argument("--out", required=True, type=Path, help="extrinsics YAML to write")
+    h.add_argument("--accept-poor", action="store_true", help=ACCEPT_POOR_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,15 +61,17 @@ def _intrinsics(args: argparse.Namespace, console) -> int:
         parse_board,
         write_camera_info,
     )
+    from robot_rl.calibration.quality import check_intrinsics
     from robot_rl.calibration.report import print_intrinsics
 
     board = parse_board(args.board)
     paths = list_images(args.images)
     result = calibrate_intrinsics(paths, board, min_images=args.min_images, fix_k3=not args.free_k3, png=args.png)
+    print_intrinsics(console, result)
+    _gate(console, check_intrinsics, result, args.accept_poor)
     info = camera_info_from_calibration(result.camera_matrix, result.dist_coeffs, result.image_size,
                                         args.camera_name)
     write_camera_info(args.out, info)
-    print_intrinsics(console, result)
     if result.rejected:
         console.print(f"[yellow]board not found in {len(result.rejected)} of {len(paths)} images: "
                       f"{', '.join(result.rejected[:5])}{' ...' if len(result.rejected) > 5 else ''}[/]")
@@ -83,6 +91,7 @@ def _hand_eye(args: argparse.Namespace, console) -> int:
         target_pose,
         write_extrinsics,
     )
+    from robot_rl.calibration.quality import check_hand_eye
     from robot_rl.calibration.report import print_hand_eye
 
     samples = read_poses(args.poses)
@@ -122,7 +131,20 @@ def _hand_eye(args: argparse.Namespace, console) -> int:
                                   f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})" if missing else "")
                                + ", need at least 3")
     result = calibrate_hand_eye(g2b, t2c, args.mode, args.method)
-    write_extrinsics(args.out, result)
     print_hand_eye(console, result)
+    _gate(console, check_hand_eye, result, args.accept_poor)
+    write_extrinsics(args.out, result)
     console.print(f"wrote {args.out}")
     return 0
+
+
+def _gate(console, check: Callable[[Any], None], result: Any, accept_poor: bool) -> None:
+    """Refuse a result that fails a quality gate (``check`` raises), or only warn about it under --accept-poor."""
+    from robot_rl.calibration.quality import CalibrationQualityError
+
+    try:
+        check(result)
+    except CalibrationQualityError as e:
+        if not accept_poor:
+            raise
+        console.print(f"[yellow]warning: --accept-poor: writing it anyway: {e}[/]")

@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.data.layout import SUCCESSES
     from robot_rl.data.reader import Dataset
 
     console = Console()
@@ -33,19 +34,44 @@ def run(args: argparse.Namespace) -> int:
             return 0
         summaries = ds.episode_summaries()
         behaviours = {name: str(ds.episode_attrs(name).get("behaviour", "unknown")) for name in ds.episode_names}
+        described = ds.describe()
+        # success is known where episodes store per-step successes or an episode was marked successful; else n/a
+        has_success = any(key == SUCCESSES for key, _, _ in described) or any(s[3] for s in summaries)
         console.print(f"[bold]{ds.path}[/]  task [cyan]{ds.spec.name}[/]: \"{ds.task_text}\"")
         console.print(f"source: {ds.source}")
-        console.print(_summary_table(summaries))
-        console.print(_behaviour_table(summaries, behaviours))
-        console.print(_keys_table(ds.describe()))
+        for note in ds.notes:
+            console.print(f"[yellow]note: {note}[/]", soft_wrap=True, highlight=False)
+        warning = _nan_reward_warning(summaries, ds.reward_label_ids())
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
+        console.print(_summary_table(summaries, has_success))
+        if not has_success:
+            console.print("success: n/a (no episode stores per-step successes or a success mark)", highlight=False)
+        console.print(_behaviour_table(summaries, behaviours, has_success))
+        console.print(_keys_table(described))
         if not args.no_plot:
             png = args.png or args.dataset.with_suffix(".inspect.png")
-            _plot(ds, summaries, png, args.frames, console)
+            _plot(ds, summaries, png, args.frames, console, has_success)
             console.print(f"plot: {png}")
     return 0
 
 
-def _summary_table(summaries: list) -> Table:
+def _nan_reward_warning(summaries: list, label_ids: list[str]) -> str | None:
+    """A warning when a labeled dataset (some finite rewards, or reward labels stored) has episodes whose rewards
+    hold NaN or inf; ``None`` for a clean or a wholly unlabeled dataset."""
+    bad = [name for name, _length, ret, _ in summaries if not np.isfinite(ret)]
+    if not bad or (len(bad) == len(summaries) and not label_ids):
+        return None
+    return (f"{len(bad)} of {len(summaries)} episodes have NaN or inf rewards ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}); train refuses them: relabel the dataset (robot-rl relabel) or "
+            "switch the active rewards (robot-rl relabel --activate-label ID)")
+
+
+def _success_text(success: np.ndarray, has_success: bool) -> str:
+    return f"{success.mean():.0%} ({success.sum()}/{len(success)})" if has_success else "n/a"
+
+
+def _summary_table(summaries: list, has_success: bool = True) -> Table:
     lengths = np.array([s[1] for s in summaries])
     returns = np.array([s[2] for s in summaries], dtype=np.float64)
     success = np.array([bool(s[3]) for s in summaries])
@@ -57,11 +83,11 @@ def _summary_table(summaries: list) -> Table:
     rng = f"{returns[labeled].min():.1f} / {returns[labeled].max():.1f}" if labeled.any() else "-"
     t.add_row(str(len(summaries)), str(int(lengths.sum())),
               f"{lengths.min()} / {lengths.mean():.1f} / {lengths.max()}", ret, rng,
-              f"{success.mean():.0%} ({success.sum()}/{len(success)})")
+              _success_text(success, has_success))
     return t
 
 
-def _behaviour_table(summaries: list, behaviours: dict[str, str]) -> Table:
+def _behaviour_table(summaries: list, behaviours: dict[str, str], has_success: bool = True) -> Table:
     groups: dict[str, list] = defaultdict(list)
     for name, _length, ret, succ in summaries:
         groups[behaviours[name]].append((ret, succ))
@@ -70,7 +96,7 @@ def _behaviour_table(summaries: list, behaviours: dict[str, str]) -> Table:
         t.add_column(col, justify="right")
     for kind, rows in sorted(groups.items()):
         rets = np.array([r for r, _ in rows], dtype=np.float64)
-        t.add_row(kind, str(len(rows)), f"{np.mean([s for _, s in rows]):.0%}",
+        t.add_row(kind, str(len(rows)), f"{np.mean([s for _, s in rows]):.0%}" if has_success else "n/a",
                   f"{np.nanmean(rets):.1f}" if np.isfinite(rets).any() else "-")
     return t
 
@@ -113,7 +139,7 @@ def _frames(ds, name: str, ep, count: int) -> tuple[np.ndarray | None, list[int]
     return frames, [int(s) for s in steps], how
 
 
-def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
+def _plot(ds, summaries: list, png: Path, count: int, console: Console, has_success: bool = True) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,11 +154,14 @@ def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
     fig = plt.figure(figsize=(max(2.0 * ncols, 8), 6.5), constrained_layout=True)
     grid = fig.add_gridspec(2, ncols, height_ratios=[1.4, 1])
     ax = fig.add_subplot(grid[0, :])
-    if np.isfinite(returns).any():
-        bins = list(np.histogram_bin_edges(returns[np.isfinite(returns)], bins=min(30, max(5, len(returns) // 2))))
-        ax.hist([returns[success], returns[~success & np.isfinite(returns)]], bins=bins, stacked=True,
+    finite = np.isfinite(returns)
+    if finite.any() and has_success:
+        bins = list(np.histogram_bin_edges(returns[finite], bins=min(30, max(5, len(returns) // 2))))
+        ax.hist([returns[success & finite], returns[~success & finite]], bins=bins, stacked=True,
                 color=["tab:green", "tab:gray"], label=[f"success ({success.sum()})", f"failure ({(~success).sum()})"])
         ax.legend()
+    elif finite.any():
+        ax.hist(returns[finite], bins=min(30, max(5, len(returns) // 2)), color="tab:blue")
     else:
         ax.text(0.5, 0.5, "no rewards (unlabeled dataset)", ha="center", transform=ax.transAxes)
     from matplotlib.ticker import MaxNLocator
@@ -140,7 +169,8 @@ def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("episode return")
     ax.set_ylabel("episodes")
-    ax.set_title(f"{ds.spec.name}: \"{ds.task_text}\" — {len(summaries)} episodes, success {success.mean():.0%}")
+    rate = f"{success.mean():.0%}" if has_success else "n/a"
+    ax.set_title(f"{ds.spec.name}: \"{ds.task_text}\" — {len(summaries)} episodes, success {rate}")
     for j in range(ncols):
         fa = fig.add_subplot(grid[1, j])
         fa.axis("off")
@@ -150,7 +180,8 @@ def _plot(ds, summaries: list, png: Path, count: int, console: Console) -> None:
     if frames is None:
         fig.text(0.5, 0.2, how, ha="center")
     else:
-        fig.text(0.5, 0.01, f"{best[0]} (return {best[2]:.1f}, {'success' if best[3] else 'failure'}): {how}",
+        outcome = ("success" if best[3] else "failure") if has_success else "success n/a"
+        fig.text(0.5, 0.01, f"{best[0]} (return {best[2]:.1f}, {outcome}): {how}",
                  ha="center", fontsize=9)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)

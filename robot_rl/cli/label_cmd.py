@@ -26,7 +26,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--pairs", type=int, default=500, help="pairs to label (default 500)")
     p.add_argument("--segment-length", type=int, default=None,
                    help="steps per segment (default: 50 for scripted/human, 1 for vlm: single frames, as RL-VLM-F)")
-    p.add_argument("--task", default=None, help="task sentence (default: the dataset's)")
+    task = p.add_mutually_exclusive_group()
+    task.add_argument("--task", default=None, metavar="NAME",
+                      help="task name as everywhere else, e.g. metaworld/drawer-open-v3: its sentence comes from the "
+                           "task card sim/tasks/<task>.yaml (default: the dataset's task sentence)")
+    task.add_argument("--task-text", default=None, metavar="SENTENCE",
+                      help="a custom task sentence for the labeler, e.g. 'open the drawer halfway'; train-reward "
+                           "uses only labels asked for the dataset's own sentence")
     p.add_argument("--selection", choices=("uniform", "disagreement", "entropy"), default="uniform",
                    help="how pairs are chosen; disagreement/entropy need --reward-model")
     p.add_argument("--reward-model", default=None, help="run folder of a trained reward model (active selection)")
@@ -59,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs < 1:
         raise ValueError("--pairs must be at least 1")
     length = args.segment_length or (1 if args.labeler == "vlm" else 50)
+    task_text = args.task_text
+    if args.task is not None:
+        from robot_rl.envs.task_cards import task_sentence
+
+        task_text = task_sentence(args.task)
+    if task_text is not None and not task_text.strip():
+        raise ValueError("--task-text must be a non-empty sentence")
     teacher = {"rationality": args.rationality, "myopia": args.myopia, "mistake": args.mistake,
                "skip_threshold": args.skip_threshold, "equal_threshold": args.equal_threshold, "seed": args.seed}
     frames_identity = None
@@ -86,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
         job = label_dataset(str(args.dataset), labeler, args.pairs, length, selection=args.selection,
                             reward_model=args.reward_model, seed=args.seed, store=args.store, camera=args.camera,
-                            image_size=args.image_size, task_text=args.task, progress=on_label)
+                            image_size=args.image_size, task_text=task_text, progress=on_label)
     r = job.result
     acc = "" if math.isnan(job.accuracy) else f"; agreement with ground truth {job.accuracy:.1%} of {job.decided}"
     console.print(f"{len(r.labels)} pairs: {r.asked} asked now, {r.reused} from the store, {r.cant_tell} can't tell"

@@ -18,9 +18,10 @@ from robot_rl.data.labels import active_label, write_reward_labels
 from robot_rl.data.layout import FORMAT_VERSION, GROUND_TRUTH
 from robot_rl.data.reader import Dataset, open_dataset
 from robot_rl.data.sampling import Segments, SegmentSampler, TransitionSampler
-from robot_rl.data.writer import DatasetWriter
+from robot_rl.data.writer import DatasetWriter, rewrite_masks
 
 __all__ = [
     "FORMAT_VERSION", "GROUND_TRUTH", "Dataset", "DatasetError", "DatasetWarning", "DatasetWriter", "Episode",
-    "SegmentSampler", "Segments", "TransitionSampler", "active_label", "open_dataset", "write_reward_labels",
+    "SegmentSampler", "Segments", "TransitionSampler", "active_label", "open_dataset", "rewrite_masks",
+    "write_reward_labels",
 ]

@@ -424,8 +424,14 @@ class Dataset:
         known = set(names)
         split = []
         for part in ("train", "valid"):
-            raw = np.asarray(f[f"{MASK}/{part}"][()]).reshape(-1)
-            split.append([plain(n) for n in raw if plain(n) in known])
+            listed = [str(plain(n)) for n in np.asarray(f[f"{MASK}/{part}"][()]).reshape(-1)]
+            gone = [n for n in listed if n not in known and n not in f[DATA]]  # not merely skipped as incomplete
+            if gone:
+                raise DatasetError(f"{self.path}: /{MASK}/{part} lists episode(s) {', '.join(gone[:5])}"
+                                   f"{' ...' if len(gone) > 5 else ''} that /{DATA} no longer holds (deleted after "
+                                   "the masks were written); to go on without them: "
+                                   f"python -c \"import robot_rl.data as d; d.rewrite_masks('{self.path}')\"")
+            split.append([n for n in listed if n in known])
         masked = set(split[0]) | set(split[1])
         if masked != known:
             self.notes.append(f"{len(known - masked)} episode(s) are in neither /{MASK}/train nor /{MASK}/valid")

@@ -227,6 +227,19 @@ class DatasetWriter:
         return [n for _, n in sorted(complete)], total
 
 
+def rewrite_masks(path: str | os.PathLike[str]) -> list[str]:
+    """Recompute ``/mask/train`` and ``/mask/valid`` from the complete episodes the file holds now, e.g. after
+    episodes were deleted by hand (the reader refuses masks that list missing episodes). Returns the episodes."""
+    path = os.fspath(path)
+    check_is_file(path)
+    with open_hdf5(path, "r") as f:
+        header = read_header(f, path)
+    writer = DatasetWriter(path, header.spec, header.source, resume=True)
+    names = writer.names
+    writer.close()
+    return names
+
+
 def _create(path: str, spec: EnvSpec, source: str, task_text: str) -> None:
     """Create an empty dataset file atomically (a kill leaves either no file or a valid one)."""
     tmp = f"{path}.creating"

@@ -18,11 +18,11 @@ from functools import partial
 import torch
 
 from robot_rl.core.env import SimEnv
-from robot_rl.envs.task_cards import TaskCard, load_task_card
+from robot_rl.envs.task_cards import TaskCard, load_task_card, task_sentence
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: it picks its GL backend on import
 
-__all__ = ["TaskCard", "list_tasks", "load_task_card", "make_env"]
+__all__ = ["TaskCard", "list_tasks", "load_task_card", "make_env", "task_sentence"]
 
 _REGISTRY: dict[str, Callable[..., SimEnv]] = {}
 """Env name -> constructor taking (num_envs, device, cameras, image_size, episode_length, task_text)."""

@@ -68,6 +68,17 @@ def load_task_card(name: str, tasks_dir: Path = TASKS_DIR) -> TaskCard | None:
     return _validate(path, raw)
 
 
+def task_sentence(name: str, tasks_dir: Path = TASKS_DIR) -> str:
+    """The task sentence of the task called ``name`` (``metaworld/drawer-open-v3`` or ``drawer-open-v3``), from its
+    card; ``ValueError`` (one line, naming the card file and the tasks with cards) when there is no card."""
+    card = load_task_card(name, tasks_dir)
+    if card is None:
+        known = sorted(p.stem for p in tasks_dir.glob("*.yaml"))
+        raise ValueError(f"task '{name}' has no task card ({card_path(name, tasks_dir)}); tasks with cards: "
+                         f"{', '.join(known) or 'none'}")
+    return card.task_text
+
+
 def default_camera(spec: EnvSpec, stored: Sequence[str] = (), tasks_dir: Path = TASKS_DIR) -> str:
     """The camera to show, label or train on when none is named: the one rule of every command.
 

@@ -12,7 +12,14 @@ counts and an optional SQLite response cache.
 from robot_rl.llm.cache import ResponseCache, request_key
 from robot_rl.llm.client import RETRY_STATUSES, LLMClient, Reply, Usage, parse_retry_after, run_sync, server_message
 from robot_rl.llm.config import LLMConfig
-from robot_rl.llm.errors import LLMAuthError, LLMError, LLMRequestError, LLMTimeoutError, LLMUnavailableError
+from robot_rl.llm.errors import (
+    LLMAuthError,
+    LLMConnectionError,
+    LLMError,
+    LLMRequestError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+)
 from robot_rl.llm.messages import (
     Message,
     Part,
@@ -25,8 +32,8 @@ from robot_rl.llm.messages import (
 )
 
 __all__ = [
-    "RETRY_STATUSES", "LLMAuthError", "LLMClient", "LLMConfig", "LLMError", "LLMRequestError", "LLMTimeoutError",
-    "LLMUnavailableError", "Message", "Part", "Reply", "ResponseCache", "Usage", "assistant_message",
-    "decode_image_part", "image_part", "parse_retry_after", "request_key", "run_sync", "server_message",
-    "system_message", "text_part", "user_message",
+    "RETRY_STATUSES", "LLMAuthError", "LLMClient", "LLMConfig", "LLMConnectionError", "LLMError", "LLMRequestError",
+    "LLMTimeoutError", "LLMUnavailableError", "Message", "Part", "Reply", "ResponseCache", "Usage",
+    "assistant_message", "decode_image_part", "image_part", "parse_retry_after", "request_key", "run_sync",
+    "server_message", "system_message", "text_part", "user_message",
 ]

@@ -19,7 +19,8 @@ every behaviour that matters here is about the raw exchange, which the SDK hides
 Retries: connect errors and timeouts, connections broken mid-body, malformed replies (invalid or truncated JSON,
 empty ``choices``, ``content: null``), 408, 429 and 500/502/503/504, with exponential backoff and jitter, or exactly
 the server's ``Retry-After`` (seconds or an HTTP date) when it sends one; a wait that would pass the deadline ends
-the query at once. Other statuses (400, 401, 403, 404, 422...) raise at once: retrying cannot fix them.
+the query at once. Other statuses (400, 401, 403, 404, 422...) raise at once: retrying cannot fix them. When every
+attempt failed to connect (nobody listening), the error is ``LLMConnectionError``, so callers can stop at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import concurrent.futures
 import email.utils
 import json
 import math
+import os
 import random
 import ssl
 import threading
@@ -44,7 +46,14 @@ import httpx
 
 from robot_rl.llm.cache import ResponseCache, request_key
 from robot_rl.llm.config import LLMConfig
-from robot_rl.llm.errors import LLMAuthError, LLMRequestError, LLMTimeoutError, LLMUnavailableError, one_line
+from robot_rl.llm.errors import (
+    LLMAuthError,
+    LLMConnectionError,
+    LLMRequestError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+    one_line,
+)
 from robot_rl.llm.messages import Message
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -98,6 +107,8 @@ class _Retry:
 
     reason: str
     retry_after: float | None = None
+    connect: bool = False
+    """The connection itself failed (refused, unknown host, connect timeout): nothing reached a server."""
 
 
 @dataclass
@@ -382,6 +393,7 @@ class LLMClient:
         deadline = start + cfg.deadline_s
         last = ""
         attempt = 0
+        never_connected = True
         while True:
             attempt += 1
             self._add(requests=1)
@@ -396,9 +408,11 @@ class LLMClient:
             if isinstance(outcome, Reply):
                 return Reply(**{**asdict(outcome), "attempts": attempt, "elapsed_s": loop.time() - start})
             last = outcome.reason
+            never_connected = never_connected and outcome.connect
             if attempt > cfg.max_retries:
-                raise LLMUnavailableError(f"{self._where}: gave up after {attempt} attempts in "
-                                          f"{loop.time() - start:.1f} s (max_retries={cfg.max_retries}); last: {last}")
+                error = LLMConnectionError if never_connected else LLMUnavailableError
+                raise error(f"{self._where}: gave up after {attempt} attempts in {loop.time() - start:.1f} s "
+                            f"(max_retries={cfg.max_retries}); last: {last}")
             if outcome.retry_after is not None:
                 delay, why = outcome.retry_after, f"Retry-After {outcome.retry_after:g} s"
             else:
@@ -427,9 +441,9 @@ class LLMClient:
                     progress.received += len(chunk)
                 status, headers, raw = response.status_code, response.headers, b"".join(chunks)
         except httpx.ConnectTimeout:
-            return _Retry(f"connect timeout ({cfg.connect_timeout_s:g} s)")
+            return _Retry(f"connect timeout ({cfg.connect_timeout_s:g} s)", connect=True)
         except httpx.ConnectError as e:
-            return _Retry(f"cannot connect ({_describe(e)})")
+            return _Retry(f"cannot connect ({_describe(e)}{_os_reason(e)})", connect=True)
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as e:
             raise LLMRequestError(f"{self._where}: the request cannot be sent: {_describe(e)}") from e
         except httpx.TransportError as e:
@@ -466,3 +480,15 @@ class LLMClient:
 def _describe(e: BaseException) -> str:
     text = one_line(str(e), 160)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _os_reason(e: BaseException) -> str:
+    """``": Connection refused"`` from the OS error under an httpx error (anyio words a refused connection as "All
+    connection attempts failed"); empty when the message already says it or there is none."""
+    cause = e.__cause__ or e.__context__
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            reason = os.strerror(cause.errno)
+            return "" if reason in str(e) else f": {reason}"
+        cause = cause.__cause__ or cause.__context__
+    return ""

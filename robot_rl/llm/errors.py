@@ -26,6 +26,11 @@ class LLMUnavailableError(LLMError):
     Transient by nature: the same request may succeed later."""
 
 
+class LLMConnectionError(LLMUnavailableError):
+    """Every attempt failed to connect (connection refused, unknown host, connect timeout): nobody is serving at the
+    base URL. Every other query to it would fail the same way, so callers running many queries stop at the first."""
+
+
 class LLMTimeoutError(LLMUnavailableError):
     """No complete reply within the per-query deadline (which covers connecting, retries, backoff and the body)."""
 

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,14 @@ def label_accuracy(queries: list[Query], labels: list[Label]) -> tuple[float, in
     return (right / decided if decided else float("nan")), decided
 
 
-def preference_data(dataset: str, store: str | None = None, labeler: str | None = None,
-                    frames: Any = None) -> tuple[Any, list[tuple[Segment, Segment]], dict[str, int]]:
-    """The labeled pairs of ``dataset`` in the store (optionally one labeler's) as ``PreferenceData``; pairs whose
-    segments changed since they were labeled are left out (counted in the returned stats)."""
+def preference_data(dataset: str, store: str | None = None, labeler: str | None = None, frames: Any = None,
+                    task_text: str | None = None) -> tuple[Any, list[tuple[Segment, Segment]], dict[str, int]]:
+    """The labeled pairs of ``dataset`` in the store (optionally one labeler's) as ``PreferenceData``.
+
+    Only labels asked for one task sentence are used: ``task_text``, by default the dataset's (or, for a dataset
+    without one, the one sentence its labels were asked for). Left out and counted in the returned stats: labels
+    asked for another sentence (``other_task``), can't-tells, and pairs whose segments changed since they were
+    labeled. ``ValueError`` (one line, with those counts) when no pair is left."""
     from robot_rl.rewards.model import PreferenceData
 
     store_path = store or default_store_path(dataset)
@@ -99,18 +104,25 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
     if not rows:
         who = f" by labeler '{labeler}'" if labeler else ""
         raise ValueError(f"{store_path}: no labels{who} for {os.path.abspath(dataset)}")
-    stats = {"stored": len(rows), "cant_tell": 0, "changed": 0}
+    stats = {"stored": len(rows), "cant_tell": 0, "changed": 0, "other_task": 0}
     pairs: list[tuple[Segment, Segment]] = []
     values: list[float | None] = []
+    asked_for = Counter(str(row.label.provenance["task_text"]) for row in rows if "task_text" in row.label.provenance)
     with Dataset(dataset) as ds:
+        wanted = task_text if task_text is not None else ds.task_text
+        if not wanted and len(asked_for) == 1:
+            wanted = next(iter(asked_for))
         loader = SegmentLoader(ds)
         for row in rows:
+            if row.label.provenance.get("task_text", wanted) != wanted:
+                stats["other_task"] += 1
+                continue
             try:
                 a, b = loader.segment(row.first), loader.segment(row.second)
             except (ValueError, DatasetError):
                 stats["changed"] += 1
                 continue
-            query = Query(a, b, ds.task_text)
+            query = Query(a, b, wanted)
             if row.digest not in (query.digest(False), query.digest(True)):
                 stats["changed"] += 1
                 continue
@@ -119,6 +131,12 @@ def preference_data(dataset: str, store: str | None = None, labeler: str | None 
                 continue
             pairs.append((a, b))
             values.append(row.label.value)
+        if not pairs:
+            others = ", ".join(f"'{t}'" for t in asked_for if t != wanted)
+            raise ValueError(
+                f"{store_path}: none of the {len(rows)} labels of {os.path.abspath(dataset)} is usable for the task "
+                f"'{wanted}': {stats['cant_tell']} can't tell, {stats['other_task']} asked for another task sentence"
+                + (f" ({others})" if others else "") + f", {stats['changed']} whose segments changed since")
         data = PreferenceData.from_segments(pairs, values)
         if frames is not None:
             first = np.stack([frames.frames(a) for a, _ in pairs])

@@ -32,7 +32,8 @@ def label_queries(queries: Sequence[Query], labeler: Labeler, store: LabelStore,
     stored the moment the labeler yields it, so a run killed at any point loses no answer it got).
 
     Duplicate queries (same key) are asked once. Errors the labeler raises (a VLM refusing the API key, say)
-    propagate after the answers before them are stored.
+    propagate after the answers before them are stored. The stored provenance records the query's ``task_text``
+    (the sentence is part of the query's digest: ``preference_data`` needs it to recognise the pair again).
     """
     keys = [query_key(labeler, q) for q in queries]
     answers: dict[str, Label] = {}
@@ -55,7 +56,8 @@ def label_queries(queries: Sequence[Query], labeler: Labeler, store: LabelStore,
     for j, label in labeler.label([queries[i] for i in todo]):
         i = todo[j]
         q = queries[i]
-        store.put(keys[i], label, labeler=labeler.name, identity=ident, dataset=dataset,
+        stored = Label(label.value, {**label.provenance, "task_text": q.task_text})
+        store.put(keys[i], stored, labeler=labeler.name, identity=ident, dataset=dataset,
                   digest=q.digest(labeler.uses_images), first=q.first.ref, second=q.second.ref)
         answers[keys[i]] = label
         asked += 1

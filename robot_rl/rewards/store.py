@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -57,14 +58,30 @@ class LabelStoreError(RuntimeError):
 
 
 class LabelStore:
-    """Open (or create) the store at ``path``. Use as a context manager."""
+    """Open (or create) the store at ``path``. Use as a context manager.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``read_only``: open to read only (``put`` raises). By default a store is opened read-only when it exists but
+    the file or its folder is not writable (read-only media, another user's files): SQLite's ``mode=ro``, which
+    still reads a WAL left next to it, or, when it cannot (no WAL files and a folder where they cannot be made),
+    ``immutable=1``, which is exact there because nothing can be pending.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool | None = None) -> None:
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
             raise LabelStoreError(f"{self.path}: is a directory, not a label store")
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        exists = os.path.exists(self.path)
+        if read_only is None:
+            read_only = exists and not (os.access(self.path, os.W_OK) and os.access(parent, os.W_OK))
+        self.read_only = read_only
+        if read_only:
+            self._db = self._open_read_only()
+            return
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise LabelStoreError(f"{self.path}: cannot create the label store's folder ({e.strerror})") from None
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -77,6 +94,31 @@ class LabelStore:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise LabelStoreError(f"{self.path}: not a usable label store (SQLite says: {e})") from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise LabelStoreError(f"{self.path}: no label store to read")
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        error: sqlite3.DatabaseError | None = None
+        for uri in (base, base + "&immutable=1"):
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+            except sqlite3.DatabaseError as e:
+                error = error or e
+                continue
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.execute("SELECT COUNT(*) FROM labels").fetchone()
+            except sqlite3.DatabaseError as e:
+                db.close()
+                error = error or e
+                continue
+            if version > SCHEMA_VERSION:
+                db.close()
+                raise LabelStoreError(f"{self.path}: label store schema {version} is newer than this robot_rl's "
+                                      f"({SCHEMA_VERSION}); upgrade robot_rl")
+            return db
+        raise LabelStoreError(f"{self.path}: not a readable label store (opened read-only; SQLite says: {error})")
 
     def __contains__(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM labels WHERE key = ?", (key,)).fetchone() is not None
@@ -98,7 +140,17 @@ class LabelStore:
     def put(self, key: str, label: Label, *, labeler: str, identity: dict[str, Any], dataset: str, digest: str,
             first: SegmentRef, second: SegmentRef) -> bool:
         """Store an answer (durably, before returning). The first answer for a key wins: returns False, changing
-        nothing, if ``key`` is already stored (unless what is stored is an unanswered error, see ``get``)."""
+        nothing, if ``key`` is already stored (unless what is stored is an unanswered error, see ``get``).
+
+        A can't-tell carrying a transport ``error`` is not an answer and is refused (``ValueError``): the labeler
+        got no reply, so the query must be asked again, not recorded (stores written before this rule may still
+        hold such rows; ``get`` and ``labels`` skip them)."""
+        if self.read_only:
+            raise LabelStoreError(f"{self.path}: opened read-only (the file or its folder is not writable); cannot "
+                                  f"store the answer for '{key}'")
+        if _unanswered(label):
+            raise ValueError(f"{self.path}: not storing '{key}': a labeler error is not an answer "
+                             f"({label.provenance.get('error')})")
         if self.get(key) is None:
             self._db.execute("DELETE FROM labels WHERE key = ?", (key,))
         cur = self._db.execute(
@@ -109,7 +161,8 @@ class LabelStore:
         return cur.rowcount == 1
 
     def labels(self, dataset: str | None = None, labeler: str | None = None) -> list[StoredLabel]:
-        """Stored answers, oldest first; for one dataset (any path naming the same file) and/or labeler."""
+        """Stored answers, oldest first; for one dataset (any path naming the same file) and/or labeler. Rows of
+        unanswered errors (written by older versions) are left out."""
         sql, args = "SELECT * FROM labels", []
         where = []
         if dataset is not None:
@@ -120,7 +173,7 @@ class LabelStore:
             args.append(labeler)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return list(self._rows(sql + " ORDER BY created, rowid", args))
+        return [row for row in self._rows(sql + " ORDER BY created, rowid", args) if not _unanswered(row.label)]
 
     def summary(self) -> list[tuple[str, str, int, int]]:
         """``(dataset, labeler, answers, can't-tell)`` per dataset and labeler."""

@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, on_log: Progres
     agent.train()
     step = _restore(payload, agent, sampler) if payload else 0
     runner = make_runner(cfg, agent, sampler, device, schedule_length=cfg.steps + 1)
-    logger = MetricsLogger(run_dir)
+    logger = MetricsLogger(run_dir, start_step=step)  # rows a killed run logged past its checkpoint go
     last: dict[str, float] = dict(payload.get("metrics", {})) if payload else {}
     sums: dict[str, torch.Tensor] = {}
     count = 0

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,8 +46,13 @@ def test_a_transport_error_is_asked_again_but_a_real_answer_is_final(tmp_path: P
     a, b = SegmentRef("demo_0", 0, 1), SegmentRef("demo_1", 0, 1)
     meta = {"labeler": "vlm", "identity": {}, "dataset": "d.h5", "digest": "x", "first": a, "second": b}
     with LabelStore(tmp_path / "l.sqlite") as store:
-        store.put("k", Label(None, {"error": "LLMTimeoutError: deadline"}), **meta)
-        assert store.get("k") is None  # no answer was given: ask again
+        with pytest.raises(ValueError, match="a labeler error is not an answer"):
+            store.put("k", Label(None, {"error": "LLMTimeoutError: deadline"}), **meta)
+        assert len(store) == 0
+        store._db.execute("INSERT INTO labels VALUES ('k', 'vlm', '{}', 'd.h5', 'x', ?, ?, NULL, ?, 0)",
+                          (json.dumps(a.to_json()), json.dumps(b.to_json()),
+                           json.dumps({"error": "LLMTimeoutError: deadline"})))  # as older versions stored it
+        assert store.get("k") is None and store.labels() == []  # no answer was given: ask again
         assert store.put("k", Label(FIRST, {"raw": "Answer: 0"}), **meta)
         assert store.get("k") == Label(FIRST, {"raw": "Answer: 0"}) and len(store) == 1
         store.put("u", Label(None, {"reason": "unparseable"}), **meta)
@@ -144,4 +151,66 @@ def test_kill_9_mid_labeling_loses_nothing_and_resume_asks_the_rest_once(reach_d
         result = label_queries(queries, labeler, store, str(reach_dataset))
         assert result.reused == stored and result.asked == len({*map(id, labeler.asked)})
         assert result.asked + result.reused == len(store) == len({q.digest(False) for q in queries})
-        assert all(r.label == teacher.answer(q) for r, q in zip(store.labels()[:stored], queries, strict=False))
+        for r, q in zip(store.labels()[:stored], queries, strict=False):
+            answer = teacher.answer(q)  # stored with the task sentence it was asked for
+            assert r.label == Label(answer.value, {**answer.provenance, "task_text": q.task_text})
+
+
+_READ_STORE = """
+import sys
+from robot_rl.rewards.store import LabelStore, LabelStoreError
+with LabelStore(sys.argv[1]) as store:
+    assert store.read_only
+    print(len(store), [r.label.value for r in store.labels()])
+    try:
+        store.put("new", Label(1.0), labeler="t", identity={}, dataset="d.h5", digest="x", first=a, second=a)
+    except LabelStoreError as e:
+        print("refused:", e)
+"""
+
+
+def _fill(store: LabelStore, n: int) -> None:
+    a = SegmentRef("demo_0", 0, 1)
+    for i in range(n):
+        store.put(f"k{i}", Label(float(i % 2)), labeler="t", identity={}, dataset="d.h5", digest="x", first=a,
+                  second=a)
+
+
+def test_read_only_store_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with LabelStore(path) as store:
+        _fill(store, 3)
+    with LabelStore(path, read_only=True) as store:
+        assert len(store) == 3 and store.get("k1") == Label(SECOND)
+        with pytest.raises(LabelStoreError, match="opened read-only"):
+            _fill(store, 1)
+    with pytest.raises(LabelStoreError, match="no label store to read"):
+        LabelStore(tmp_path / "absent.sqlite", read_only=True)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0,
+                    reason="needs user namespaces (unshare -rm) to mount a folder read-only")
+def test_store_on_read_only_media_opens_to_read(tmp_path: Path) -> None:
+    """Both a cleanly closed store and one whose writer is still open (answers only in its WAL) on a read-only
+    bind mount: opened read-only by itself, every answer read, writes refused in one line."""
+    media = tmp_path / "media"
+    media.mkdir()
+    with LabelStore(media / "closed.sqlite") as store:
+        _fill(store, 4)
+    live = LabelStore(media / "live.sqlite")
+    _fill(live, 5)  # still open: the answers sit in live.sqlite-wal
+    assert (media / "live.sqlite-wal").stat().st_size > 0
+    script = ("from robot_rl.rewards.base import Label, SegmentRef; a = SegmentRef('demo_0', 0, 1)\n"
+              + _READ_STORE)
+    try:
+        for name, count in (("closed.sqlite", 4), ("live.sqlite", 5)):
+            cmd = f'mount --bind -o ro "{media}" "{media}" && exec "{sys.executable}" -c "$0" "$1"'
+            out = subprocess.run(["unshare", "-rm", "sh", "-c", cmd, script, str(media / name)],
+                                 capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0] == f"{count} {[float(i % 2) for i in range(count)]}"
+            assert lines[1].startswith("refused:") and "opened read-only" in lines[1]
+    finally:
+        live.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from robot_rl.llm import LLMAuthError, LLMClient
+from robot_rl.llm import LLMAuthError, LLMClient, LLMConnectionError, LLMUnavailableError
 from robot_rl.rewards.base import CANT_TELL, FIRST, SECOND, Label, Query, Segment, SegmentRef, query_key
 from robot_rl.rewards.labelers.vlm import (
     DEFAULT_PROMPT,
@@ -245,21 +246,38 @@ def test_no_reask_when_max_parse_retries_is_zero(server: ReplayServer) -> None:
     assert label.value is CANT_TELL and server.count == 2
 
 
-def test_transport_failure_gives_cant_tell_with_the_error(server: ReplayServer) -> None:
+def test_transport_failure_is_not_an_answer(server: ReplayServer) -> None:
+    """A query that gets no usable reply is not yielded (so never stored); the others go on, then the run fails with
+    the count and the first error."""
     def flaky(request: RecordedRequest) -> Behaviour:
         images = request.images()
         if images and int(images[0].mean()) == 66:
-            return error(503, "engine overloaded")
+            return error(503, "engine overloaded", delay_s=0.2)  # after the other query has its answer
         return judge(request)
 
     server.responder = flaky
-    labels = run(labeler_for(server, max_retries=1), [query(66, 1), query(1, 66)])
-    failed = labels[0]
-    assert failed.value is CANT_TELL and failed.provenance["reason"] == "error"
-    message = failed.provenance["error"]
-    assert "\n" not in message and "503 Service Unavailable: engine overloaded" in message
+    got: dict[int, Label] = {}
+    with pytest.raises(LLMUnavailableError) as caught:
+        for i, label in labeler_for(server, max_retries=1).label([query(66, 1), query(1, 66)]):
+            got[i] = label
+    assert list(got) == [1] and got[1].value == SECOND
+    message = str(caught.value)
+    assert "\n" not in message and "1 of 2 queries got no usable reply" in message
+    assert "503 Service Unavailable: engine overloaded" in message
     assert server.base_url in message and "gave up after 2 attempts" in message
-    assert labels[1].value == SECOND
+
+
+def test_dead_endpoint_ends_the_run_at_once() -> None:
+    """Nobody listening: the first query's connection error ends the run; no query is answered "can't tell"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LLMClient(fast_config(f"http://127.0.0.1:{port}/v1", max_retries=1))
+    labeler = VLMLabeler(client, frames_identity=FRAMES.identity())
+    start = time.monotonic()
+    with pytest.raises(LLMConnectionError, match=rf"127.0.0.1:{port}/v1/chat/completions.*cannot connect"):
+        list(labeler.label([query(10 + i, 200 - i) for i in range(20)]))
+    assert time.monotonic() - start < 2.0
 
 
 def test_auth_error_stops_the_run(server: ReplayServer) -> None:
@@ -293,16 +311,21 @@ def test_every_index_exactly_once_with_mixed_outcomes(server: ReplayServer) -> N
     def mixed(request: RecordedRequest) -> Behaviour:
         images = request.images()
         if images and int(images[0].mean()) == 99:
-            return error(500)
+            return error(500, delay_s=0.2)
         if not images and "brightness 42" in request.text:
             return reply("who knows")
         return judge(request)
 
     server.responder = mixed
     plan = [(10, 20), (5, 5), (99, 1), (42, 43), (30, 20), (7, 7), (99, 3), (42, 1), (1, 2), (60, 50)]
-    labels = run(labeler_for(server, max_retries=1, max_concurrency=3), [query(a, b) for a, b in plan])
+    labels: dict[int, Label] = {}
+    with pytest.raises(LLMUnavailableError, match="2 of 10 queries got no usable reply"):
+        for i, label in labeler_for(server, max_retries=1, max_concurrency=3).label([query(a, b) for a, b in plan]):
+            assert i not in labels
+            labels[i] = label
+    assert sorted(labels) == [0, 1, 3, 4, 5, 7, 8, 9]  # every index but the two without a reply, once
     reasons = Counter(label.provenance.get("reason", "answered") for label in labels.values())
-    assert reasons == Counter({"answered": 4, "identical": 2, "error": 2, "unparseable": 2})
+    assert reasons == Counter({"answered": 4, "identical": 2, "unparseable": 2})
     assert [labels[i].value for i in (0, 4, 8, 9)] == [SECOND, FIRST, SECOND, FIRST]
 
 

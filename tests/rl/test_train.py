@@ -110,3 +110,18 @@ def test_policy_spec_mismatch_says_what(bandit_dataset, tmp_path):
                                 scale=(1.0,) * 3, offset=(0.0,) * 3))
     with pytest.raises(ValueError, match="does not fit 'toy/other': action dim 2 != 3"):
         policy.check_spec(other)
+
+
+def test_resume_logs_every_step_once(bandit_dataset, tmp_path):
+    """A run killed after logging step 150 but before its step-200 checkpoint: the resume logs 150 again, once."""
+    from robot_rl.rl.logger import read_metrics
+
+    run = tmp_path / "run"
+    train(config(bandit_dataset, steps=150, checkpoint_every=100), run)
+    checkpoint_paths(run)[-1].unlink()  # the step-150 checkpoint (written only because the run ended there)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 160, "critic_lo')  # torn by the kill
+    assert [r["step"] for r in read_metrics(run)] == [50, 100, 150]
+    train(config(bandit_dataset, steps=200, checkpoint_every=100), run, resume=True)
+    assert [r["step"] for r in read_metrics(run)] == [50, 100, 150, 200]
+    assert (run / "metrics.jsonl").read_text().count("\n") == 4

@@ -14,9 +14,18 @@ Frames come from ``query.frames`` (a ``FrameSource``: stored frames, or renders 
 view, arm included, nothing hidden). Pairs whose frames are identical are answered "can't tell" without a request.
 
 Outcomes: 0 → ``FIRST``, 1 → ``SECOND``, -1 → ``CANT_TELL`` (reason ``"no difference"``); unreadable after the
-re-asks → ``CANT_TELL`` (``"unparseable"``); no usable reply within the client's retries and deadline →
-``CANT_TELL`` with ``provenance["error"]``; a refused request (400, 401, 403, 404) raises ``LLMRequestError`` and
-ends the run (answers yielded before it stand).
+re-asks → ``CANT_TELL`` (``"unparseable"``). A failure to get any reply is never an answer (it is not yielded, so
+the label store never holds it and a rerun asks again):
+
+- a refused request (400, 401, 403, 404) raises ``LLMRequestError`` and ends the run at once;
+- an endpoint nobody serves (``LLMConnectionError``: connection refused, unknown host), or a first query that gets
+  no usable reply before any other got one, raises and ends the run at once: every other query would fail the same
+  way;
+- no usable reply for a query within the client's retries and deadline, once the endpoint has answered others
+  (an overloaded server's 503s, say): the other queries go on, and at the end ``LLMUnavailableError`` says how many
+  got no reply, with the first error.
+
+Answers yielded before an error stand.
 
 Prompts are versioned YAML files in ``robot_rl/rewards/prompts/`` (``available_prompts()``); the version is part of
 the labeler's identity, so changing the wording means a new file and a new version.
@@ -37,7 +46,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from robot_rl.llm import LLMClient, LLMUnavailableError, Message, Reply, assistant_message, image_part, user_message
+from robot_rl.llm import (
+    LLMClient,
+    LLMConnectionError,
+    LLMUnavailableError,
+    Message,
+    Reply,
+    assistant_message,
+    image_part,
+    user_message,
+)
 from robot_rl.rewards.base import CANT_TELL, FIRST, SECOND, Label, Query
 
 DEFAULT_PROMPT = "rl-vlm-f-v1"
@@ -263,18 +281,29 @@ class VLMLabeler:
                 return index, await self.label_one(query)
 
         pending = {asyncio.ensure_future(run(i, q)) for i, q in enumerate(queries)}
+        answered = 0
+        unavailable: list[LLMUnavailableError] = []
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 failure: BaseException | None = None
                 for task in done:
                     exc = task.exception()
-                    if exc is not None:
-                        failure = failure or exc
+                    if exc is None:
+                        index, label = task.result()
+                        answered += bool(label.provenance.get("requests"))  # the server replied
+                        yield index, label
+                    elif isinstance(exc, LLMUnavailableError) and not isinstance(exc, LLMConnectionError) \
+                            and answered:
+                        unavailable.append(exc)  # one query's bad luck with a server that answers others
                     else:
-                        yield task.result()
+                        failure = failure or exc
                 if failure is not None:
                     raise failure
+            if unavailable:
+                raise LLMUnavailableError(
+                    f"{len(unavailable)} of {len(queries)} queries got no usable reply (the other answers stand; "
+                    f"a rerun asks only the missing ones); first: {unavailable[0]}")
         finally:
             for task in pending:
                 task.cancel()
@@ -302,28 +331,25 @@ class VLMLabeler:
         if first.shape == second.shape and np.array_equal(first, second):
             return Label(CANT_TELL, provenance(answer=None, reason="identical",
                                                detail="both segments end in the same frame; not asked"))
-        try:
-            reply = await self.client.achat(self.prompts.stage1(query.task_text, first, second))
+        reply = await self.client.achat(self.prompts.stage1(query.task_text, first, second))
+        trace.add(reply)
+        trace.stage1 = reply.content
+        conversation = self.prompts.stage2(query.task_text, reply.content)
+        why = ""
+        for _ in range(1 + self.max_parse_retries):
+            reply = await self.client.achat(conversation)
             trace.add(reply)
-            trace.stage1 = reply.content
-            conversation = self.prompts.stage2(query.task_text, reply.content)
-            why = ""
-            for _ in range(1 + self.max_parse_retries):
-                reply = await self.client.achat(conversation)
-                trace.add(reply)
-                trace.stage2.append(reply.content)
-                try:
-                    answer = parse_answer(reply.content)
-                except UnparseableAnswer as e:
-                    why = str(e)
-                    conversation = [*conversation, assistant_message(reply.content),
-                                    user_message(_fill(self.prompts.stage2_reminder, task=query.task_text))]
-                    continue
-                if answer == -1:
-                    return Label(CANT_TELL, provenance(answer=-1, reason="no difference"))
-                return Label(FIRST if answer == 0 else SECOND, provenance(answer=answer))
-        except LLMUnavailableError as e:
-            return Label(CANT_TELL, provenance(answer=None, reason="error", error=str(e)))
+            trace.stage2.append(reply.content)
+            try:
+                answer = parse_answer(reply.content)
+            except UnparseableAnswer as e:
+                why = str(e)
+                conversation = [*conversation, assistant_message(reply.content),
+                                user_message(_fill(self.prompts.stage2_reminder, task=query.task_text))]
+                continue
+            if answer == -1:
+                return Label(CANT_TELL, provenance(answer=-1, reason="no difference"))
+            return Label(FIRST if answer == 0 else SECOND, provenance(answer=answer))
         return Label(CANT_TELL, provenance(answer=None, reason="unparseable",
                                            detail=f"{trace.requests - 1} stage-2 replies, none readable; last: {why}"))
 

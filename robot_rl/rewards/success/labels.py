@@ -144,9 +144,9 @@ def load_success_prompt(version: str = DEFAULT_PROMPT) -> SuccessPrompt:
 class VLMSuccessLabeler(VLMLabeler):
     """Per-frame yes/no success labels from a VLM behind an OpenAI-compatible endpoint: one request per frame (the
     frame, the task sentence, "describe, then answer yes, no or unsure"), parsed strictly; an unreadable reply is
-    re-asked ``max_parse_retries`` times, then stored as can't tell. "unsure" is can't tell; no usable reply
-    (server down, deadline) is a can't-tell with ``provenance["error"]`` (asked again on a rerun); a refused request
-    raises and ends the run. Concurrency and the event loop are ``VLMLabeler``'s."""
+    re-asked ``max_parse_retries`` times, then stored as can't tell. "unsure" is can't tell. No usable reply (server
+    down, deadline) is never an answer: as for ``VLMLabeler`` (whose concurrency, event loop and error handling this
+    shares), a dead endpoint or a refused request ends the run at once, other missing replies raise at the end."""
 
     name = "success-vlm"
     uses_images = True
@@ -169,7 +169,7 @@ class VLMSuccessLabeler(VLMLabeler):
                 "frames": self.frames_identity}
 
     async def label_one(self, query: Query) -> Label:
-        from robot_rl.llm import LLMUnavailableError, assistant_message, image_part, user_message
+        from robot_rl.llm import assistant_message, image_part, user_message
 
         if query.frames is None:
             raise SuccessError("the VLM success labeler needs frames: Query.frames is None")
@@ -191,26 +191,23 @@ class VLMSuccessLabeler(VLMLabeler):
         conversation = [user_message(prompt.intro.replace("{task}", query.task_text), image_part(frame),
                                      prompt.question.replace("{task}", query.task_text))]
         why = ""
-        try:
-            for _ in range(1 + self.max_parse_retries):
-                reply = await self.client.achat(conversation)
-                replies.append(reply.content)
-                tokens["prompt"] += reply.prompt_tokens
-                tokens["completion"] += reply.completion_tokens
-                if reply.model:
-                    served.append(reply.model)
-                try:
-                    answer = parse_success_answer(reply.content)
-                except UnparseableSuccessAnswer as e:
-                    why = str(e)
-                    conversation = [*conversation, assistant_message(reply.content),
-                                    user_message(prompt.reminder.replace("{task}", query.task_text))]
-                    continue
-                if answer == "unsure":
-                    return Label(CANT_TELL, provenance(answer=answer, reason="unsure"))
-                return Label(SUCCESS if answer == "yes" else FAILURE, provenance(answer=answer))
-        except LLMUnavailableError as e:
-            return Label(CANT_TELL, provenance(answer=None, reason="error", error=str(e)))
+        for _ in range(1 + self.max_parse_retries):
+            reply = await self.client.achat(conversation)
+            replies.append(reply.content)
+            tokens["prompt"] += reply.prompt_tokens
+            tokens["completion"] += reply.completion_tokens
+            if reply.model:
+                served.append(reply.model)
+            try:
+                answer = parse_success_answer(reply.content)
+            except UnparseableSuccessAnswer as e:
+                why = str(e)
+                conversation = [*conversation, assistant_message(reply.content),
+                                user_message(prompt.reminder.replace("{task}", query.task_text))]
+                continue
+            if answer == "unsure":
+                return Label(CANT_TELL, provenance(answer=answer, reason="unsure"))
+            return Label(SUCCESS if answer == "yes" else FAILURE, provenance(answer=answer))
         return Label(CANT_TELL, provenance(answer=None, reason="unparseable",
                                            detail=f"{len(replies)} replies, none readable; last: {why}"))
 
