@@ -18,6 +18,7 @@ from robot_rl.cli import (
     pipeline_cmd,
     relabel_cmd,
     reward_search_cmd,
+    sweep_cmd,
     train_cmd,
     train_reward_cmd,
     train_success_cmd,
@@ -28,6 +29,7 @@ COMMANDS = {
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
     "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
     "train-success": train_success_cmd, "compare-rewards": compare_rewards_cmd,
+    "sweep": sweep_cmd,
 }
 
 
