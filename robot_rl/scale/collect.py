@@ -57,6 +57,11 @@ class SlotWorker:
     def spec(self) -> Any:
         return self.env.spec
 
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
     def run(self, start: int, stop: int, images: ImageOptions | None = None) -> list[tuple[int, int, Episode]]:
         """Step up to ``stop`` steps in total; ``(step, slot, episode)`` of the episodes that ended at steps
         ``start..stop-1``. A restarted actor (step 0) replays the steps before ``start`` first."""
@@ -128,6 +133,10 @@ class RayCollector:
                     break
             start += chunk
         return names
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (on their machines)."""
+        return list(self.ray.get([a.pid.remote() for a in self.actors]))
 
     def close(self) -> None:
         try:
