@@ -132,30 +132,16 @@ def main() -> None:
     ap.add_argument("--collect-episodes", type=int, default=16)
     ap.add_argument("--episode-length", type=int, default=100)
     ap.add_argument("--collect-length", type=int, default=200)
+    ap.add_argument("--only", choices=("relabel", "collect"), default=None)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="scale_out"))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray, loopback only
     try:
-        data = root / "data.h5"
-        write_dataset(data, args.episodes, args.episode_length)
-        code = root / "reward.py"
-        code.write_text(REWARD)
-        rows = []
-        base, steady, want = bench_relabel(root, data, code, None)
-        rows.append(("relabel", "single process", base, "episodes/s", True))
-        rows.append(("relabel (after first results)", "single process", steady, "episodes/s", True))
-        for w in (1, 2):
-            rate, steady, got = bench_relabel(root, data, code, w)
-            same = list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
-            rows.append(("relabel", f"Ray, {w} worker{'s' * (w > 1)}", rate, "episodes/s", same))
-            rows.append(("relabel (after first results)", f"Ray, {w} worker{'s' * (w > 1)}", steady, "episodes/s",
-                         same))
-        cbase, cwant = bench_collect(root, args.collect_episodes, args.collect_length, None)
-        rows.append(("collect", "single process (2 env slots)", cbase, "steps/s", True))
-        for w in (1, 2):
-            rate, got = bench_collect(root, args.collect_episodes, args.collect_length, w)
-            same = len(got) == len(cwant) and all(np.array_equal(a, b) for a, b in zip(got, cwant, strict=True))
-            rows.append(("collect", f"Ray, {w} worker{'s' * (w > 1)}", rate, "steps/s", same))
+        rows: list[tuple[str, str, float, str, bool]] = []
+        if args.only != "collect":
+            relabel_rows(root, args.episodes, args.episode_length, rows)
+        if args.only != "relabel":
+            collect_rows(root, args.collect_episodes, args.collect_length, rows)
         print(f"\n{args.episodes} relabel episodes, {args.collect_episodes} collect episodes, "
               f"{args.episode_length} / {args.collect_length} steps each, {os.cpu_count()} CPUs\n")
         print("| work | how | throughput | vs 1 Ray worker | same result as single process |")
@@ -166,6 +152,31 @@ def main() -> None:
         print("\nload: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def relabel_rows(root: Path, episodes: int, length: int, rows: list[tuple[str, str, float, str, bool]]) -> None:
+    data = root / "data.h5"
+    write_dataset(data, episodes, length)
+    code = root / "reward.py"
+    code.write_text(REWARD)
+    base, steady, want = bench_relabel(root, data, code, None)
+    rows.append(("relabel", "single process", base, "episodes/s", True))
+    rows.append(("relabel (after first results)", "single process", steady, "episodes/s", True))
+    for w in (1, 2):
+        rate, steady, got = bench_relabel(root, data, code, w)
+        same = list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
+        rows.append(("relabel", f"Ray, {w} worker{'s' * (w > 1)}", rate, "episodes/s", same))
+        rows.append(("relabel (after first results)", f"Ray, {w} worker{'s' * (w > 1)}", steady, "episodes/s",
+                     same))
+
+
+def collect_rows(root: Path, episodes: int, length: int, rows: list[tuple[str, str, float, str, bool]]) -> None:
+    cbase, cwant = bench_collect(root, episodes, length, None)
+    rows.append(("collect", "single process (2 env slots)", cbase, "steps/s", True))
+    for w in (1, 2):
+        rate, got = bench_collect(root, episodes, length, w)
+        same = len(got) == len(cwant) and all(np.array_equal(a, b) for a, b in zip(got, cwant, strict=True))
+        rows.append(("collect", f"Ray, {w} worker{'s' * (w > 1)}", rate, "steps/s", same))
 
 
 if __name__ == "__main__":

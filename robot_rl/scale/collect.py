@@ -5,7 +5,8 @@ Same episodes as one process: ``collect --num-envs N --seed S`` runs slots ``0..
 ``S + i``, behaviours from ``default_rng([S, i, k])``). Here worker ``w`` holds a contiguous range of those slots
 (``data.collect.rollouts(..., first_slot=a)``), so each slot sees the same seeds and draws wherever it runs. The
 actors advance in lock-step rounds of steps; after a round the driver knows every episode that ended before it,
-sorts them by (step, slot) as the single process writes them, and writes until it has the episodes asked for.
+sorts them by (step, slot) as the single process writes them, and writes until it has the episodes asked for;
+the workers run the next round meanwhile.
 
 A worker killed mid-round (node lost, OOM kill): Ray restarts the actor and retries the round; the new actor
 replays its slots from the start (seeded, so the same episodes) up to that round and returns only that round's
@@ -119,11 +120,15 @@ class RayCollector:
         names: list[str] = []
         chunk = max(1, int(self.spec.max_episode_steps))  # about one episode per slot per round
         start = 0
+        pending = [a.run.remote(start, start + chunk, images) for a in self.actors]
         while len(names) < episodes:
             try:
-                rounds = self.ray.get([a.run.remote(start, start + chunk, images) for a in self.actors])
+                rounds = self.ray.get(pending)
             except Exception as e:  # a worker that raised (bad task, expert) or died more often than retried
                 raise ValueError(f"collect on Ray: {task_error(e)}") from None
+            start += chunk
+            # the next round runs while this one is written (one round too many at the end: not written)
+            pending = [a.run.remote(start, start + chunk, images) for a in self.actors]
             for _, _, ep in sorted((item for r in rounds for item in r), key=lambda item: (item[0], item[1])):
                 name = writer.add_episode(ep)
                 names.append(name)
@@ -131,7 +136,6 @@ class RayCollector:
                     on_episode(name, ep)
                 if len(names) >= episodes:
                     break
-            start += chunk
         return names
 
     def pids(self) -> list[int]:

@@ -62,9 +62,19 @@ class LoopbackCluster:
             self._start(["--head", "--port", str(self.port), "--temp-dir", self.temp, "--include-dashboard", "false",
                          "--ray-client-server-port", str(free_port()), "--disable-usage-stats"])
             self._wait_started(0)
-            for i in range(self.workers):
-                self._start(["--address", self.address])
-                self._wait_started(i + 1)
+            for _ in range(self.workers):
+                for attempt in range(3):  # a port picked free may be taken meanwhile by another process
+                    self._start(["--address", self.address])
+                    try:
+                        self._wait_started(len(self.procs) - 1)
+                        break
+                    except RuntimeError:
+                        failed = self.procs.pop()
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(failed.pid, signal.SIGKILL)
+                        failed.wait()
+                        if attempt == 2:
+                            raise
         except BaseException:
             self.__exit__()
             raise
@@ -76,7 +86,9 @@ class LoopbackCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[index].poll() is not None:
-                raise RuntimeError(f"ray start exited ({self.procs[index].returncode}); see {log}")
+                with open(log, errors="replace") as f:
+                    tail = " | ".join(line.strip() for line in f.read().splitlines()[-6:])
+                raise RuntimeError(f"ray start exited ({self.procs[index].returncode}): {tail}")
             with open(log, errors="replace") as f:
                 if "Ray runtime started" in f.read():
                     return
