@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
     p.add_argument("--resume", action="store_true",
                    help="continue an existing dataset up to --episodes in total, with new seeds")
+    p.add_argument("--ray-address", default=None, metavar="ADDR|local",
+                   help="roll out on Ray workers, the --num-envs env slots split among them (the same episodes as "
+                        "one process); 'local' starts a local Ray, ADDR joins a cluster")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --ray-address: workers (default: the cluster's CPUs, at most --num-envs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--episodes and --num-envs must be at least 1")
     if args.image_every < 0:
         raise ValueError("--image-every must be >= 0")
+    if args.ray_workers is not None and (args.ray_workers < 1 or not args.ray_address):
+        raise ValueError("--ray-workers needs --ray-address and must be >= 1")
     preset = resolve_preset(args.preset)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
@@ -63,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
     seed, todo = plan_resume(args.out, args.episodes, args.seed, args.num_envs, args.resume, say)
     if todo == 0:
         return 0
-    env = make_env(args.task, num_envs=args.num_envs, episode_length=args.episode_length)
+    if args.ray_address:
+        from robot_rl.scale.collect import CollectJob, RayCollector
+
+        env: Any = RayCollector(args.ray_address, CollectJob(args.task, args.preset, seed, args.noise,
+                                                             args.episode_length), args.num_envs, args.ray_workers)
+    else:
+        env = make_env(args.task, num_envs=args.num_envs, episode_length=args.episode_length)
     expert = None
     if any(b.kind in NEEDS_EXPERT for b in preset):
         expert = _expert_for(args.task)
@@ -90,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
                 steps_per_s = ep.states.shape[0] * done / max(time.time() - start, 1e-9)
                 progress.update(bar, advance=1, rate=f"{steps_per_s:.0f} steps/s", succ=f"{successes}/{done}")
 
-            collect(env, writer, todo, preset, expert=expert, seed=seed, noise=args.noise,
-                    images=images, on_episode=on_episode)
+            if args.ray_address:
+                env.collect(writer, todo, images, on_episode)
+            else:
+                collect(env, writer, todo, preset, expert=expert, seed=seed, noise=args.noise,
+                        images=images, on_episode=on_episode)
     finally:
         env.close()
     console.print(f"wrote {todo} episodes to {args.out} "

@@ -20,6 +20,7 @@ from robot_rl.cli import (
     pipeline_cmd,
     relabel_cmd,
     reward_search_cmd,
+    sweep_cmd,
     train_cmd,
     train_reward_cmd,
     train_success_cmd,
@@ -30,7 +31,7 @@ COMMANDS = {
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
     "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
     "train-success": train_success_cmd, "compare-rewards": compare_rewards_cmd,
-    "import": import_cmd, "export": export_cmd,
+    "import": import_cmd, "export": export_cmd, "sweep": sweep_cmd,
 }
 
 

@@ -40,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--pessimism", type=float, default=None, metavar="K",
                    help="reward-model: ensemble mean - K x std over members (conservative; recorded, and used by "
                         "fine-tuning on these rewards)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR|local",
+                   help="compute on Ray workers (episodes sharded; the same labels, one commit): 'local' starts a "
+                        "local Ray, ADDR joins a cluster whose nodes see the dataset at the same path")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --ray-address: workers (default: the cluster's CPUs)")
     g = p.add_argument_group("clip")
     g.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the checkpoint")
     g.add_argument("--baseline", default=None, help="baseline prompt (VLM-RM projection), e.g. 'a robot arm'")
@@ -59,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         activate_label(str(args.dataset), args.activate_label)
         console.print(f"{args.dataset}: active rewards are now '{args.activate_label}'")
         return 0
+    if args.ray_workers is not None and (args.ray_workers < 1 or not args.ray_address):
+        raise ValueError("--ray-workers needs --ray-address and must be >= 1")
     if not args.source:
         raise ValueError(f"--source is required ({', '.join(source_names(relabels=True))})")
     options = {"model": args.clip_model, "baseline": args.baseline, "alpha": args.alpha, "camera": args.camera,
@@ -84,8 +91,15 @@ def run(args: argparse.Namespace) -> int:
                     bars[phase] = progress.add_task(phase, total=total)
                 progress.update(bars[phase], completed=done)
 
-            result = relabel(str(args.dataset), rewarder, label_id=args.id, activate=args.activate,
-                             progress=on_progress)
+            if args.ray_address:
+                from robot_rl.scale.relabel import SourceSpec, relabel_on_ray
+
+                result = relabel_on_ray(str(args.dataset), rewarder, SourceSpec(args.source, args.device, options),
+                                        args.ray_address, label_id=args.id, activate=args.activate,
+                                        workers=args.ray_workers, progress=on_progress)
+            else:
+                result = relabel(str(args.dataset), rewarder, label_id=args.id, activate=args.activate,
+                                 progress=on_progress)
     finally:
         rewarder.close()
     resumed = result.episodes - result.computed

@@ -7,7 +7,7 @@ soon as they end (memory holds at most one episode per slot), in the order they 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +88,34 @@ def collect(
     ``env_seed = seed + i`` and ``episode_in_env = k``, which reproduces its layout.
     Returns the names of the written episodes.
     """
+    names: list[str] = []
+    for _, finished in rollouts(env, preset, expert, seed, noise, images):
+        for _, ep in finished:
+            name = writer.add_episode(ep)
+            names.append(name)
+            if on_episode is not None:
+                on_episode(name, ep)
+            if len(names) >= episodes:
+                return names
+    return names
+
+
+def rollouts(
+    env: RobotEnv,
+    preset: tuple[BehaviourSpec, ...],
+    expert: Expert | None = None,
+    seed: int = 0,
+    noise: float | None = None,
+    images: ImageOptions | None = None,
+    first_slot: int = 0,
+) -> Iterator[tuple[int, list[tuple[int, Episode]]]]:
+    """Episodes of ``env``'s slots, without end: one ``(step, [(slot, episode), ...])`` per env step, the episodes
+    that ended at that step in slot order (often none).
+
+    ``env``'s slot ``j`` is slot ``first_slot + j`` of a larger batch: reset with ``seed + first_slot + j``, its
+    behaviours drawn from ``default_rng([seed, first_slot + j, k])``. So envs holding slots ``0..a-1`` and
+    ``a..n-1`` give together exactly the episodes of one env of ``n`` slots (what ``scale.collect`` relies on).
+    """
     if images is not None and not isinstance(env, SimEnv):
         raise ValueError(f"{env.spec.name}: images are rendered from stored sim states, and this backend has none")
     spec = env.spec
@@ -95,15 +123,15 @@ def collect(
     n = env.num_envs
 
     def new_behaviour(i: int, k: int) -> Behaviour:
-        rng = np.random.default_rng([seed, i, k])
+        rng = np.random.default_rng([seed, first_slot + i, k])
         return Behaviour(choose_behaviour(preset, rng), expert, spec.action.dim, spec.max_episode_steps, rng,
                          targets, default_noise=noise)
 
     # Build the first behaviours before touching the env, so a preset that needs a missing expert fails fast.
-    slots = [_Slot(new_behaviour(i, 0), seed + i, 0) for i in range(n)]
-    obs, info = env.reset(seed=seed)
-    names: list[str] = []
-    while len(names) < episodes:
+    slots = [_Slot(new_behaviour(i, 0), seed + first_slot + i, 0) for i in range(n)]
+    obs, info = env.reset(seed=seed + first_slot)
+    step = 0
+    while True:
         state = _np(obs["state"])
         actions = np.stack([s.behaviour.act(state[i], s.length) for i, s in enumerate(slots)])
         actions = np.clip(actions, -1.0, 1.0).astype(np.float32)  # NaN stays NaN: the env names the env index
@@ -126,18 +154,14 @@ def collect(
         for i, slot in enumerate(slots):
             for key, value in per_step.items():
                 slot.add(key, value[i])
+        finished: list[tuple[int, Episode]] = []
         for i in np.flatnonzero(done).tolist():
-            if len(names) >= episodes:
-                break
-            ep = _finish(env, slots[i], images)
-            name = writer.add_episode(ep)
-            names.append(name)
-            if on_episode is not None:
-                on_episode(name, ep)
+            finished.append((first_slot + i, _finish(env, slots[i], images)))
             slots[i] = _Slot(new_behaviour(i, slots[i].episode_in_env + 1), slots[i].env_seed,
                              slots[i].episode_in_env + 1)
+        yield step, finished
+        step += 1
         obs, info = res.obs, res.info
-    return names
 
 
 def _finish(env: RobotEnv, slot: _Slot, images: ImageOptions | None) -> Episode:

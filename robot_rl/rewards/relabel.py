@@ -31,6 +31,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ ModelRewarder = LearnedReward
 """The reward-model source under the name relabel gave it (``ModelRewarder(run_dir)``)."""
 
 __all__ = ["ORIGINAL", "EpisodeRewarder", "ModelRewarder", "RelabelResult", "Spool", "activate_label",
-           "active_label", "make_rewarder", "relabel"]
+           "active_label", "check_label_id", "commit_labels", "episode_rewards", "label_spool",
+           "make_rewarder", "relabel", "source_digest"]
 
 Progress = Callable[[str, int, int], None]
 """``(phase, done, total)``; phase is ``"compute"`` or ``"write"``."""
@@ -64,23 +66,56 @@ def relabel(path: str, rewarder: EpisodeRewarder, label_id: str | None = None, a
     """Compute ``rewarder``'s rewards for every episode of ``path`` and store them as ``reward_labels/<label_id>``
     (default ``rewarder.default_id``), replacing an older label of that id; ``activate`` also makes them the
     active ``rewards``. Resumable and crash-safe (module docstring)."""
-    label_id = label_id or rewarder.default_id
-    check_name("label id", label_id)
-    if label_id == GROUND_TRUTH:
-        raise ValueError(f"label id '{GROUND_TRUTH}' is reserved for the simulator's reward")
+    label_id = check_label_id(label_id or rewarder.default_id)
     identity = rewarder.identity()
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    spool = Spool(f"{path}.relabel-{label_id}", digest)
+    spool = label_spool(path, label_id, identity)
     try:
         names, done, computed = _compute(path, rewarder, spool, progress)
     except Exception:
         spool.remove()  # a failed run leaves nothing behind (a kill or KeyboardInterrupt keeps the spool)
         raise
+    return commit_labels(path, label_id, identity, names, done, computed, activate, progress, spool)
+
+
+def check_label_id(label_id: str) -> str:
+    check_name("label id", label_id)
+    if label_id == GROUND_TRUTH:
+        raise ValueError(f"label id '{GROUND_TRUTH}' is reserved for the simulator's reward")
+    return label_id
+
+
+def label_spool(path: str, label_id: str, identity: dict[str, Any]) -> Spool:
+    """The spool of relabeling ``path`` into ``label_id`` with the source ``identity`` (a changed source starts a
+    new one)."""
+    return Spool(f"{path}.relabel-{label_id}", source_digest(identity))
+
+
+def source_digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def commit_labels(path: str, label_id: str, identity: dict[str, Any], names: list[str], done: dict[str, np.ndarray],
+                  computed: int, activate: bool, progress: Progress | None, spool: Spool) -> RelabelResult:
+    """Phase 2: every episode's rewards into the dataset in one journaled commit, then drop the spool."""
     provenance = {**identity, "label_id": label_id, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_reward_labels(path, label_id, {n: done[n] for n in names}, provenance, activate, progress)
     spool.remove()
     allv = np.concatenate([done[n] for n in names])
     return RelabelResult(label_id, len(names), computed, activate, float(allv.mean()), float(allv.std()))
+
+
+def episode_rewards(path: str, rewarder: EpisodeRewarder, ds: Dataset, name: str) -> np.ndarray:
+    """``rewarder``'s rewards of one episode, checked: one finite float32 per step, else a one-line ``ValueError``."""
+    episode = ds.load_episode(name)
+    values = np.asarray(rewarder.rewards(ds, name, episode), np.float32)
+    if values.shape != (episode.length,):
+        raise ValueError(f"{path}: episode {name}: the source gave {list(values.shape)} rewards for "
+                         f"{episode.length} steps")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(f"{path}: episode {name}: the source gave a non-finite reward at step "
+                         f"{int(bad[0])} ({values[bad[0]]}); nothing was written")
+    return values
 
 
 def _compute(path: str, rewarder: EpisodeRewarder, spool: Spool, progress: Progress | None
@@ -94,15 +129,7 @@ def _compute(path: str, rewarder: EpisodeRewarder, spool: Spool, progress: Progr
         done = spool.load()
         for i, name in enumerate(names):
             if name not in done:
-                episode = ds.load_episode(name)
-                values = np.asarray(rewarder.rewards(ds, name, episode), np.float32)
-                if values.shape != (episode.length,):
-                    raise ValueError(f"{path}: episode {name}: the source gave {list(values.shape)} rewards for "
-                                     f"{episode.length} steps")
-                bad = np.flatnonzero(~np.isfinite(values))
-                if len(bad):
-                    raise ValueError(f"{path}: episode {name}: the source gave a non-finite reward at step "
-                                     f"{int(bad[0])} ({values[bad[0]]}); nothing was written")
+                values = episode_rewards(path, rewarder, ds, name)
                 spool.append(name, values)
                 done[name] = values
                 computed += 1
