@@ -61,20 +61,20 @@ class _Compiled:
 
     model: mujoco.MjModel
     reset: Any
-    """keys uint32 [N, 2] -> (data, next keys, state, privileged, sim)"""
+    """(keys uint32 [N, 2], params) -> (data, next keys, state, privileged, sim)"""
     step: Any
-    """(data, keys, elapsed int32 [N], length, action [N, 3]) -> (data, keys, elapsed, state, privileged, sim,
-    reward, success, done, final state, final privileged, final sim)"""
+    """(data, keys, elapsed int32 [N], length, params, action [N, 3]) -> (data, keys, elapsed, state, privileged,
+    sim, reward, success, done, final state, final privileged, final sim)"""
     load: Any
-    """sim float32 [N, S] -> (data, state, privileged)"""
+    """(sim float32 [N, S], params) -> (data, state, privileged)"""
 
 
 _COMPILED: dict[str, _Compiled] = {}
 
 
 def _compiled(task: MjxTask) -> _Compiled:
-    if task.name in _COMPILED:
-        return _COMPILED[task.name]
+    if task.family in _COMPILED:
+        return _COMPILED[task.family]
     _enable_compilation_cache()
     model = mujoco.MjModel.from_xml_path(str(ASSETS / task.xml))
     mx = mjx.put_model(model)
@@ -82,36 +82,37 @@ def _compiled(task: MjxTask) -> _Compiled:
     nq, nv, nmocap = model.nq, model.nv, model.nmocap
     f32 = jnp.float32
 
-    def start(key: jax.Array) -> Any:
-        lay = task.layout(key)
+    def start(key: jax.Array, params: jax.Array) -> Any:
+        lay = task.layout(key, params)
         return template.replace(qpos=lay.qpos.astype(f32), qvel=lay.qvel.astype(f32),
                                 mocap_pos=lay.mocap_pos.astype(f32), qacc_warmstart=jnp.zeros(nv, f32),
                                 time=jnp.zeros((), f32), ctrl=lay.qpos[:3].astype(f32))
 
-    def observe(d: Any) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    def observe(d: Any, params: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         state = task.observe(d.qpos, d.qvel, d.mocap_pos)
-        reward, success, priv = task.evaluate(state)
+        reward, success, priv = task.evaluate(state, params)
         return state, reward, success, priv
 
     def sim_row(d: Any, elapsed: jax.Array) -> jax.Array:
         return jnp.concatenate([d.time[None], d.qpos, d.qvel, d.mocap_pos.ravel(), d.qacc_warmstart,
                                 elapsed[None].astype(f32)])
 
-    def reset_one(key: jax.Array) -> tuple[Any, ...]:
+    def reset_one(key: jax.Array, params: jax.Array) -> tuple[Any, ...]:
         key, sub = jax.random.split(key)
-        d = start(sub)
-        state, _, _, priv = observe(d)
+        d = start(sub, params)
+        state, _, _, priv = observe(d, params)
         return d, key, state, priv, sim_row(d, jnp.zeros((), jnp.int32))
 
-    def step_one(d: Any, key: jax.Array, elapsed: jax.Array, length: jax.Array, action: jax.Array) -> tuple[Any, ...]:
+    def step_one(d: Any, key: jax.Array, elapsed: jax.Array, length: jax.Array, params: jax.Array,
+                 action: jax.Array) -> tuple[Any, ...]:
         d = d.replace(ctrl=d.qpos[:3] + action * ACTION_SCALE)
         d = jax.lax.fori_loop(0, SUBSTEPS, lambda _, x: mjx.step(mx, x), d)
-        final_state, reward, success, final_priv = observe(d)
+        final_state, reward, success, final_priv = observe(d, params)
         elapsed = elapsed + 1
         final_sim = sim_row(d, elapsed)
         done = elapsed >= length
         next_key, sub = jax.random.split(key)
-        new = start(sub)
+        new = start(sub, params)
 
         def pick(a: jax.Array, b: jax.Array) -> jax.Array:
             return jnp.where(done, a, b)
@@ -120,27 +121,27 @@ def _compiled(task: MjxTask) -> _Compiled:
                       mocap_pos=pick(new.mocap_pos, d.mocap_pos), ctrl=pick(new.ctrl, d.ctrl),
                       qacc_warmstart=pick(new.qacc_warmstart, d.qacc_warmstart))
         key, elapsed = pick(next_key, key), jnp.where(done, 0, elapsed)
-        state, _, _, priv = observe(d)
+        state, _, _, priv = observe(d, params)
         return (d, key, elapsed, state, priv, sim_row(d, elapsed), reward, success, done, final_state, final_priv,
                 final_sim)
 
-    def load_one(row: jax.Array) -> tuple[Any, ...]:
+    def load_one(row: jax.Array, params: jax.Array) -> tuple[Any, ...]:
         i = 1
         qpos, i = row[i:i + nq], i + nq
         qvel, i = row[i:i + nv], i + nv
         mocap, i = row[i:i + 3 * nmocap].reshape(nmocap, 3), i + 3 * nmocap
         d = template.replace(time=row[0], qpos=qpos, qvel=qvel, mocap_pos=mocap, qacc_warmstart=row[i:i + nv],
                              ctrl=qpos[:3])
-        state, _, _, priv = observe(d)
+        state, _, _, priv = observe(d, params)
         return d, state, priv
 
     compiled = _Compiled(
         model=model,
-        reset=jax.jit(jax.vmap(reset_one)),
-        step=jax.jit(jax.vmap(step_one, in_axes=(0, 0, 0, None, 0))),
-        load=jax.jit(jax.vmap(load_one)),
+        reset=jax.jit(jax.vmap(reset_one, in_axes=(0, None))),
+        step=jax.jit(jax.vmap(step_one, in_axes=(0, 0, 0, None, None, 0))),
+        load=jax.jit(jax.vmap(load_one, in_axes=(0, None))),
     )
-    _COMPILED[task.name] = compiled
+    _COMPILED[task.family] = compiled
     return compiled
 
 
@@ -180,6 +181,7 @@ class MjxEnv:
         self._jax_device = jax.devices("gpu" if want_gpu else "cpu")[0]
         self._episode_length = episode_length
         self._length = jax.device_put(jnp.int32(episode_length), self._jax_device)
+        self._params = jax.device_put(jnp.asarray(self.task.params + (0.0,), dtype=jnp.float32), self._jax_device)
         self._cameras = tuple(cameras)
         self._image_hw = image_size
         self.spec = self._make_spec(model, model_cameras, image_size, episode_length, task_text)
@@ -200,7 +202,7 @@ class MjxEnv:
         """Reset every env; env ``i`` draws its layouts from a key made from ``seed + i`` (``None``: continue)."""
         if seed is not None:
             self._keys = self._put(self._seed_keys(seed + np.arange(self.num_envs, dtype=np.int64)))
-        self._data, self._keys, state, priv, sim = self._fns.reset(self._keys)
+        self._data, self._keys, state, priv, sim = self._fns.reset(self._keys, self._params)
         self._elapsed[:] = 0
         self._elapsed_dev = self._put(np.zeros(self.num_envs, dtype=np.int32))
         self._needs_reset = False
@@ -214,7 +216,8 @@ class MjxEnv:
                                "that already reached the episode length)")
         act, clipped = validate_action(action, self.num_envs, 3)
         (self._data, self._keys, self._elapsed_dev, state, priv, sim, reward, success, done, final_state, final_priv,
-         final_sim) = self._fns.step(self._data, self._keys, self._elapsed_dev, self._length, self._to_jax(act))
+         final_sim) = self._fns.step(self._data, self._keys, self._elapsed_dev, self._length, self._params,
+                                   self._to_jax(act))
         self._elapsed += 1
         ended = self._elapsed >= self._episode_length
         self._elapsed[ended] = 0
@@ -246,7 +249,7 @@ class MjxEnv:
     def set_sim_state(self, state: torch.Tensor) -> Obs:
         """Restore float64 ``[N, S]`` rows; returns their obs. Rows at the episode length need ``reset`` next."""
         rows = self._check_rows(state, self.num_envs)
-        self._data, st, priv = self._fns.load(self._put(rows.astype(np.float32)))
+        self._data, st, priv = self._fns.load(self._put(rows.astype(np.float32)), self._params)
         steps = rows[:, -1].astype(np.int64)
         self._elapsed[:] = steps
         self._elapsed_dev = self._put(steps.astype(np.int32))

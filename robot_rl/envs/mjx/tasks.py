@@ -43,22 +43,27 @@ class MjxTask:
 
     name: str
     """Task name without the ``mjx/`` prefix."""
+    family: str
+    """Tasks of one family share the scene and the functions below and differ only in ``params``, so they
+    share one compiled step (drawer-open and drawer-close)."""
     xml: str
     """File name under ``assets/``."""
-    layout: Callable[[Array], Layout]
-    """PRNG key -> the episode's start."""
+    params: tuple[float, ...]
+    """Passed (as a traced array) to ``layout`` and ``evaluate``."""
+    layout: Callable[[Array, Array], Layout]
+    """(PRNG key, params) -> the episode's start."""
     observe: Callable[[Array, Array, Array], Array]
     """(qpos, qvel, mocap_pos) -> float32 ``"state"`` ``[STATE_DIM]``."""
-    evaluate: Callable[[Array], tuple[Array, Array, Array]]
-    """state -> (reward float32, success bool, privileged float32 ``[len(PRIVILEGED)]``)."""
+    evaluate: Callable[[Array, Array], tuple[Array, Array, Array]]
+    """(state, params) -> (reward float32, success bool, privileged float32 ``[len(PRIVILEGED)]``)."""
     reward_text: str
     success_text: str
     layout_text: str
 
 
-def _hand_start(key: Array, y: tuple[float, float] = (0.45, 0.55)) -> Array:
-    lo = jnp.array([-0.15, y[0], 0.1])
-    hi = jnp.array([0.15, y[1], 0.2])
+def _hand_start(key: Array, y: tuple[Array | float, Array | float] = (0.45, 0.55)) -> Array:
+    lo = jnp.stack([jnp.asarray(-0.15), jnp.asarray(y[0]), jnp.asarray(0.1)])
+    hi = jnp.stack([jnp.asarray(0.15), jnp.asarray(y[1]), jnp.asarray(0.2)])
     return jax.random.uniform(key, (3,), minval=lo, maxval=hi) - jnp.asarray(HAND_BASE)
 
 
@@ -80,7 +85,7 @@ def _result(reward_parts: tuple[Array, Array], weights: tuple[float, float], suc
 
 
 # --------------------------------------------------------------------------------------------- reach
-def _reach_layout(key: Array) -> Layout:
+def _reach_layout(key: Array, params: Array) -> Layout:
     k1, k2 = jax.random.split(key)
     goal = jax.random.uniform(k2, (3,), minval=jnp.array([-0.25, 0.45, 0.05]), maxval=jnp.array([0.25, 0.85, 0.3]))
     return Layout(_hand_start(k1), jnp.zeros(3), goal[None])
@@ -90,7 +95,7 @@ def _reach_observe(qpos: Array, qvel: Array, mocap: Array) -> Array:
     return _state(qpos, qvel, jnp.zeros(3), jnp.zeros(3), mocap[0])
 
 
-def _reach_evaluate(state: Array) -> tuple[Array, Array, Array]:
+def _reach_evaluate(state: Array, params: Array) -> tuple[Array, Array, Array]:
     hand, _, goal = _split(state)
     d = jnp.linalg.norm(hand - goal)
     near = jnp.exp(-d / 0.1)
@@ -101,7 +106,7 @@ def _reach_evaluate(state: Array) -> tuple[Array, Array, Array]:
 BLOCK_HALF = 0.025
 
 
-def _push_layout(key: Array) -> Layout:
+def _push_layout(key: Array, params: Array) -> Layout:
     k1, k2, k3 = jax.random.split(key, 3)
     block = jax.random.uniform(k2, (2,), minval=jnp.array([-0.15, 0.58]), maxval=jnp.array([0.15, 0.68]))
     goal = jax.random.uniform(k3, (2,), minval=jnp.array([-0.2, 0.75]), maxval=jnp.array([0.2, 0.85]))
@@ -113,7 +118,7 @@ def _push_observe(qpos: Array, qvel: Array, mocap: Array) -> Array:
     return _state(qpos, qvel, qpos[3:6], qvel[3:6], mocap[0])
 
 
-def _push_evaluate(state: Array) -> tuple[Array, Array, Array]:
+def _push_evaluate(state: Array, params: Array) -> tuple[Array, Array, Array]:
     hand, obj, goal = _split(state)
     hand_to_obj = jnp.linalg.norm(hand - obj)
     obj_to_target = jnp.linalg.norm(obj[:2] - goal[:2])
@@ -132,9 +137,10 @@ DRAWER_TRAVEL = 0.15
 """Opening (m) at which the drawer-open goal sits; the joint's range is 0..0.16."""
 
 
-def _drawer_layout(key: Array, opening: float, hand_y: tuple[float, float], goal_opening: float) -> Layout:
-    goal = jnp.asarray(HANDLE_CLOSED) - jnp.array([0.0, goal_opening, 0.0])
-    qpos = jnp.concatenate([_hand_start(key, hand_y), jnp.array([opening])])
+def _drawer_layout(key: Array, params: Array) -> Layout:
+    """params: (start opening, hand start y low, high, goal opening, success tolerance)."""
+    goal = jnp.asarray(HANDLE_CLOSED) - jnp.array([0.0, 1.0, 0.0]) * params[3]
+    qpos = jnp.concatenate([_hand_start(key, (params[1], params[2])), params[0:1]])
     return Layout(qpos, jnp.zeros(4), goal[None])
 
 
@@ -143,37 +149,37 @@ def _drawer_observe(qpos: Array, qvel: Array, mocap: Array) -> Array:
     return _state(qpos, qvel, handle, jnp.array([0.0, -1.0, 0.0]) * qvel[3], mocap[0])
 
 
-def _drawer_evaluate(state: Array, tolerance: float) -> tuple[Array, Array, Array]:
+def _drawer_evaluate(state: Array, params: Array) -> tuple[Array, Array, Array]:
     hand, handle, goal = _split(state)
     hand_to_obj = jnp.linalg.norm(hand - handle)
     obj_to_target = jnp.linalg.norm(handle - goal)
     reach = jnp.exp(-hand_to_obj / 0.1)
     in_place = jnp.clip(1.0 - obj_to_target / DRAWER_TRAVEL, 0.0, 1.0)
-    return _result((reach, in_place), (2.0, 8.0), obj_to_target < tolerance, hand_to_obj, obj_to_target)
+    return _result((reach, in_place), (2.0, 8.0), obj_to_target < params[4], hand_to_obj, obj_to_target)
 
 
 _HAND_TEXT = "fingertip start uniform in x -0.15..0.15, z 0.1..0.2 m"
 TASKS: dict[str, MjxTask] = {
     "reach": MjxTask(
-        "reach", "reach.xml", _reach_layout, _reach_observe, _reach_evaluate,
+        "reach", "reach", "reach.xml", (), _reach_layout, _reach_observe, _reach_evaluate,
         reward_text="10 * exp(-d / 0.1 m), d = fingertip to goal; 10 on success",
         success_text="fingertip within 5 cm of the goal",
         layout_text=f"{_HAND_TEXT}, y 0.45..0.55; goal uniform in x -0.25..0.25, y 0.45..0.85, z 0.05..0.3 m"),
     "push": MjxTask(
-        "push", "push.xml", _push_layout, _push_observe, _push_evaluate,
+        "push", "push", "push.xml", (), _push_layout, _push_observe, _push_evaluate,
         reward_text="2 * exp(-|fingertip - block| / 0.1) + 8 * exp(-|block - goal|_xy / 0.1); 10 on success",
         success_text="block centre within 5 cm of the goal in the table plane",
         layout_text=f"{_HAND_TEXT}, y 0.42..0.5; block x -0.15..0.15, y 0.58..0.68; goal x -0.2..0.2, y 0.75..0.85"),
     "drawer-open": MjxTask(
-        "drawer-open", "drawer.xml", lambda k: _drawer_layout(k, 0.0, (0.45, 0.55), DRAWER_TRAVEL),
-        _drawer_observe, lambda s: _drawer_evaluate(s, 0.03),
+        "drawer-open", "drawer", "drawer.xml", (0.0, 0.45, 0.55, DRAWER_TRAVEL, 0.03), _drawer_layout,
+        _drawer_observe, _drawer_evaluate,
         reward_text="2 * exp(-|fingertip - handle| / 0.1) + 8 * clip(1 - |handle - goal| / 0.15, 0, 1); "
                     "10 on success",
         success_text="handle within 3 cm of the goal (drawer open at least 12 of its 15 cm)",
         layout_text=f"{_HAND_TEXT}, y 0.45..0.55; drawer closed (cabinet fixed); goal: the handle 15 cm out"),
     "drawer-close": MjxTask(
-        "drawer-close", "drawer.xml", lambda k: _drawer_layout(k, DRAWER_TRAVEL, (0.38, 0.45), 0.0),
-        _drawer_observe, lambda s: _drawer_evaluate(s, 0.02),
+        "drawer-close", "drawer", "drawer.xml", (DRAWER_TRAVEL, 0.38, 0.45, 0.0, 0.02), _drawer_layout,
+        _drawer_observe, _drawer_evaluate,
         reward_text="2 * exp(-|fingertip - handle| / 0.1) + 8 * clip(1 - |handle - goal| / 0.15, 0, 1); "
                     "10 on success",
         success_text="handle within 2 cm of the goal (drawer open less than 2 cm)",

@@ -1,0 +1,174 @@
+"""The MJX backend on the CPU (JAX CPU): protocol, autoreset, restore, rendering, experts, collect.
+
+Compiling a task's step takes 10-20 s on a CPU, so every test shares one env per task (batch 2, the task
+card's episode length) from a module fixture; JAX caches the compiled functions per task and batch size.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mujoco.mjx")
+
+from robot_rl.cli.main import main  # noqa: E402
+from robot_rl.core.check_env import check_env  # noqa: E402
+from robot_rl.data import Dataset  # noqa: E402
+from robot_rl.envs import load_task_card, make_env, task_expert  # noqa: E402
+from robot_rl.envs.mjx import TASK_NAMES  # noqa: E402
+
+N = 2
+
+
+@pytest.fixture(scope="module")
+def envs():
+    made = {}
+    yield made
+    for env in made.values():
+        env.close()
+
+
+def _env(envs, task: str):
+    if task not in envs:
+        envs[task] = make_env(f"mjx/{task}", num_envs=N)
+    return envs[task]
+
+
+def _run_expert(env, seed: int) -> tuple[torch.Tensor, list[dict]]:
+    """One episode per row with the task's expert; returns (success ever, step infos)."""
+    expert = task_expert(env.spec.name)
+    obs, _ = env.reset(seed=seed)
+    ever = torch.zeros(env.num_envs, dtype=torch.bool)
+    for _ in range(env.spec.max_episode_steps):
+        act = torch.from_numpy(np.stack([expert(s) for s in obs["state"].numpy()]))
+        res = env.step(act)
+        ever |= res.info["success"]
+        obs = res.obs
+    return ever, res
+
+
+def test_importing_the_registry_does_not_import_jax() -> None:
+    code = ("import sys; from robot_rl.envs import list_tasks; names = list_tasks(); "
+            "assert 'mjx/drawer-open' in names; assert 'jax' not in sys.modules, 'jax imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_check_env_passes_and_the_expert_succeeds(envs, task: str) -> None:
+    env = _env(envs, task)
+    card = load_task_card(f"mjx/{task}")
+    assert card is not None and env.spec.task_text == card.task_text
+    assert env.spec.max_episode_steps == card.episode_length
+    check_env(env)
+    ever, last = _run_expert(env, seed=11)
+    assert bool(ever.all()), f"mjx/{task}: the expert failed in rows {(~ever).nonzero().flatten().tolist()}"
+    # the last step of the episode truncates every row and autoresets it (same step)
+    assert bool(last.truncated.all()) and not bool(last.terminated.any())
+    assert "final_obs" in last.info and not torch.equal(last.info["final_obs"]["state"], last.obs["state"])
+
+
+def test_random_actions_rarely_succeed_and_the_reward_is_dense(envs) -> None:
+    env = _env(envs, "drawer-open")
+    env.reset(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    rewards, success = [], torch.zeros(N, dtype=torch.bool)
+    for _ in range(40):
+        res = env.step(torch.rand(N, 3, generator=gen) * 2 - 1)
+        rewards.append(res.reward)
+        success |= res.info["success"]
+    r = torch.stack(rewards)
+    assert not bool(success.any())
+    assert float(r.std()) > 0 and 0 < float(r.max()) < 10  # shaped, not a sparse 0/10
+
+
+def test_reset_and_step_share_one_compiled_step(envs) -> None:
+    """Batches built by reset and by step have the same types: stepping after a reset does not re-trace."""
+    env = _env(envs, "drawer-open")
+    env.reset(seed=1)
+    env.step(torch.zeros(N, 3))
+    size = env._fns.step._cache_size()
+    env.reset(seed=2)
+    env.step(torch.zeros(N, 3))
+    env.set_sim_state(env.get_sim_state())
+    env.step(torch.zeros(N, 3))
+    assert env._fns.step._cache_size() == size
+
+
+def test_seeds_give_layouts_and_restore_is_exact(envs) -> None:
+    env = _env(envs, "push")
+    a, _ = env.reset(seed=5)
+    b, _ = env.reset(seed=5)
+    c, _ = env.reset(seed=6)
+    assert torch.equal(a["state"], b["state"]) and not torch.equal(a["state"], c["state"])
+    assert not torch.equal(a["state"][0], a["state"][1])  # env i is seeded with seed + i
+    gen = torch.Generator().manual_seed(1)
+    actions = [torch.rand(N, 3, generator=gen) * 2 - 1 for _ in range(6)]
+    for act in actions[:3]:
+        env.step(act)
+    saved = env.get_sim_state()
+    first = [env.step(act).obs["state"] for act in actions[3:]]
+    restored = env.set_sim_state(saved)
+    assert torch.equal(restored["state"], env.set_sim_state(saved)["state"])
+    again = [env.step(act).obs["state"] for act in actions[3:]]
+    for x, y in zip(first, again, strict=True):
+        assert torch.equal(x, y)
+
+
+def test_final_obs_is_the_finished_episode_and_renders(envs) -> None:
+    env = _env(envs, "reach")
+    obs, _ = env.reset(seed=3)
+    length = env.spec.max_episode_steps
+    for _ in range(length - 1):
+        res = env.step(torch.zeros(N, 3))
+        assert "final_obs" not in res.info
+    prev = res.obs["state"]
+    res = env.step(torch.zeros(N, 3))
+    final = res.info["final_obs"]["state"]
+    assert torch.allclose(final[:, 12:15], prev[:, 12:15])  # the old goal
+    assert not torch.equal(res.obs["state"][:, 12:15], prev[:, 12:15])  # a new layout
+    assert res.info["final_sim_state"][:, -1].tolist() == [length] * N
+    assert res.info["sim_state"][:, -1].tolist() == [0] * N
+    # restoring the final row gives back its observation; it cannot be stepped without a reset
+    assert torch.equal(env.set_sim_state(res.info["final_sim_state"])["state"], final)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(N, 3))
+    frames = env.render(torch.cat([res.info["final_sim_state"], res.info["sim_state"]]), "topview", 48, 32)
+    assert frames.shape == (2 * N, 32, 48, 3) and frames.dtype == torch.uint8
+    assert not torch.equal(frames[0], frames[N])  # the goal moved
+
+
+def test_bad_input_gives_one_line_errors(envs) -> None:
+    env = _env(envs, "reach")
+    env.reset(seed=0)
+    for bad, match in ((torch.zeros(N, 5, dtype=torch.float64), "float64"),
+                       (torch.zeros(N, env.spec.sim_state_dim, dtype=torch.float32), "float64"),
+                       (torch.full((N, env.spec.sim_state_dim), -1.0, dtype=torch.float64), "episode step")):
+        with pytest.raises(ValueError, match=match) as e:
+            env.set_sim_state(bad)
+        assert "\n" not in str(e.value) and "mjx/reach" in str(e.value)
+    with pytest.raises(ValueError, match="unknown camera 'nope'"):
+        env.render(env.get_sim_state(), "nope", 8, 8)
+    with pytest.raises(ValueError, match="unknown MJX task|unknown task"):
+        make_env("mjx/reach-v9")
+    with pytest.raises(ValueError, match="no scripted expert"):
+        task_expert("gym/Hopper-v5")
+
+
+def test_collect_with_the_expert_preset_writes_successful_episodes(tmp_path: Path, envs) -> None:
+    _env(envs, "reach")  # compiled already for this batch size
+    out = tmp_path / "reach.h5"
+    assert main(["collect", "--task", "mjx/reach", "--episodes", "2", "--num-envs", str(N), "--preset", "expert",
+                 "--seed", "0", "--out", str(out), "--image-every", "10", "--image-size", "32"]) == 0
+    with Dataset(out) as ds:
+        assert ds.num_episodes == 2 and ds.spec.name == "mjx/reach" and ds.task_text
+        for name in ds.episode_names:
+            ep = ds.load_episode(name, images=True)
+            assert ep.successes is not None and ep.successes.any() and ep.length == ds.spec.max_episode_steps
+            camera, frames = next(iter(ep.images.items()))
+            assert camera == "corner" and frames.shape == (5, 32, 32, 3) and frames.std() > 0
