@@ -6,7 +6,8 @@ Both through ``robot_rl.envs.make_env`` (the ``RobotEnv`` interface, torch tenso
 ``[-1, 1]`` drawn before timing, episode length 100 with same-step autoresets included. Per row: the time to
 make the env plus its first reset and step (for MJX that is JIT compilation; the persistent compilation
 cache is turned off here so that it is measured), then steps/s over at least ``--seconds`` (best of
-``--repeats``). "Data/env" is the size of one env's MJX state (``mjx.Data`` leaves). The last lines give
+``--repeats``). "Data/env" is one env's ``mjx.Data`` (rebuilt inside each step call) plus its carried
+float32 sim row: the device memory an env needs beyond XLA's temporaries. The last lines give
 each MJX row's ratio to MetaWorld N=1.
 """
 
@@ -48,11 +49,12 @@ def measure(name: str, num_envs: int, device: str, seconds: float, repeats: int)
         res.obs["state"].cpu()  # wait for the device
         best = max(best, steps / (time.perf_counter() - t1))
     row = {"first": first, "rate": best, "bytes": 0.0}
-    data = getattr(env, "_data", None)
-    if data is not None:
+    if name.startswith("mjx/"):
         import jax
+        from mujoco import mjx
 
-        row["bytes"] = sum(x.nbytes for x in jax.tree_util.tree_leaves(data)) / num_envs
+        data = mjx.make_data(mjx.put_model(env._fns.model))  # one env's mjx.Data (lives inside a step call)
+        row["bytes"] = sum(x.nbytes for x in jax.tree_util.tree_leaves(data)) + 4 * env.spec.sim_state_dim
     env.close()
     return row
 

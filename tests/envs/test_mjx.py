@@ -92,7 +92,7 @@ def test_reset_and_step_share_one_compiled_step(envs) -> None:
     env = _env(envs, "drawer-open")
     env.reset(seed=1)
     env.step(torch.zeros(N, 3))
-    size = env._fns.step._cache_size()
+    size = env._fns.step._cache_size()  # noqa: SLF001
     env.reset(seed=2)
     env.step(torch.zeros(N, 3))
     env.set_sim_state(env.get_sim_state())

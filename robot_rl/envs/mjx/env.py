@@ -2,10 +2,11 @@
 
 Everything per step happens in one compiled call: the gripper's servo targets from the action, four physics
 substeps (``mjx.step``), observation, reward, success, and the same-step autoreset (a fresh layout selected
-with ``jnp.where`` for the rows whose episode ended). Reset, step and restore build their batches with the
-same jitted code from one template, so the batch types always match (a batch built with ``put_data`` has
-other types than ``step``'s output and makes the next call re-trace, ~6 s). The episode counters are
-mirrored on the host, so which rows ended is known without reading the device.
+with ``jnp.where`` for the rows whose episode ended). The state carried from call to call is the float32 sim
+row itself (``mjx.Data`` is rebuilt from it inside the call from one template), so reset, step and restore
+always pass the step the same types (a batch built with ``put_data`` has other types than ``step``'s output
+and makes the next call re-trace, ~6 s). The episode counters are mirrored on the host, so which rows ended
+is known without reading the device.
 
 Outputs are ``torch.from_dlpack`` views of fresh JAX buffers (no copy on the same device; XLA never reuses
 them: nothing is donated). ``info["sim_state"]`` is float64 (a copy: JAX computes in float32 here).
@@ -61,18 +62,24 @@ class _Compiled:
 
     model: mujoco.MjModel
     reset: Any
-    """(keys uint32 [N, 2], params) -> (data, next keys, state, privileged, sim)"""
+    """(keys uint32 [N, 2], params) -> (sim, next keys, state, privileged)"""
     step: Any
-    """(data, keys, elapsed int32 [N], length, params, action [N, 3]) -> (data, keys, elapsed, state, privileged,
-    sim, reward, success, done, final state, final privileged, final sim)"""
+    """(sim, keys, length, params, action [N, 3]) -> (sim, keys, state, privileged, reward, success, done,
+    final state, final privileged, final sim)"""
     load: Any
-    """(sim float32 [N, S], params) -> (data, state, privileged)"""
+    """(sim float32 [N, S], params) -> (state, privileged)"""
 
 
 _COMPILED: dict[str, _Compiled] = {}
 
 
 def _compiled(task: MjxTask) -> _Compiled:
+    """Jitted batch functions whose carried state is the sim row (float32 ``[N, S]``), nothing else.
+
+    A step rebuilds ``mjx.Data`` from the row (time, qpos, qvel, mocap_pos, qacc_warmstart; everything else
+    is recomputed by ``mjx.step``), so a restored row steps exactly like a live one, and each call moves a few
+    small arrays instead of the whole ``mjx.Data`` pytree.
+    """
     if task.family in _COMPILED:
         return _COMPILED[task.family]
     _enable_compilation_cache()
@@ -82,63 +89,58 @@ def _compiled(task: MjxTask) -> _Compiled:
     nq, nv, nmocap = model.nq, model.nv, model.nmocap
     f32 = jnp.float32
 
-    def start(key: jax.Array, params: jax.Array) -> Any:
-        lay = task.layout(key, params)
-        return template.replace(qpos=lay.qpos.astype(f32), qvel=lay.qvel.astype(f32),
-                                mocap_pos=lay.mocap_pos.astype(f32), qacc_warmstart=jnp.zeros(nv, f32),
-                                time=jnp.zeros((), f32), ctrl=lay.qpos[:3].astype(f32))
+    def row_of(time: jax.Array, qpos: jax.Array, qvel: jax.Array, mocap: jax.Array, warm: jax.Array,
+               elapsed: jax.Array) -> jax.Array:
+        return jnp.concatenate([time[None], qpos, qvel, mocap.ravel(), warm, elapsed[None]]).astype(f32)
 
-    def observe(d: Any, params: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        state = task.observe(d.qpos, d.qvel, d.mocap_pos)
-        reward, success, priv = task.evaluate(state, params)
-        return state, reward, success, priv
-
-    def sim_row(d: Any, elapsed: jax.Array) -> jax.Array:
-        return jnp.concatenate([d.time[None], d.qpos, d.qvel, d.mocap_pos.ravel(), d.qacc_warmstart,
-                                elapsed[None].astype(f32)])
-
-    def reset_one(key: jax.Array, params: jax.Array) -> tuple[Any, ...]:
-        key, sub = jax.random.split(key)
-        d = start(sub, params)
-        state, _, _, priv = observe(d, params)
-        return d, key, state, priv, sim_row(d, jnp.zeros((), jnp.int32))
-
-    def step_one(d: Any, key: jax.Array, elapsed: jax.Array, length: jax.Array, params: jax.Array,
-                 action: jax.Array) -> tuple[Any, ...]:
-        d = d.replace(ctrl=d.qpos[:3] + action * ACTION_SCALE)
-        d = jax.lax.fori_loop(0, SUBSTEPS, lambda _, x: mjx.step(mx, x), d)
-        final_state, reward, success, final_priv = observe(d, params)
-        elapsed = elapsed + 1
-        final_sim = sim_row(d, elapsed)
-        done = elapsed >= length
-        next_key, sub = jax.random.split(key)
-        new = start(sub, params)
-
-        def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-            return jnp.where(done, a, b)
-
-        d = d.replace(qpos=pick(new.qpos, d.qpos), qvel=pick(new.qvel, d.qvel), time=pick(new.time, d.time),
-                      mocap_pos=pick(new.mocap_pos, d.mocap_pos), ctrl=pick(new.ctrl, d.ctrl),
-                      qacc_warmstart=pick(new.qacc_warmstart, d.qacc_warmstart))
-        key, elapsed = pick(next_key, key), jnp.where(done, 0, elapsed)
-        state, _, _, priv = observe(d, params)
-        return (d, key, elapsed, state, priv, sim_row(d, elapsed), reward, success, done, final_state, final_priv,
-                final_sim)
-
-    def load_one(row: jax.Array, params: jax.Array) -> tuple[Any, ...]:
+    def data_of(row: jax.Array) -> Any:
         i = 1
         qpos, i = row[i:i + nq], i + nq
         qvel, i = row[i:i + nv], i + nv
         mocap, i = row[i:i + 3 * nmocap].reshape(nmocap, 3), i + 3 * nmocap
-        d = template.replace(time=row[0], qpos=qpos, qvel=qvel, mocap_pos=mocap, qacc_warmstart=row[i:i + nv],
-                             ctrl=qpos[:3])
-        state, _, _, priv = observe(d, params)
-        return d, state, priv
+        return template.replace(time=row[0], qpos=qpos, qvel=qvel, mocap_pos=mocap, qacc_warmstart=row[i:i + nv],
+                                ctrl=qpos[:3])
+
+    def start(key: jax.Array, params: jax.Array) -> jax.Array:
+        lay = task.layout(key, params)
+        zero = jnp.zeros((), f32)
+        return row_of(zero, lay.qpos, lay.qvel, lay.mocap_pos, jnp.zeros(nv, f32), zero)
+
+    def observe(row: jax.Array, params: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        d = data_of(row)
+        state = task.observe(d.qpos, d.qvel, d.mocap_pos)
+        reward, success, priv = task.evaluate(state, params)
+        return state, reward, success, priv
+
+    def reset_one(key: jax.Array, params: jax.Array) -> tuple[jax.Array, ...]:
+        key, sub = jax.random.split(key)
+        row = start(sub, params)
+        state, _, _, priv = observe(row, params)
+        return row, key, state, priv
+
+    def step_one(row: jax.Array, key: jax.Array, length: jax.Array, params: jax.Array,
+                 action: jax.Array) -> tuple[jax.Array, ...]:
+        d = data_of(row)
+        d = d.replace(ctrl=d.qpos[:3] + action * ACTION_SCALE)
+        d = jax.lax.fori_loop(0, SUBSTEPS, lambda _, x: mjx.step(mx, x), d)
+        elapsed = row[-1] + 1
+        final_sim = row_of(d.time, d.qpos, d.qvel, d.mocap_pos, d.qacc_warmstart, elapsed)
+        final_state, reward, success, final_priv = observe(final_sim, params)
+        done = elapsed >= length
+        next_key, sub = jax.random.split(key)
+        row = jnp.where(done, start(sub, params), final_sim)
+        key = jnp.where(done, next_key, key)
+        state, _, _, priv = observe(row, params)
+        return row, key, state, priv, reward, success, done, final_state, final_priv, final_sim
+
+    def load_one(row: jax.Array, params: jax.Array) -> tuple[jax.Array, ...]:
+        state, _, _, priv = observe(row, params)
+        return state, priv
 
     compiled = _Compiled(
         model=model,
         reset=jax.jit(jax.vmap(reset_one, in_axes=(0, None))),
-        step=jax.jit(jax.vmap(step_one, in_axes=(0, 0, 0, None, None, 0))),
+        step=jax.jit(jax.vmap(step_one, in_axes=(0, 0, None, None, 0))),
         load=jax.jit(jax.vmap(load_one, in_axes=(0, None))),
     )
     _COMPILED[task.family] = compiled
@@ -180,7 +182,7 @@ class MjxEnv:
         want_gpu = self.device.type == "cuda" and any(d.platform == "gpu" for d in jax.devices())
         self._jax_device = jax.devices("gpu" if want_gpu else "cpu")[0]
         self._episode_length = episode_length
-        self._length = jax.device_put(jnp.int32(episode_length), self._jax_device)
+        self._length = jax.device_put(jnp.float32(episode_length), self._jax_device)
         self._params = jax.device_put(jnp.asarray(self.task.params + (0.0,), dtype=jnp.float32), self._jax_device)
         self._cameras = tuple(cameras)
         self._image_hw = image_size
@@ -188,8 +190,8 @@ class MjxEnv:
         self._sim_dim = self.spec.sim_state_dim
         seeds = np.random.default_rng().integers(0, 2**31 - 1, size=num_envs)
         self._keys = self._put(self._seed_keys(seeds))
-        self._data: Any = None
-        self._elapsed_dev: Any = None
+        self._rows: Any = None
+        """float32 ``[N, S]`` JAX array: the live state (the carried state of the jitted step)."""
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._sim: torch.Tensor | None = None
         self._needs_reset = True
@@ -202,9 +204,9 @@ class MjxEnv:
         """Reset every env; env ``i`` draws its layouts from a key made from ``seed + i`` (``None``: continue)."""
         if seed is not None:
             self._keys = self._put(self._seed_keys(seed + np.arange(self.num_envs, dtype=np.int64)))
-        self._data, self._keys, state, priv, sim = self._fns.reset(self._keys, self._params)
+        self._rows, self._keys, state, priv = self._fns.reset(self._keys, self._params)
+        sim = self._rows
         self._elapsed[:] = 0
-        self._elapsed_dev = self._put(np.zeros(self.num_envs, dtype=np.int32))
         self._needs_reset = False
         self._sim = self._tensor(sim).double()
         return self._obs(state, priv, self._sim), {"sim_state": self._sim}
@@ -215,9 +217,9 @@ class MjxEnv:
             raise RuntimeError(f"{self.spec.name}: call reset() first (or after set_sim_state() restored a state "
                                "that already reached the episode length)")
         act, clipped = validate_action(action, self.num_envs, 3)
-        (self._data, self._keys, self._elapsed_dev, state, priv, sim, reward, success, done, final_state, final_priv,
-         final_sim) = self._fns.step(self._data, self._keys, self._elapsed_dev, self._length, self._params,
-                                   self._to_jax(act))
+        (self._rows, self._keys, state, priv, reward, success, done, final_state, final_priv,
+         final_sim) = self._fns.step(self._rows, self._keys, self._length, self._params, self._to_jax(act))
+        sim = self._rows
         self._elapsed += 1
         ended = self._elapsed >= self._episode_length
         self._elapsed[ended] = 0
@@ -249,10 +251,10 @@ class MjxEnv:
     def set_sim_state(self, state: torch.Tensor) -> Obs:
         """Restore float64 ``[N, S]`` rows; returns their obs. Rows at the episode length need ``reset`` next."""
         rows = self._check_rows(state, self.num_envs)
-        self._data, st, priv = self._fns.load(self._put(rows.astype(np.float32)), self._params)
+        self._rows = self._put(rows.astype(np.float32))
+        st, priv = self._fns.load(self._rows, self._params)
         steps = rows[:, -1].astype(np.int64)
         self._elapsed[:] = steps
-        self._elapsed_dev = self._put(steps.astype(np.int32))
         self._needs_reset = bool((steps >= self._episode_length).any())
         self._sim = torch.from_numpy(rows.astype(np.float32).astype(np.float64)).to(self.device)
         return self._obs(st, priv, self._sim)
