@@ -174,6 +174,7 @@ def test_collect_with_the_expert_preset_writes_successful_episodes(tmp_path: Pat
             assert camera == "corner" and frames.shape == (5, 32, 32, 3) and frames.std() > 0
 
 
+@pytest.mark.slow
 def test_the_tiny_pipeline_runs_on_mjx_drawer_open(tmp_path: Path, envs) -> None:
     """The quickstart pipeline (collect, label, reward model, relabel, IQL, fine-tuning, eval) unchanged on MJX."""
     import json
