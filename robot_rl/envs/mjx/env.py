@@ -13,7 +13,7 @@ them: nothing is donated). ``info["sim_state"]`` is float64 (a copy: JAX compute
 Stored states render with CPU MuJoCo on the same MJCF (``mujoco.Renderer``), so GIFs and image datasets
 work exactly as with the CPU backends.
 
-Compiled functions are cached per task in this process, and on disk (JAX's persistent compilation cache in
+Compiled functions are cached per task family in this process, and on disk (JAX's persistent compilation cache in
 ``$ROBOT_RL_JAX_CACHE``, default ``~/.cache/robot_rl/jax``; ``ROBOT_RL_JAX_CACHE=`` turns it off), so a second
 env of the same task and batch size does not compile again.
 """
