@@ -143,6 +143,22 @@ def test_final_obs_is_the_finished_episode_and_renders(envs) -> None:
     assert not torch.equal(frames[0], frames[N])  # the goal moved
 
 
+def test_camera_observations_render_the_live_and_the_final_state(envs) -> None:
+    _env(envs, "reach")  # same task and batch size: no new compilation
+    env = make_env("mjx/reach", num_envs=N, cameras=("topview",), image_size=(24, 32), episode_length=2)
+    try:
+        obs, info = env.reset(seed=4)
+        assert obs["image/topview"].shape == (N, 24, 32, 3) and obs["image/topview"].dtype == torch.uint8
+        assert torch.equal(obs["image/topview"], env.render(info["sim_state"], "topview", 32, 24))
+        env.step(torch.ones(N, 3))
+        res = env.step(torch.ones(N, 3))  # the episode ends: final_obs has the finished episode's frame
+        final = res.info["final_obs"]["image/topview"]
+        assert torch.equal(final, env.render(res.info["final_sim_state"], "topview", 32, 24))
+        assert not torch.equal(final, res.obs["image/topview"])
+    finally:
+        env.close()
+
+
 def test_bad_input_gives_one_line_errors(envs) -> None:
     env = _env(envs, "reach")
     env.reset(seed=0)
