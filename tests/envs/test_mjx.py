@@ -214,3 +214,50 @@ def test_the_tiny_pipeline_runs_on_mjx_drawer_open(tmp_path: Path, envs) -> None
     assert 0 <= summary["after online fine-tuning (learned reward) success"] <= 1
     assert active_label(str(out / "drawer-open.h5")) == "reward_model"
     assert "reward_vs_truth.png" in (out / "report.md").read_text()
+
+
+def test_reset_free_pair_hands_the_drawer_between_open_and_close() -> None:
+    from robot_rl.envs.reset_free import MjxPairBackend, make_pair_backend
+
+    backend = make_pair_backend("mjx-drawer", seed=0)
+    assert isinstance(backend, MjxPairBackend)
+    try:
+        experts = [task_expert(n) for n in backend.names]
+        obs = backend.start(0, seed=3)
+        for direction in (0, 1):  # open with the open expert, then close (after a hand-off) with the close expert
+            assert not backend.ground_truth_success(direction)
+            for _ in range(backend.episode_lengths[direction]):
+                act = torch.from_numpy(experts[direction](obs["state"][0].numpy()))[None]
+                obs, info = backend.step(direction, act)
+                if backend.ground_truth_success(direction):
+                    break
+            assert backend.ground_truth_success(direction), backend.names[direction]
+            other = backend.observe(1 - direction)  # hand-off: same world, the other task's goal
+            assert torch.equal(other["state"][0, :12], obs["state"][0, :12])
+            assert not torch.equal(other["state"][0, 12:15], obs["state"][0, 12:15])
+            obs = other
+        assert backend.handoffs == 2 and backend.stuck_reason() is None
+        fresh = backend.intervene(1, "test")
+        assert fresh["state"][0, 7] < 0.6  # drawer-close starts with the drawer open (handle toward the robot)
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
+def test_reset_free_finetune_cli_on_the_mjx_drawer_pair(tmp_path: Path, capsys) -> None:
+    import json
+
+    for task in ("drawer-open", "drawer-close"):
+        data = tmp_path / f"{task}.h5"
+        assert main(["collect", "--task", f"mjx/{task}", "--episodes", "2", "--episode-length", "20",
+                     "--out", str(data)]) == 0
+        assert main(["train", "--dataset", str(data), "--steps", "40", "--out", str(tmp_path / task), "--device",
+                     "cpu", "--set", "iql.hidden=[32,32]", "--set", "log_every=20", "--eval-episodes", "0"]) == 0
+    out = tmp_path / "rf"
+    assert main(["finetune", "--reset-free", "--forward", str(tmp_path / "drawer-open"), "--backward",
+                 str(tmp_path / "drawer-close"), "--task-pair", "mjx-drawer", "--steps", "60", "--warmup", "20",
+                 "--eval-episodes", "1", "--attempt-steps", "20", "--critic-warmup", "0", "--success",
+                 "ground_truth", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 60 and (out / "report.md").exists()
+    assert "interventions" in capsys.readouterr().err
