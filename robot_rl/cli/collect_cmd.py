@@ -174,8 +174,6 @@ def collect_camera(camera: str | None, spec: EnvSpec, out: Path, resume: bool) -
 
 
 def _expert_for(task: str):
-    if not task.startswith("metaworld/"):
-        raise ValueError(f"task '{task}' has no scripted expert; use --preset random")
-    from robot_rl.envs.metaworld_env import metaworld_expert
+    from robot_rl.envs import task_expert
 
-    return metaworld_expert(task.removeprefix("metaworld/"))
+    return task_expert(task)

@@ -41,8 +41,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--forward", type=Path, default=None, help="run folder of the forward task's offline IQL run")
     g.add_argument("--backward", type=Path, default=None, help="run folder of the backward task's offline IQL run")
     g.add_argument("--task-pair", default="drawer",
-                   help="drawer (drawer-open-v3 / drawer-close-v3), door (door-open-v3 / door-close-v3) or "
-                        "FORWARD_TASK:BACKWARD_TASK (MetaWorld tasks that share one model)")
+                   help="drawer (drawer-open-v3 / drawer-close-v3), door (door-open-v3 / door-close-v3), "
+                        "mjx-drawer (mjx/drawer-open / mjx/drawer-close) or FORWARD_TASK:BACKWARD_TASK (MetaWorld "
+                        "tasks that share one model)")
     g.add_argument("--success", default=None,
                    help=f"success signal of both directions: {signal_help()}; required unless "
                         "--forward-success and --backward-success are given")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_reset_free(args: argparse.Namespace) -> int:
-    from robot_rl.envs.reset_free import MetaWorldPairBackend
+    from robot_rl.envs.reset_free import make_pair_backend
     from robot_rl.rewards.signals import resolve_success_signal
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
@@ -132,7 +133,7 @@ def run_reset_free(args: argparse.Namespace) -> int:
                           eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,
                           critic_warmup_updates=args.critic_warmup)
     out = args.out or Path(f"{args.forward}-reset-free")
-    backend = MetaWorldPairBackend(args.task_pair, seed=args.seed)
+    backend = make_pair_backend(args.task_pair, seed=args.seed)
     start = time.time()
     try:
         specs = (args.forward_success or args.success, args.backward_success or args.success)

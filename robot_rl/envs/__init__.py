@@ -4,8 +4,9 @@
     obs, info = env.reset(seed=0)          # obs["state"]: float32 [8, 39]
 
 Names: ``metaworld/<task>`` for every MetaWorld v3 task, ``gym/HalfCheetah-v5``, ``gym/Hopper-v5``,
-``gym/Walker2d-v5``. The backends (and their heavy imports: mujoco, metaworld, gymnasium) load on the
-first ``make_env``/``list_tasks`` call, not on ``import robot_rl.envs``.
+``gym/Walker2d-v5``, ``mjx/reach``, ``mjx/push``, ``mjx/drawer-open``, ``mjx/drawer-close``. The backends (and
+their heavy imports: mujoco, metaworld, gymnasium) load on the first ``make_env``/``list_tasks`` call, not on
+``import robot_rl.envs``; JAX and MJX load only when an ``mjx/`` task is made.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from robot_rl.envs.task_cards import TaskCard, load_task_card, task_sentence
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: it picks its GL backend on import
 
-__all__ = ["TaskCard", "list_tasks", "load_task_card", "make_env", "task_sentence"]
+__all__ = ["TaskCard", "list_tasks", "load_task_card", "make_env", "task_expert", "task_sentence"]
 
 _REGISTRY: dict[str, Callable[..., SimEnv]] = {}
 """Env name -> constructor taking (num_envs, device, cameras, image_size, episode_length, task_text)."""
@@ -36,7 +37,34 @@ def _registry() -> dict[str, Callable[..., SimEnv]]:
             _REGISTRY[f"metaworld/{task}"] = partial(metaworld_env.MetaWorldEnv, task)
         for task in gym_mujoco.TASKS:
             _REGISTRY[f"gym/{task}"] = partial(gym_mujoco.GymMujocoEnv, task)
+        from robot_rl.envs.mjx import TASK_NAMES
+
+        for task in TASK_NAMES:
+            _REGISTRY[f"mjx/{task}"] = partial(_make_mjx, task)
     return _REGISTRY
+
+
+def _make_mjx(task: str, **kwargs) -> SimEnv:
+    from robot_rl.envs.mjx.env import MjxEnv  # imports JAX: only when an mjx task is made
+
+    return MjxEnv(task, **kwargs)
+
+
+def task_expert(name: str) -> Callable:
+    """The scripted expert of task ``name``: float ``"state"`` ``[D]`` -> float32 action ``[A]`` in ``[-1, 1]``.
+
+    MetaWorld tasks: MetaWorld's own policies; ``mjx/`` tasks: ``robot_rl.envs.mjx.experts``. Other tasks raise
+    ``ValueError`` (one line, naming the task).
+    """
+    if name.startswith("metaworld/"):
+        from robot_rl.envs.metaworld_env import metaworld_expert
+
+        return metaworld_expert(name.removeprefix("metaworld/"))
+    if name.startswith("mjx/"):
+        from robot_rl.envs.mjx.experts import mjx_expert
+
+        return mjx_expert(name)
+    raise ValueError(f"task '{name}' has no scripted expert; use --preset random")
 
 
 def list_tasks() -> list[str]:

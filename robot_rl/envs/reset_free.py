@@ -13,6 +13,8 @@ The reset-free loop (``robot_rl.rl.reset_free``) drives a backend through ``star
   and the previous frame (``state[18:36]``) is recomputed in the new task's convention from the physics of one
   step earlier, so the new observation is exactly what that task's env would report there. Interventions
   (the harness standing in for a person) restore a fresh start state of the given direction's task.
+- :class:`MjxPairBackend`: ``mjx-drawer`` (``mjx/drawer-open`` / ``mjx/drawer-close``, one scene and one sim-state
+  layout): at a hand-off the sim row moves to the other task's env with that task's goal marker.
 - :class:`RobotEnvBackend`: any ``RobotEnv`` with ``num_envs == 1`` that cannot save state (``RosEnv``): both
   policies act in the same env, there is no ground truth, and an intervention calls a callback that blocks
   until a person has fixed the scene, then ``reset()``s the env (on a ``RosEnv``: the transport's start pose).
@@ -35,6 +37,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     "door": ("door-open-v3", "door-close-v3"),
 }
 """Named task pairs: (forward task, backward task), MetaWorld v3 names."""
+MJX_PAIRS: dict[str, tuple[str, str]] = {"mjx-drawer": ("mjx/drawer-open", "mjx/drawer-close")}
+"""Named MJX task pairs (``MjxPairBackend``)."""
 _NO_LIMIT = 2**31 - 1
 """Episode length of the harness envs: the loop, not the env, ends attempts; the envs never autoreset."""
 
@@ -179,6 +183,109 @@ class MetaWorldPairBackend:
         row[p:p + 18] = prev_obs["state"][0, :18].double().numpy()
         self._obs[direction] = dst.set_sim_state(torch.from_numpy(row[None]))
         self._synced[direction] = True
+        self.handoffs += 1
+
+
+def make_pair_backend(pair: str, seed: int = 0) -> MetaWorldPairBackend | MjxPairBackend:
+    """The simulated reset-free backend for ``pair`` (a name in ``PAIRS`` or ``MJX_PAIRS``, or FORWARD:BACKWARD)."""
+    if pair in MJX_PAIRS:
+        return MjxPairBackend(pair, seed=seed)
+    return MetaWorldPairBackend(pair, seed=seed)
+
+
+class MjxPairBackend:
+    """Two MJX tasks on one shared world (``MJX_PAIRS``): same scene, same sim-state layout, different goal.
+
+    One ``MjxEnv`` per task (so each policy sees its own task's goal in ``goal_pos``); a hand-off copies the sim
+    row to the other env and puts that task's goal marker in it. ``seed`` seeds every start state and intervention.
+    """
+
+    can_save_state = True
+
+    def __init__(self, pair: str, seed: int = 0, cameras: tuple[str, ...] = (),
+                 image_size: tuple[int, int] = (128, 128)) -> None:
+        from robot_rl.envs.mjx.env import MjxEnv
+        from robot_rl.envs.task_cards import load_task_card
+
+        if pair not in MJX_PAIRS:
+            raise ValueError(f"MJX task pair '{pair}': expected one of {', '.join(MJX_PAIRS)}")
+        self.pair = pair
+        self.names: tuple[str, str] = MJX_PAIRS[pair]
+        cards = [load_task_card(n) for n in self.names]
+        self.envs = tuple(MjxEnv(n.removeprefix("mjx/"), 1, cameras=cameras, image_size=image_size,
+                                 episode_length=_NO_LIMIT, task_text=c.task_text if c else "")
+                          for n, c in zip(self.names, cards, strict=True))
+        self.specs: tuple[EnvSpec, EnvSpec] = (self.envs[0].spec, self.envs[1].spec)
+        lengths = [c.episode_length if c else 100 for c in cards]
+        self.episode_lengths: tuple[int, int] = (lengths[0], lengths[1])
+        self.control_hz = float(self.specs[0].control_hz)
+        layout = {row[0]: (row[1], row[2]) for row in self.specs[0].extras["sim_state_layout"]}
+        self._goal_cols = slice(*layout["mocap_pos"])
+        self._success_index = [row[0] for row in self.specs[0].extras["privileged"]].index("success")
+        self._rng = np.random.default_rng(seed)
+        first = [env.reset(seed=seed) for env in self.envs]
+        self._goals = [info["sim_state"][0, self._goal_cols].clone() for _, info in first]
+        self._obs: Obs = first[0][0]
+        self._holder = 0
+        self._synced = [True, False]
+        self._eval_envs: dict[int, RobotEnv] = {}
+        self.handoffs = 0
+
+    def start(self, direction: int, seed: int | None = None) -> Obs:
+        return self._reset(direction, seed)
+
+    def observe(self, direction: int) -> Obs:
+        self._sync(direction)
+        return self._obs
+
+    def step(self, direction: int, action: torch.Tensor) -> tuple[Obs, dict[str, Any]]:
+        self._sync(direction)
+        res = self.envs[direction].step(action)
+        self._obs = res.obs
+        return res.obs, {"success": res.info["success"], "sim_state": res.info["sim_state"]}
+
+    def ground_truth_success(self, direction: int) -> bool:
+        return bool(self.observe(direction)["privileged"][0, self._success_index] > 0.5)
+
+    def stuck_reason(self) -> str | None:
+        """Only non-finite physics: the drawer cannot leave the gripper's reach."""
+        if not bool(torch.isfinite(self.observe(self._holder)["state"]).all()):
+            return "the simulation state is not finite"
+        return None
+
+    def intervene(self, direction: int, reason: str) -> Obs:
+        return self._reset(direction, None)
+
+    def get_world_state(self) -> torch.Tensor:
+        return self.envs[self._holder].get_sim_state()
+
+    def make_eval_env(self, direction: int) -> RobotEnv:
+        if direction not in self._eval_envs:
+            from robot_rl.envs import make_env
+
+            self._eval_envs[direction] = make_env(self.names[direction])
+        return self._eval_envs[direction]
+
+    def close(self) -> None:
+        for env in [*getattr(self, "envs", ()), *getattr(self, "_eval_envs", {}).values()]:
+            env.close()
+
+    def _reset(self, direction: int, seed: int | None) -> Obs:
+        if seed is None:
+            seed = int(self._rng.integers(2**31 - 1))
+        self._obs, _ = self.envs[direction].reset(seed=seed)
+        self._holder = direction
+        self._synced = [direction == 0, direction == 1]
+        return self._obs
+
+    def _sync(self, direction: int) -> None:
+        if self._synced[direction]:
+            return
+        row = self.envs[self._holder].get_sim_state().clone()
+        row[0, self._goal_cols] = self._goals[direction]
+        self._obs = self.envs[direction].set_sim_state(row)
+        self._holder = direction
+        self._synced = [direction == 0, direction == 1]
         self.handoffs += 1
 
 

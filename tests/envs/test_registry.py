@@ -8,11 +8,13 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from robot_rl.envs import list_tasks, load_task_card, make_env
 
 
-def test_lists_every_metaworld_v3_task_and_the_gym_tasks() -> None:
+def test_lists_every_metaworld_v3_task_the_gym_tasks_and_the_mjx_tasks() -> None:
     names = list_tasks()
     assert {f"metaworld/{t}" for t in ALL_V3_ENVIRONMENTS} <= set(names)
     assert {"gym/HalfCheetah-v5", "gym/Hopper-v5", "gym/Walker2d-v5"} <= set(names)
-    assert len(names) == len(ALL_V3_ENVIRONMENTS) + 3
+    mjx = {"mjx/reach", "mjx/push", "mjx/drawer-open", "mjx/drawer-close"}
+    assert mjx <= set(names)
+    assert len(names) == len(ALL_V3_ENVIRONMENTS) + 3 + len(mjx)
 
 
 def test_unknown_name_lists_valid_names_and_suggests_one() -> None:

@@ -14,6 +14,10 @@ REQUIRED = ("drawer-open-v3", "sweep-into-v3", "soccer-v3", "door-open-v3", "dra
 
 
 def _env_name(card_name: str) -> str:
+    from robot_rl.envs.mjx import TASK_NAMES
+
+    if card_name in TASK_NAMES:
+        return f"mjx/{card_name}"
     return f"metaworld/{card_name}" if card_name.endswith("-v3") else f"gym/{card_name}"
 
 
