@@ -36,11 +36,11 @@ fi
 stamp=$VENV/.robot_rl-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "[setup-isaaclab] installing robot_rl (editable) and its dependencies beside Isaac Lab's pins"
-  # robot_rl's dependencies without torch and metaworld (see above), plus pytest for scripts/test_isaaclab.sh.
+  # robot_rl's dependencies without torch, mujoco, metaworld (see above), plus pytest for scripts/test_isaaclab.sh.
   "$VENV/bin/python" -c '
 import re, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print("\n".join(d for d in deps if re.split(r"[\[=<>!~ ]", d)[0].lower() not in ("torch", "metaworld")))
+print("\n".join(d for d in deps if re.split(r"[\[=<>!~ ]", d)[0].lower() not in ("torch", "metaworld", "mujoco")))
 print("pytest>=8")' > "$VENV/robot_rl-requirements.txt"
   # The project's pins, less those Isaac Lab overrides, then Isaac Lab's installed versions.
   grep -v -E '^(torch|torchvision|mujoco|metaworld)==' constraints.txt > "$VENV/robot_rl-constraints.txt"
@@ -51,6 +51,6 @@ print("pytest>=8")' > "$VENV/robot_rl-requirements.txt"
 fi
 "$VENV/bin/python" -m robot_rl.envs.isaaclab.assets "$VENV/assets"
 echo "[setup-isaaclab] ready: $("$VENV/bin/python" -c 'import importlib.metadata as m, torch
-print(f"isaaclab {m.version(\"isaaclab\")}, torch {torch.__version__}, newton {m.version(\"newton\")}")')"
+print("isaaclab", m.version("isaaclab"), "torch", torch.__version__, "newton", m.version("newton"))')"
 echo "[setup-isaaclab] e.g. ROBOT_RL_ISAACLAB_ASSETS=$VENV/assets $VENV/bin/robot-rl collect" \
      "--task isaaclab/Isaac-Cartpole-Direct --preset random --num-envs 4 --episodes 8 --out runs/cartpole.h5"

@@ -195,12 +195,22 @@ class IsaacLabEnv:
                 node = node.setdefault(p, {})
             node[leaf] = state[:, col:col + width].to(torch.float32)
             col += width
+        # scene.reset_to also sets every joint's position/velocity target to the restored position/velocity: with
+        # a damped joint (Cartpole's cart: damping toward a velocity target of 0) that changes the dynamics. The
+        # targets stay as they were (the next action sets the driven ones).
+        commands = [(a.actuators.target_command, a.actuators.target_command.position.torch.clone(),
+                     a.actuators.target_command.velocity.torch.clone())
+                    for a in self._env.scene.articulations.values()]
         if self._managed:
             self._env.reset_to(scene_state, None, is_relative=True)
         else:
             self._env.scene.reset_to(scene_state, None, is_relative=True)
-            self._env.sim.forward()
-            self._env.scene.update(dt=0.0)
+        for command, position, velocity in commands:
+            command.set_position_index(value=position, full_data=True)
+            command.set_velocity_index(value=velocity, full_data=True)
+        self._env.scene.write_data_to_sim()
+        self._env.sim.forward()
+        self._env.scene.update(dt=0.0)
         self._env.episode_length_buf[:] = state[:, -1].round().to(self._env.episode_length_buf.dtype)
         obs = self._env.observation_manager.compute() if self._managed else self._env._compute_observations()
         return self._obs(obs)
