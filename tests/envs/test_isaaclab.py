@@ -23,6 +23,7 @@ from robot_rl.envs.isaaclab.assets import LOOKS_ONLY, localize
 
 TASK = "isaaclab/Isaac-Cartpole-Direct"
 LENGTH = 20  # episode length of the shared env (steps)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")  # Isaac Lab 3.0's own
 needs_isaaclab = pytest.mark.skipif(not isaaclab_pkg.installed(),
                                     reason="isaaclab not installed (bash scripts/setup_isaaclab.sh; "
                                            "bash scripts/test_isaaclab.sh runs these tests)")
