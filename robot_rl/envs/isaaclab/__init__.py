@@ -9,6 +9,8 @@ Options, read from the environment when an env is made (so every ``robot-rl`` co
 - ``ROBOT_RL_ISAACLAB_ASSETS=DIR``: load USD files that Isaac Lab fetches from NVIDIA's servers from ``DIR``
   instead (``robot_rl.envs.isaaclab.assets``). ``setup_isaaclab.sh`` fills ``.venv-isaaclab/assets`` with the
   cartpole that the ``newton`` wheel ships.
+- ``ROBOT_RL_ISAACLAB_DEVICE``: where Isaac Lab simulates, e.g. ``cuda:0`` (default: ``make_env``'s ``device``,
+  which the ``robot-rl`` commands leave at ``cpu``); observations and rewards are copied to ``make_env``'s device.
 - ``ROBOT_RL_ISAACLAB_OVERRIDES``: Isaac Lab config overrides, space-separated, as ``resolve_task_config``
   takes them (default ``presets=newton_mjwarp``: Newton with MuJoCo-Warp, which runs on the CPU).
 """
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 SETUP_COMMAND = "bash scripts/setup_isaaclab.sh"
 ASSETS_ENV = "ROBOT_RL_ISAACLAB_ASSETS"
 OVERRIDES_ENV = "ROBOT_RL_ISAACLAB_OVERRIDES"
+DEVICE_ENV = "ROBOT_RL_ISAACLAB_DEVICE"
 DEFAULT_OVERRIDES = ("presets=newton_mjwarp",)
 
 SUCCESS_TERMS: dict[str, str] = {

@@ -38,7 +38,7 @@ import torch
 
 from robot_rl.core.env import Obs, StepResult, validate_action
 from robot_rl.core.specs import ActionMode, ActionSpec, ArraySpec, EnvSpec, StateSlice
-from robot_rl.envs.isaaclab import ASSETS_ENV, DEFAULT_OVERRIDES, OVERRIDES_ENV, SUCCESS_TERMS
+from robot_rl.envs.isaaclab import ASSETS_ENV, DEFAULT_OVERRIDES, DEVICE_ENV, OVERRIDES_ENV, SUCCESS_TERMS
 from robot_rl.envs.isaaclab.assets import localize
 
 DIRECT_STATE_SLICES: dict[str, tuple[StateSlice, ...]] = {
@@ -115,12 +115,13 @@ class IsaacLabEnv:
         self.task = task
         self.num_envs = num_envs
         self.device = _torch_device(device)
+        self._sim = _torch_device(os.environ.get(DEVICE_ENV) or self.device)
         overrides = _overrides(overrides)
         cfg, _ = resolve_task_config(task, None, overrides=overrides)
         cfg.scene.num_envs = num_envs
-        cfg.sim.device = str(self.device)
+        cfg.sim.device = str(self._sim)
         physics: Any = getattr(cfg.sim, "physics", None)
-        if self.device.type == "cpu" and hasattr(physics, "use_cuda_graph"):
+        if self._sim.type == "cpu" and hasattr(physics, "use_cuda_graph"):
             physics.use_cuda_graph = False  # CUDA graphs need CUDA
         cfg.seed = 0
         cfg.compute_final_obs = True
@@ -159,7 +160,7 @@ class IsaacLabEnv:
         return self._obs(obs), {"sim_state": self.get_sim_state()}
 
     def step(self, action: torch.Tensor) -> StepResult:
-        action, clipped = validate_action(action.to(self.device), self.num_envs, self.spec.action.dim)
+        action, clipped = validate_action(action.to(self._sim), self.num_envs, self.spec.action.dim)
         raw = action if self._scale is None or self._offset is None else action * self._scale + self._offset
         self._pre_reset = None
         self._capture = True
@@ -168,21 +169,22 @@ class IsaacLabEnv:
         finally:
             self._capture = False
         obs = self._obs(obs_buf)
-        terminated = terminated.to(torch.bool).clone()  # Isaac Lab overwrites these buffers on the next step
-        truncated = truncated.to(torch.bool).clone()
+        terminated = self._out(terminated, torch.bool)  # copies: Isaac Lab overwrites these buffers next step
+        truncated = self._out(truncated, torch.bool)
         info: dict[str, Any] = {"action_clipped": clipped.to(self.device), "sim_state": self.get_sim_state()}
         if self._success_term is not None:
             info["success"] = self._success(terminated, truncated)
         done = terminated | truncated
         if bool(done.any()):
             info["final_obs"], info["final_sim_state"] = self._finals(obs, info["sim_state"], extras, done)
-        return StepResult(obs, reward.to(torch.float32).clone(), terminated, truncated, info)
+        return StepResult(obs, self._out(reward, torch.float32), terminated, truncated, info)
 
     def get_sim_state(self) -> torch.Tensor:
-        return torch.cat([self._scene_state(), self._env.episode_length_buf.to(torch.float64)[:, None]], dim=1)
+        state = torch.cat([self._scene_state(), self._env.episode_length_buf.to(torch.float64)[:, None]], dim=1)
+        return self._out(state, torch.float64)
 
     def set_sim_state(self, state: torch.Tensor) -> Obs:
-        state = torch.as_tensor(state, dtype=torch.float64, device=self.device)
+        state = torch.as_tensor(state).to(device=self._sim, dtype=torch.float64)
         want = (self.num_envs, self.spec.sim_state_dim)
         if tuple(state.shape) != want:
             raise ValueError(f"{self.spec.name}: sim state must be [{want[0]}, {want[1]}], got {list(state.shape)}")
@@ -227,18 +229,22 @@ class IsaacLabEnv:
     # ------------------------------------------------------------------------------------------------ helpers
     def _scene_state(self) -> torch.Tensor:
         parts = [t.to(torch.float64) for _, t in _flat_state(self._env.scene.get_state(is_relative=True))]
-        return torch.cat(parts, dim=1).to(self.device)
+        return torch.cat(parts, dim=1)
+
+    def _out(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """A copy of Isaac Lab's tensor ``t`` on ``self.device`` (its buffers change in place on later steps)."""
+        return t.to(device=self.device, dtype=dtype, copy=True)
 
     def _obs(self, groups: dict[str, Any]) -> Obs:
         """Isaac Lab's observation groups -> ``{"state": policy, "privileged": critic}``, copied."""
-        out = {"state": _group_tensor(groups["policy"]).to(torch.float32).clone()}
+        out = {"state": self._out(_group_tensor(groups["policy"]), torch.float32)}
         if "critic" in groups:
-            out["privileged"] = _group_tensor(groups["critic"]).to(torch.float32).clone()
+            out["privileged"] = self._out(_group_tensor(groups["critic"]), torch.float32)
         return out
 
     def _success(self, terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
         if self._managed:
-            return self._env.termination_manager.get_term(self._success_term).to(torch.bool).clone()
+            return self._out(self._env.termination_manager.get_term(self._success_term), torch.bool)
         if self._success_term == "time_out":
             return truncated & ~terminated
         raise ValueError(f"{self.spec.name}: a direct env names only the 'time_out' term, not '{self._success_term}'")
@@ -253,7 +259,7 @@ class IsaacLabEnv:
         rows = done[:, None]
         final = {k: torch.where(rows, final_obs[k], obs[k]) for k in obs}
         scene, steps = self._pre_reset
-        pre = torch.cat([scene, steps.to(torch.float64)[:, None].to(self.device)], dim=1)
+        pre = self._out(torch.cat([scene, steps.to(torch.float64)[:, None]], dim=1), torch.float64)
         return final, torch.where(rows, pre, sim_state)
 
     def _action_bounds(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -264,8 +270,8 @@ class IsaacLabEnv:
         if low is None or high is None or not (torch.isfinite(torch.as_tensor(low)).all()
                                                and torch.isfinite(torch.as_tensor(high)).all()):
             return None, None
-        lo = torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        hi = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+        lo = torch.as_tensor(low, dtype=torch.float32, device=self._sim)
+        hi = torch.as_tensor(high, dtype=torch.float32, device=self._sim)
         return (hi - lo) / 2, (hi + lo) / 2
 
     def _make_spec(self, obs: dict[str, Any], overrides: tuple[str, ...], task_text: str) -> EnvSpec:
@@ -292,7 +298,7 @@ class IsaacLabEnv:
             control_hz=round(1.0 / env.step_dt, 6), task_text=task_text, sim_state_dim=sim_dim, cameras=(),
             extras={
                 "backend": "isaaclab", "isaaclab_version": _isaaclab_version(),
-                "workflow": "manager-based" if self._managed else "direct", "device": str(self.device),
+                "workflow": "manager-based" if self._managed else "direct", "sim_device": str(self._sim),
                 "overrides": list(overrides), "assets": self._assets,
                 "action": how,
                 "reward": f"{self.task}'s own reward (Isaac Lab)",
