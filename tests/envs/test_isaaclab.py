@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +25,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 needs_isaaclab = pytest.mark.skipif(not isaaclab_pkg.installed(),
                                     reason="isaaclab not installed (bash scripts/setup_isaaclab.sh; "
                                            "bash scripts/test_isaaclab.sh runs these tests)")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ without Isaac Lab (and with)
@@ -216,30 +213,30 @@ def test_one_env_per_process_is_a_one_line_error(env) -> None:
     assert "\n" not in str(e.value) and "one per process" in str(e.value)
 
 
-def _robot_rl(*args: str, assets: Path) -> subprocess.CompletedProcess:
-    environ = {**os.environ, isaaclab_pkg.ASSETS_ENV: str(assets), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "robot_rl.cli.main", *args], env=environ, capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
-
-
 @needs_isaaclab
-def test_collect_train_eval_on_cartpole(tmp_path: Path, assets: Path) -> None:
+def test_collect_train_eval_on_cartpole(env, tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands as a user runs them; in this process, after the shared env is closed (a second Isaac Lab env
+    in one process is made in under a second: Warp's kernels are loaded)."""
+    from robot_rl.cli.main import main
     from robot_rl.data import Dataset
 
+    env.close()
+    monkeypatch.setenv(isaaclab_pkg.ASSETS_ENV, str(assets))
+    # Isaac Lab's own override for the episode length (eval has no flag for it): ceil(0.33 s / (1/60 s)) = 20 steps.
+    monkeypatch.setenv(isaaclab_pkg.OVERRIDES_ENV, "presets=newton_mjwarp env.episode_length_s=0.33")
     data, run = tmp_path / "cartpole.h5", tmp_path / "run"
-    done = _robot_rl("collect", "--task", TASK, "--preset", "random", "--num-envs", "4", "--episodes", "4",
-                     "--episode-length", str(LENGTH), "--out", str(data), assets=assets)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(["collect", "--task", TASK, "--preset", "random", "--num-envs", "4", "--episodes", "4",
+                 "--out", str(data)]) == 0
     with Dataset(data) as ds:
-        assert ds.num_episodes == 4 and ds.spec.name == TASK
+        assert ds.num_episodes == 4 and ds.spec.name == TASK and ds.spec.max_episode_steps == LENGTH
         ep = ds.load_episode(ds.episode_names[0])
         assert ep.length <= LENGTH and ep.sim_states.shape == (ep.length, ds.spec.sim_state_dim)
         assert ep.successes is not None
-    done = _robot_rl("train", "--dataset", str(data), "--steps", "50", "--device", "cpu", "--eval-episodes", "0",
-                     "--out", str(run), assets=assets)
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = _robot_rl("eval", "--checkpoint", str(run), "--episodes", "4", "--num-envs", "4", assets=assets)
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads(done.stdout.strip().splitlines()[-1])
-    assert 0.0 <= metrics["eval/success_rate"] <= 1.0 and metrics["eval/length_mean"] > 0
+    assert main(["train", "--dataset", str(data), "--steps", "50", "--device", "cpu", "--eval-episodes", "0",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--episodes", "4", "--num-envs", "4"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= metrics["eval/success_rate"] <= 1.0 and 0 < metrics["eval/length_mean"] <= LENGTH
     assert json.loads((run / "eval.json").read_text())["task"] == TASK
