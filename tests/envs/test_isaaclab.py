@@ -240,3 +240,25 @@ def test_collect_train_eval_on_cartpole(env, tmp_path: Path, assets: Path, monke
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= metrics["eval/success_rate"] <= 1.0 and 0 < metrics["eval/length_mean"] <= LENGTH
     assert json.loads((run / "eval.json").read_text())["task"] == TASK
+
+
+@needs_isaaclab
+def test_the_manager_based_cartpole_passes_check_env_too(env, assets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Isaac-Cartpole``: the manager-based workflow (termination manager, reset_to, observation manager)."""
+    from robot_rl.core.check_env import check_env
+    from robot_rl.envs import make_env
+
+    env.close()  # one Isaac Lab env per process
+    monkeypatch.setenv(isaaclab_pkg.ASSETS_ENV, str(assets))
+    managed = make_env("isaaclab/Isaac-Cartpole", num_envs=4, episode_length=LENGTH)
+    try:
+        assert managed.spec.extras["workflow"] == "manager-based"
+        assert [s.name for s in managed.spec.state_slices] == ["joint_pos_rel", "joint_vel_rel"]
+        check_env(managed)
+        managed.reset(seed=4)
+        res = [managed.step(_zeros(managed)) for _ in range(LENGTH)]
+        assert bool(res[-1].truncated.all()) and bool(res[-1].info["success"].all())  # the time_out term
+        assert not bool(res[-2].truncated.any()) and not bool(res[-2].info["success"].any())  # kept, not overwritten
+        assert not torch.equal(res[-2].obs["state"], res[-1].obs["state"])
+    finally:
+        managed.close()

@@ -143,7 +143,7 @@ class IsaacLabEnv:
         original_reset_idx = self._env._reset_idx
 
         def reset_idx_hook(env_ids: Any, *args: Any, **kwargs: Any) -> Any:
-            if self._capture:
+            if self._capture and self._pre_reset is None:  # the first reset in a step (a manual one may follow)
                 self._pre_reset = (self._scene_state(), self._env.episode_length_buf.clone())
             return original_reset_idx(env_ids, *args, **kwargs)
 
