@@ -5,9 +5,9 @@
 #   docker run --rm --gpus all -v "$PWD/runs:/app/runs" robot-rl-isaaclab      # collect -> train -> finetune, 4096 envs
 #   docker run --rm --gpus all robot-rl-isaaclab robot-rl collect --help
 # torch 2.11.0's PyPI wheel is the CUDA 13.0 build and carries its CUDA libraries: the host needs a CUDA 13 driver
-# (>= 580). Assets: Isaac Lab fetches its USD files from NVIDIA's servers. With network access leave
-# ROBOT_RL_ISAACLAB_ASSETS unset to let it; without, mount a folder of local copies there (the image ships the
-# cartpole from the newton wheel in /app/.venv-isaaclab/assets, enough for the Cartpole tasks).
+# (>= 580). Assets: Isaac Lab fetches its USD files from NVIDIA's servers. The image points
+# ROBOT_RL_ISAACLAB_ASSETS at /app/.venv-isaaclab/assets (the cartpole from the newton wheel, enough for the
+# Cartpole tasks); for other tasks pass -e ROBOT_RL_ISAACLAB_ASSETS= (empty: Isaac Lab downloads) or mount copies.
 # Not built or run on the project's machines (no Docker daemon there): see README, "Isaac Lab".
 ARG CUDA_IMAGE=nvidia/cuda:13.0.0-base-ubuntu24.04
 FROM ${CUDA_IMAGE}
