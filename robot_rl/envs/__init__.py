@@ -4,14 +4,16 @@
     obs, info = env.reset(seed=0)          # obs["state"]: float32 [8, 39]
 
 Names: ``metaworld/<task>`` for every MetaWorld v3 task, ``gym/HalfCheetah-v5``, ``gym/Hopper-v5``,
-``gym/Walker2d-v5``, ``mjx/reach``, ``mjx/push``, ``mjx/drawer-open``, ``mjx/drawer-close``. The backends (and
-their heavy imports: mujoco, metaworld, gymnasium) load on the first ``make_env``/``list_tasks`` call, not on
+``gym/Walker2d-v5``, ``mjx/reach``, ``mjx/push``, ``mjx/drawer-open``, ``mjx/drawer-close``, and
+``isaaclab/<gym id>`` where Isaac Lab 3 is installed (``robot_rl.envs.isaaclab``). The backends (and their heavy
+imports: mujoco, metaworld, gymnasium) load on the first ``make_env``/``list_tasks`` call, not on
 ``import robot_rl.envs``; JAX and MJX load only when an ``mjx/`` task is made.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 from collections.abc import Callable
 from functools import partial
@@ -31,16 +33,23 @@ _REGISTRY: dict[str, Callable[..., SimEnv]] = {}
 
 def _registry() -> dict[str, Callable[..., SimEnv]]:
     if not _REGISTRY:
-        from robot_rl.envs import gym_mujoco, metaworld_env
+        from robot_rl.envs import gym_mujoco
 
-        for task in metaworld_env.task_names():
-            _REGISTRY[f"metaworld/{task}"] = partial(metaworld_env.MetaWorldEnv, task)
+        if importlib.util.find_spec("metaworld") is not None:  # not in .venv-isaaclab (it pins another MuJoCo)
+            from robot_rl.envs import metaworld_env
+
+            for task in metaworld_env.task_names():
+                _REGISTRY[f"metaworld/{task}"] = partial(metaworld_env.MetaWorldEnv, task)
         for task in gym_mujoco.TASKS:
             _REGISTRY[f"gym/{task}"] = partial(gym_mujoco.GymMujocoEnv, task)
         from robot_rl.envs.mjx import TASK_NAMES
 
         for task in TASK_NAMES:
             _REGISTRY[f"mjx/{task}"] = partial(_make_mjx, task)
+        from robot_rl.envs import isaaclab
+
+        for task in isaaclab.task_names():  # none where Isaac Lab is not installed (scripts/setup_isaaclab.sh)
+            _REGISTRY[f"isaaclab/{task}"] = partial(isaaclab.make, task)
     return _REGISTRY
 
 
@@ -93,6 +102,10 @@ def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", c
     """
     registry = _registry()
     if name not in registry:
+        if name.startswith("isaaclab/"):
+            from robot_rl.envs.isaaclab import require_isaaclab
+
+            require_isaaclab(name)  # the one-line set-up hint where Isaac Lab is missing
         close = difflib.get_close_matches(name, list(registry), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(f"unknown task '{name}'{hint}; valid names: {', '.join(registry)}")

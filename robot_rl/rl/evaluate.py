@@ -49,6 +49,11 @@ def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000,
     has_success = True
     gif_states: list[np.ndarray] = []
     recording = gif is not None and isinstance(env, SimEnv)
+    if recording and camera is None:
+        try:
+            camera = default_camera(env.spec)
+        except ValueError:  # a backend with no camera to render (Isaac Lab here): no GIF
+            recording = False
     while len(done_returns) < episodes:
         if recording and "sim_state" in info:
             gif_states.append(info["sim_state"][0].cpu().numpy())
