@@ -53,7 +53,43 @@ def resolve_pair(pair: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-class MetaWorldPairBackend:
+class _SimPair:
+    """What both simulated pair backends share: the task names, the env that holds the world, evaluation envs."""
+
+    names: tuple[str, str]
+    envs: tuple[Any, ...]
+    _holder: int
+    _eval_envs: dict[int, RobotEnv]
+
+    def _reset(self, direction: int, seed: int | None) -> Obs:
+        raise NotImplementedError
+
+    def start(self, direction: int, seed: int | None = None) -> Obs:
+        """Begin in a start state of ``direction``'s task (its standard reset; not an intervention)."""
+        return self._reset(direction, seed)
+
+    def intervene(self, direction: int, reason: str) -> Obs:
+        """Put the world in a fresh start state of ``direction``'s task (a new layout from the harness's seed)."""
+        return self._reset(direction, None)
+
+    def get_world_state(self) -> torch.Tensor:
+        """float64 ``[1, S]``: the world's sim state, in the layout of the env that holds it."""
+        return self.envs[self._holder].get_sim_state()
+
+    def make_eval_env(self, direction: int) -> RobotEnv:
+        """A standard (resetting) env of ``direction``'s task with its card's episode length, for evaluation."""
+        if direction not in self._eval_envs:
+            from robot_rl.envs import make_env
+
+            self._eval_envs[direction] = make_env(self.names[direction])
+        return self._eval_envs[direction]
+
+    def close(self) -> None:
+        for env in [*getattr(self, "envs", ()), *getattr(self, "_eval_envs", {}).values()]:
+            env.close()
+
+
+class MetaWorldPairBackend(_SimPair):
     """Two MetaWorld tasks on one shared world; see the module docstring. ``seed`` seeds the layouts of the
     start state and of every intervention."""
 
@@ -102,10 +138,6 @@ class MetaWorldPairBackend:
         self.handoffs = 0
 
     # ---------------------------------------------------------------------------------- backend API
-    def start(self, direction: int, seed: int | None = None) -> Obs:
-        """Begin in a start state of ``direction``'s task (its standard reset; not an intervention)."""
-        return self._reset(direction, seed)
-
     def observe(self, direction: int) -> Obs:
         """The current world in ``direction``'s observation layout (a hand-off if the other env holds it)."""
         self._sync(direction)
@@ -138,26 +170,6 @@ class MetaWorldPairBackend:
         if (obj < self._reach_low).any() or (obj > self._reach_high).any():
             return f"the object at {np.round(obj, 3).tolist()} is out of the hand's reach"
         return None
-
-    def intervene(self, direction: int, reason: str) -> Obs:
-        """Put the world in a fresh start state of ``direction``'s task (a new layout from the harness's seed)."""
-        return self._reset(direction, None)
-
-    def get_world_state(self) -> torch.Tensor:
-        """float64 ``[1, S]``: the world's sim state, in the layout of the env that holds it."""
-        return self.envs[self._holder].get_sim_state()
-
-    def make_eval_env(self, direction: int) -> RobotEnv:
-        """A standard (resetting) env of ``direction``'s task with its card's episode length, for evaluation."""
-        if direction not in self._eval_envs:
-            from robot_rl.envs import make_env
-
-            self._eval_envs[direction] = make_env(self.names[direction])
-        return self._eval_envs[direction]
-
-    def close(self) -> None:
-        for env in [*getattr(self, "envs", ()), *getattr(self, "_eval_envs", {}).values()]:
-            env.close()
 
     # ------------------------------------------------------------------------------------ internals
     def _reset(self, direction: int, seed: int | None) -> Obs:
@@ -193,7 +205,7 @@ def make_pair_backend(pair: str, seed: int = 0) -> MetaWorldPairBackend | MjxPai
     return MetaWorldPairBackend(pair, seed=seed)
 
 
-class MjxPairBackend:
+class MjxPairBackend(_SimPair):
     """Two MJX tasks on one shared world (``MJX_PAIRS``): same scene, same sim-state layout, different goal.
 
     One ``MjxEnv`` per task (so each policy sees its own task's goal in ``goal_pos``); a hand-off copies the sim
@@ -231,9 +243,6 @@ class MjxPairBackend:
         self._eval_envs: dict[int, RobotEnv] = {}
         self.handoffs = 0
 
-    def start(self, direction: int, seed: int | None = None) -> Obs:
-        return self._reset(direction, seed)
-
     def observe(self, direction: int) -> Obs:
         self._sync(direction)
         return self._obs
@@ -252,23 +261,6 @@ class MjxPairBackend:
         if not bool(torch.isfinite(self.observe(self._holder)["state"]).all()):
             return "the simulation state is not finite"
         return None
-
-    def intervene(self, direction: int, reason: str) -> Obs:
-        return self._reset(direction, None)
-
-    def get_world_state(self) -> torch.Tensor:
-        return self.envs[self._holder].get_sim_state()
-
-    def make_eval_env(self, direction: int) -> RobotEnv:
-        if direction not in self._eval_envs:
-            from robot_rl.envs import make_env
-
-            self._eval_envs[direction] = make_env(self.names[direction])
-        return self._eval_envs[direction]
-
-    def close(self) -> None:
-        for env in [*getattr(self, "envs", ()), *getattr(self, "_eval_envs", {}).values()]:
-            env.close()
 
     def _reset(self, direction: int, seed: int | None) -> Obs:
         if seed is None:
