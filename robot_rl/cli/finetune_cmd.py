@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="attempts in a row without progress before an intervention (default 4)")
     g.add_argument("--critic-warmup", type=int, default=2000,
                    help="value/critic updates on the success-relabeled offline data before acting (default 2000; "
-                        "0 let forward success fall 60%% -> 20-25%% on the drawer pair)")
+                        "0 let forward success fall 60%% -> 20-25%% on the drawer pair); also the critic-only "
+                        "updates on the offline data of --algo rlpd started from another learner's checkpoint")
     g.add_argument("--control-hz", type=float, default=None,
                    help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.cli.overrides import apply_overrides
 
     cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps),
-                         train_overrides=apply_overrides({}, args.set))
+                         critic_warmup=args.critic_warmup, train_overrides=apply_overrides({}, args.set))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
     env = make_env(task, num_envs=args.num_envs, workers=args.env_workers)

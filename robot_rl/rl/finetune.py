@@ -78,6 +78,9 @@ class FinetuneConfig:
     algo: str | None = None
     """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` (from an IQL or BC checkpoint: its
     offline data and, where the layout matches, its actor; new critics)."""
+    critic_warmup: int = 0
+    """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
+    other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Changes to the checkpoint's training config, nested by section, e.g. ``{"rlpd": {"utd": 4}}``
     (``robot-rl finetune --set rlpd.utd=4``)."""
@@ -87,6 +90,8 @@ class FinetuneConfig:
             raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGORITHMS)}")
         if self.offline_ratio is not None and not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: automatic), got {self.threads}")
 
@@ -139,6 +144,8 @@ class LoadedAgent:
     device: torch.device
     start: str = ""
     """How the agent started, in words (the checkpoint's agent, or which parts came from it)."""
+    new_critics: bool = False
+    """The critics start untrained (another learner than the checkpoint's)."""
 
 
 def load_iql_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: int) -> LoadedAgent:
@@ -186,7 +193,7 @@ def load_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: in
     else:
         raise ValueError(f"{checkpoint_dir}: cannot fine-tune a {source} checkpoint with {algo}; it continues only "
                          f"its own checkpoints")
-    return LoadedAgent(payload, train_cfg, agent, normalizer, offline, device, start)
+    return LoadedAgent(payload, train_cfg, agent, normalizer, offline, device, start, new_critics=algo != source)
 
 
 def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_off: int, parts: int = 1
@@ -233,7 +240,13 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                           [offline_sampler.generator, replay.generator], k, path, schedule_length=total_updates + 1)
     print(f"finetune: {loaded.start}; batches {n_off}/{batch} offline", file=sys.stderr, flush=True)
     print(f"finetune: {describe_path(train_cfg, device)}", file=sys.stderr, flush=True)
+    critic_step = getattr(agent, "critic_step", None)
+    warmup = cfg.critic_warmup if loaded.new_critics and critic_step is not None else 0
     try:
+        if warmup and critic_step is not None:
+            print(f"finetune: {warmup} critic-only updates on the offline data first", file=sys.stderr, flush=True)
+            for _ in range(warmup):
+                critic_step(offline_sampler.sample(batch))
         while env_steps < cfg.env_steps:
             if next_action is None:
                 agent.actor.eval()
