@@ -42,6 +42,8 @@ def main() -> None:
     p.add_argument("--utd", type=int, default=2, help="RLPD critic steps per env step (rlpd.utd)")
     p.add_argument("--critics", type=int, default=10, help="RLPD critic ensemble size (rlpd.critics)")
     p.add_argument("--critic-warmup", type=int, default=500, help="RLPD critic-only updates before acting")
+    p.add_argument("--init-temperature", type=float, default=1.0, help="RLPD's initial entropy temperature "
+                                                                        "(rlpd.init_temperature)")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--variants", nargs="+", default=["iql", "rlpd"], choices=VARIANTS)
@@ -79,7 +81,8 @@ def main() -> None:
             env.close()
         print(f"seed {seed}: offline IQL success {before:.0%}", flush=True)
         for variant in args.variants:
-            run = args.root / f"{args.task}-{variant}-s{seed}-n{args.env_steps}"
+            tag = f"-t{args.init_temperature:g}" if variant != "iql" and args.init_temperature != 1.0 else ""
+            run = args.root / f"{args.task}-{variant}{tag}-s{seed}-n{args.env_steps}"
             result = run / "result.json"
             if not result.exists():
                 algo = None if variant == "iql" else "rlpd"
@@ -87,7 +90,8 @@ def main() -> None:
                                      log_every=max(args.env_steps // 4, 1), eval_every=args.env_steps,
                                      eval_episodes=args.eval_episodes, seed=seed, threads=args.threads, algo=algo,
                                      critic_warmup=args.critic_warmup if variant == "rlpd" else 0,
-                                     train_overrides={"rlpd": {"utd": args.utd, "critics": args.critics}})
+                                     train_overrides={"rlpd": {"utd": args.utd, "critics": args.critics,
+                                                               "init_temperature": args.init_temperature}})
                 env = make_env(task, num_envs=1)
                 t0 = time.time()
                 try:
@@ -102,7 +106,9 @@ def main() -> None:
                   flush=True)
     print(f"\n{task}; {args.episodes}-episode suboptimal dataset; offline IQL {args.pretrain_steps} updates; "
           f"{args.env_steps} fine-tuning env steps ({args.warmup} before updates); RLPD utd {args.utd}, "
-          f"{args.critics} critics, critic warm-up {args.critic_warmup}; {args.eval_episodes} eval episodes; "
+          f"{args.critics} critics, critic warm-up {args.critic_warmup}, initial temperature "
+          f"{args.init_temperature:g}; "
+          f"{args.eval_episodes} eval episodes; "
           f"total {time.time() - start:.0f} s\n")
     print("| seed | learner | success before | success after | fine-tuning time |")
     print("| --- | --- | --- | --- | --- |")
