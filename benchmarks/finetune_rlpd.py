@@ -76,10 +76,11 @@ def main() -> None:
                         "--set", f"threads={args.threads}"]) == 0
         env = make_env(task, num_envs=1)
         try:
-            before = evaluate(load_policy(offline), env, args.eval_episodes, seed=10_000).success_rate
+            offline_eval = evaluate(load_policy(offline), env, args.eval_episodes, seed=10_000)
         finally:
             env.close()
-        print(f"seed {seed}: offline IQL success {before:.0%}", flush=True)
+        before, before_return = offline_eval.success_rate, offline_eval.return_mean
+        print(f"seed {seed}: offline IQL success {before:.0%}, return {before_return:.0f}", flush=True)
         for variant in args.variants:
             tag = f"-t{args.init_temperature:g}" if variant != "iql" and args.init_temperature != 1.0 else ""
             run = args.root / f"{args.task}-{variant}{tag}-s{seed}-n{args.env_steps}"
@@ -101,7 +102,7 @@ def main() -> None:
                 result.write_text(json.dumps({"after": last["eval/success_rate"], "seconds": time.time() - t0,
                                               "return": last.get("eval/return_mean")}))
             after = json.loads(result.read_text())
-            rows.append({"seed": seed, "variant": variant, "before": before, **after})
+            rows.append({"seed": seed, "variant": variant, "before": before, "before_return": before_return, **after})
             print(f"seed {seed}: {variant} {before:.0%} -> {after['after']:.0%} ({after['seconds']:.0f} s)",
                   flush=True)
     print(f"\n{task}; {args.episodes}-episode suboptimal dataset; offline IQL {args.pretrain_steps} updates; "
@@ -110,10 +111,11 @@ def main() -> None:
           f"{args.init_temperature:g}; "
           f"{args.eval_episodes} eval episodes; "
           f"total {time.time() - start:.0f} s\n")
-    print("| seed | learner | success before | success after | fine-tuning time |")
+    print("| seed | learner | success before → after | eval return before → after | fine-tuning time |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['seed']} | {r['variant']} | {r['before']:.0%} | {r['after']:.0%} | {r['seconds']:.0f} s |")
+        print(f"| {r['seed']} | {r['variant']} | {r['before']:.0%} → {r['after']:.0%} | {r['before_return']:.0f} → "
+              f"{r['return']:.0f} | {r['seconds']:.0f} s |")
 
 
 if __name__ == "__main__":
