@@ -194,14 +194,18 @@ def test_rlpd_refuses_bad_settings_in_one_line(bandit_dataset):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("utd", [1, 2])
-def test_compiled_rlpd_updates_match_eager_on_cpu(utd, monkeypatch):
+def test_compiled_rlpd_updates_match_eager_on_cpu(utd):
     """torch.compile'd losses give eager's numbers (inductor's own random stream is turned off: with it, the actor
     noise and the target subset differ from eager's draws, not the math)."""
     import torch._inductor.config as inductor
 
+    with inductor.patch(fallback_random=True):
+        _compare_compiled(utd)
+
+
+def _compare_compiled(utd: int) -> None:
     from robot_rl.rl.compiled import compile_losses
 
-    monkeypatch.setattr(inductor, "fallback_random", True)
     torch.manual_seed(0)
     cfg = RLPDConfig(hidden=(32, 32), critics=3, utd=utd, batch_size=32)
     eager, compiled = RLPD(5, 3, cfg), RLPD(5, 3, cfg)
