@@ -133,9 +133,11 @@ def test_finetune_algo_rlpd_starts_from_the_iql_actor_with_half_offline_batches(
 def test_finetune_cli_algo_rlpd_and_its_refusals(offline_run, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", "--checkpoint", str(offline_run / "iql"), "--algo", "rlpd", "--steps", "60",
-                 "--warmup", "40", "--eval-episodes", "0", "--threads", "1", "--out", str(out),
+                 "--warmup", "40", "--eval-episodes", "0", "--threads", "1", "--out", str(out), "--critic-warmup", "30",
                  "--set", "rlpd.hidden=[16]", "--set", "rlpd.critics=2", "--set", "rlpd.batch_size=16"]) == 0
-    assert "actor started fresh" in capsys.readouterr().err  # hidden [16] does not fit the IQL actor's [32, 32]
+    err = capsys.readouterr().err
+    assert "actor started fresh" in err  # hidden [16] does not fit the IQL actor's [32, 32]
+    assert "30 critic-only updates on the offline data first" in err
     payload, _ = load_checkpoint(out)
     assert payload["algo"] == "rlpd" and payload["config"]["rlpd"]["hidden"] == [16]
     # an RLPD run continues as RLPD; it cannot go back to IQL
