@@ -1,4 +1,5 @@
-"""``robot-rl finetune``: continue an offline IQL run online in a sim task, mixing offline and new data;
+"""``robot-rl finetune``: continue an offline IQL run online in a sim task, mixing offline and new data (``--algo
+rlpd``: RLPD started from the run's data and actor);
 ``--reset-free``: fine-tune a forward and a backward policy in turns without resets."""
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
 FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every", "threads",
-                  "eval_episodes", "seed")
+                  "eval_episodes", "seed", "algo")
 """FinetuneConfig fields with a flag (reset-free fine-tuning reads the same flags)."""
 FINETUNE_RENAME = {"env_steps": "steps", "updates_per_env_step": "updates_per_step", "warmup_env_steps": "warmup"}
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.rl.algorithms import ALGORITHMS
     from robot_rl.rl.finetune import FinetuneConfig
 
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
@@ -32,7 +34,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--env-workers", type=int, default=0,
                    help="step the envs in this many worker processes while the learner updates (at most "
                         "--num-envs; default 0: in this process, which measured as fast on 2 cores)")
-    p.set_defaults(config_flags=add_config_flags(p, FinetuneConfig, FINETUNE_FLAGS, rename=FINETUNE_RENAME))
+    online = tuple(name for name, entry in ALGORITHMS.items() if entry.online)
+    p.set_defaults(config_flags=add_config_flags(p, FinetuneConfig, FINETUNE_FLAGS, rename=FINETUNE_RENAME,
+                                                 choices={"algo": online}))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the checkpoint's training config, e.g. --set rlpd.utd=4 (repeatable)")
     p.add_argument("--reward", default="dataset",
                    help=f"reward of new transitions (default: dataset): {source_help(online=True)}")
     g = p.add_argument_group("reset-free (--reset-free)")
@@ -57,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="attempts in a row without progress before an intervention (default 4)")
     g.add_argument("--critic-warmup", type=int, default=2000,
                    help="value/critic updates on the success-relabeled offline data before acting (default 2000; "
-                        "0 let forward success fall 60%% -> 20-25%% on the drawer pair)")
+                        "0 let forward success fall 60%% -> 20-25%% on the drawer pair); also the critic-only "
+                        "updates on the offline data of --algo rlpd started from another learner's checkpoint")
     g.add_argument("--control-hz", type=float, default=None,
                    help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
 
@@ -83,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.checkpoint}-finetune")
     if not 0 <= args.env_workers <= args.num_envs:
         raise ValueError(f"--env-workers must be between 0 and --num-envs ({args.num_envs}), got {args.env_workers}")
-    cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps))
+    from robot_rl.cli.overrides import apply_overrides
+
+    cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps),
+                         critic_warmup=args.critic_warmup, train_overrides=apply_overrides({}, args.set))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
     frames = camera_input(reward)  # an image reward model or CLIP: the env renders its camera at every step
@@ -108,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         env.close()
     console.print(f"fine-tuned for {args.steps} env steps in {time.time() - start:.0f} s -> {out}")
-    evaluate_run(out, task, args.eval_episodes, console, title=f"IQL fine-tuned online from {args.checkpoint}",
-                 extra={"checkpoint": str(args.checkpoint), "reward": reward.name, "env steps": args.steps})
+    algo = load_checkpoint(out)[0]["algo"]
+    evaluate_run(out, task, args.eval_episodes, console,
+                 title=f"{algo.upper()} fine-tuned online from {args.checkpoint}",
+                 extra={"checkpoint": str(args.checkpoint), "reward": reward.name, "env steps": args.steps,
+                        "algo": algo})
     return 0
 
 
@@ -119,6 +132,8 @@ def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 
+    if args.algo not in (None, "iql"):
+        raise ValueError(f"--reset-free fine-tunes IQL only; --algo {args.algo} is for fine-tuning with resets")
     missing = [f"--{k}" for k in DIRECTIONS if getattr(args, k) is None]
     if missing:
         raise ValueError(f"--reset-free needs {' and '.join(missing)} RUN_DIR (offline IQL runs of the two tasks)")
@@ -127,7 +142,8 @@ def run_reset_free(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--{k} {getattr(args, k)}: no such run folder")
     console = Console(stderr=True)
     cfg = ResetFreeConfig(steps=args.steps, attempt_time_limit=args.attempt_steps, stuck_attempts=args.stuck_attempts,
-                          offline_ratio=args.offline_ratio, updates_per_step=args.updates_per_step,
+                          offline_ratio=ResetFreeConfig.offline_ratio if args.offline_ratio is None
+                          else args.offline_ratio, updates_per_step=args.updates_per_step,
                           warmup_steps=args.warmup, log_every=min(1000, args.steps),
                           eval_every=args.eval_every if args.eval_every < args.steps else 0,
                           eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,

@@ -278,7 +278,7 @@ class Pipeline:
                 "--seed", str(ft.get("seed", self.seed)), "--reward", "dataset"]
         from robot_rl.cli.finetune_cmd import FINETUNE_RENAME
 
-        for key in ("offline_ratio", "updates_per_env_step", "threads", "num_envs"):
+        for key in ("offline_ratio", "updates_per_env_step", "threads", "num_envs", "algo"):
             if key in ft:
                 argv += ["--" + FINETUNE_RENAME.get(key, key).replace("_", "-"), str(ft[key])]
         self._call("finetune", argv)

@@ -1,4 +1,5 @@
-"""Networks for IQL and BC: a batched critic ensemble, a value MLP, a Gaussian actor, an image encoder.
+"""Networks for IQL, BC and RLPD: a batched critic ensemble (optionally LayerNorm'd), a value MLP, Gaussian and
+tanh-Gaussian actors, an image encoder.
 
 Shapes: B = batch, E = ensemble members, D = observation features, A = action dim.
 """
@@ -40,14 +41,30 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class EnsembleMLP(nn.Module):
-    """E ReLU MLPs evaluated together. Input ``[B, in]`` (shared) or ``[E, B, in]``; output ``[E, B, out]``."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dim with a separate affine per member: ``[E, B, H] -> [E, B, H]``."""
 
-    def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...], out_dim: int):
+    def __init__(self, members: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """E ReLU MLPs evaluated together. Input ``[B, in]`` (shared) or ``[E, B, in]``; output ``[E, B, out]``.
+
+    ``layer_norm``: LayerNorm after each hidden linear layer, before the ReLU (RLPD's critic).
+    """
+
+    def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False):
         super().__init__()
         self.members = members
         dims = (in_dim, *hidden, out_dim)
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(members, h) for h in hidden) if layer_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
@@ -55,6 +72,8 @@ class EnsembleMLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
+                if self.norms is not None:
+                    x = self.norms[i](x)
                 x = F.relu(x)
         return x
 
@@ -62,9 +81,9 @@ class EnsembleMLP(nn.Module):
 class Critic(nn.Module):
     """Q ensemble: ``(obs [B, D], action [B, A]) -> Q [E, B]``."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], members: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], members: int = 2, layer_norm: bool = False):
         super().__init__()
-        self.net = EnsembleMLP(members, obs_dim + act_dim, hidden, 1)
+        self.net = EnsembleMLP(members, obs_dim + act_dim, hidden, 1, layer_norm)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
@@ -115,6 +134,42 @@ class GaussianActor(nn.Module):
             return mean
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         return (mean + std * noise).clamp(-1.0, 1.0)
+
+
+class TanhGaussianActor(GaussianActor):
+    """SAC's tanh-squashed Gaussian: ``u ~ N(net(obs), std)``, ``action = tanh(u)``; std state-independent.
+
+    Same parameters as ``GaussianActor`` (``net``, ``log_std``) and the same deterministic action ``tanh(net(obs))``,
+    so an IQL or BC actor loads into it unchanged (its ``log_std``, learned in action space, becomes the pre-tanh one).
+    """
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterized sample ``action [B, A]`` in (-1, 1) and its log-density ``[B]`` (tanh-corrected)."""
+        mu = self.net(obs)
+        log_std = self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        u = mu + log_std.exp() * noise
+        # log N(u; mu, std) - sum log(1 - tanh(u)^2), the latter as 2 (log 2 - u - softplus(-2u)) for stability
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``action [B, A]`` (clamped inside (-1, 1)) under the squashed policy: ``[B]``."""
+        a = action.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+        u = torch.atanh(a)
+        std = self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX).exp()
+        z = (u - self.net(obs)) / std
+        return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi) - torch.log1p(-a.pow(2))).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+        """``obs [N, D] -> action [N, A]``: ``tanh(mean)``, or ``tanh`` of a sample."""
+        if deterministic:
+            return torch.tanh(self.net(obs))
+        return self.sample(obs, generator)[0]
 
 
 class ConvEncoder(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 
 from robot_rl.nn.networks import GaussianActor
 
-LOSS_KEYS = ("value_loss", "critic_loss", "actor_loss")
+LOSS_KEYS = ("value_loss", "critic_loss", "actor_loss", "temperature_loss")
 """Losses an agent's ``losses`` may return; every other key is a diagnostic (logged, not optimized)."""
 
 
@@ -117,3 +117,14 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             group["capturable"] = False
         groups.append(group)
     return {**state, "param_groups": groups}
+
+
+def sample_rows(config: Any) -> int:
+    """Rows one ``update`` of an agent with ``config`` consumes: ``batch_size``, times ``utd`` for agents that take
+    several minibatches per update (RLPD)."""
+    return int(config.batch_size) * int(getattr(config, "utd", 1))
+
+
+def single_step(config: Any) -> bool:
+    """Whether one ``update`` is one joint gradient step on ``losses`` (what the CUDA-graph runner records)."""
+    return int(getattr(config, "utd", 1)) == 1

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from robot_rl.nn.networks import GaussianActor, TanhGaussianActor
 from robot_rl.rl.agent import Agent
 from robot_rl.rl.bc import BC
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
+from robot_rl.rl.rlpd import RLPD
 
 
 @dataclass(frozen=True)
@@ -22,17 +25,25 @@ class Algorithm:
 
     summary: str
     """One line for ``--help``."""
-    state: Callable[[int, int, IQLConfig], Agent]
-    """``(obs_dim, act_dim, config) -> agent`` on state observations."""
+    state: Callable[[int, int, Any], Agent]
+    """``(obs_dim, act_dim, config) -> agent`` on state observations; ``config`` is the run's ``section``."""
     image: Callable[[int, int, int, IQLConfig, EncoderConfig, bool], Agent] | None = None
     """``(state_dim, act_dim, image_size, config, encoder, use_state) -> agent`` on images (None: states only)."""
     online: bool = False
-    """``finetune`` can continue it online (it has a critic and a value to fine-tune)."""
+    """``finetune`` can continue it online (it has a critic to fine-tune)."""
+    offline_ratio: float = 0.75
+    """Fraction of each fine-tuning batch drawn from the offline data unless ``--offline-ratio`` says otherwise."""
+    section: str = "iql"
+    """The ``TrainConfig`` field holding its hyperparameters (``--set <section>.<field>=...``)."""
+    actor: type[GaussianActor] = GaussianActor
+    """Class of its ``actor`` (``Policy`` rebuilds it from checkpoints)."""
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "iql": Algorithm("Implicit Q-Learning (expectile value, advantage-weighted actor)", IQL, ImageIQL, online=True),
     "bc": Algorithm("behaviour cloning baseline (the same Gaussian actor, every weight 1)", BC, ImageBC),
+    "rlpd": Algorithm("RLPD: SAC with a LayerNorm critic ensemble, random-subset targets, several critic steps per "
+                      "update", RLPD, online=True, offline_ratio=0.5, section="rlpd", actor=TanhGaussianActor),
 }
 
 
@@ -43,7 +54,7 @@ def algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
-def make_agent(name: str, obs_dim: int, act_dim: int, config: IQLConfig, image_size: int | None = None,
+def make_agent(name: str, obs_dim: int, act_dim: int, config: Any, image_size: int | None = None,
                encoder: EncoderConfig | None = None, use_state: bool = True) -> Agent:
     """Build learner ``name`` for states (``image_size`` None) or images of ``image_size`` pixels."""
     entry = algorithm(name)

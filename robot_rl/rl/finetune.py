@@ -1,8 +1,10 @@
-"""Online fine-tuning: continue IQL from an offline checkpoint on a mix of offline and new transitions.
+"""Online fine-tuning: continue IQL (or RLPD) from an offline checkpoint on a mix of offline and new transitions.
 
 Each env step, the (stochastic) policy acts in ``num_envs`` envs; new transitions are labeled by a
 ``RewardSource``, scaled like the offline rewards, and stored in a device-resident ring buffer. Every
 update draws ``offline_ratio`` of the batch from the offline data and the rest from the new transitions.
+``algo`` = ``rlpd`` fine-tunes with RLPD instead (``rl/rlpd.py``): from an IQL or BC checkpoint it starts from that
+run's offline data and actor (fresh critics); its batches are half offline, half new by default.
 
 With an env that steps in worker processes (``make_env(..., workers=W)``: it has ``step_async``), the next
 action is sent before the updates of the current step, so the envs step while the learner updates; the
@@ -16,7 +18,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,10 @@ from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer
-from robot_rl.rl.agent import optimizer_state
-from robot_rl.rl.algorithms import algorithm
+from robot_rl.rl.agent import Agent, optimizer_state, sample_rows
+from robot_rl.rl.algorithms import ALGORITHMS, algorithm
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.graphed import UpdateRunner
-from robot_rl.rl.iql import IQL
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy, require_fit
 from robot_rl.rl.train import (
@@ -47,16 +48,17 @@ from robot_rl.rl.train import (
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """An online fine-tuning run that starts from an offline IQL checkpoint."""
+    """An online fine-tuning run that starts from an offline checkpoint (IQL; BC or IQL with ``algo`` = ``rlpd``)."""
 
     env_steps: int = 10_000
     """Environment steps (summed over the batch of envs)."""
     updates_per_env_step: float = 1.0
     """Gradient updates per environment step."""
-    offline_ratio: float = 0.75
-    """Fraction of each batch drawn from the offline dataset (the rest from new transitions). Measured on drawer-open
-    from a 90%-success offline IQL policy with a learned reward, 3000 env steps: 0.5 dipped to 60-65% success
-    (2 seeds), 0.75 kept 85-90% (6000 steps: 90%, higher return)."""
+    offline_ratio: float | None = None
+    """Fraction of each batch drawn from the offline dataset (the rest from new transitions); default the learner's:
+    0.75 for IQL (measured on drawer-open from a 90%-success offline IQL policy with a learned reward, 3000 env steps:
+    0.5 dipped to 60-65% success (2 seeds), 0.75 kept 85-90% (6000 steps: 90%, higher return)), 0.5 for RLPD
+    (its symmetric sampling)."""
     warmup_env_steps: int = 1000
     """New transitions collected before updates start (then ``updates_per_env_step`` per env step)."""
     capacity: int = 1_000_000
@@ -73,9 +75,23 @@ class FinetuneConfig:
     40 s where 1 thread took 53 s). On a 2-core VM shared with other busy processes, 1 thread was far faster
     (benchmarks/finetune_speed.md): set it there."""
 
+    algo: str | None = None
+    """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` (from an IQL or BC checkpoint: its
+    offline data and, where the layout matches, its actor; new critics)."""
+    critic_warmup: int = 0
+    """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
+    other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """Changes to the checkpoint's training config, nested by section, e.g. ``{"rlpd": {"utd": 4}}``
+    (``robot-rl finetune --set rlpd.utd=4``)."""
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.offline_ratio <= 1.0:
+        if self.algo is not None and self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGORITHMS)}")
+        if self.offline_ratio is not None and not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: automatic), got {self.threads}")
 
@@ -117,53 +133,89 @@ class OnlineReplay:
 
 @dataclass
 class LoadedAgent:
-    """An IQL agent restored from an offline run, with everything online fine-tuning needs."""
+    """An agent restored (or started) from an offline run, with everything online fine-tuning needs."""
 
     payload: dict[str, Any]
     """The checkpoint it came from."""
     train_cfg: TrainConfig
-    agent: IQL
+    agent: Agent
     normalizer: ObsNormalizer
     offline: OfflineData
     device: torch.device
+    start: str = ""
+    """How the agent started, in words (the checkpoint's agent, or which parts came from it)."""
+    new_critics: bool = False
+    """The critics start untrained (another learner than the checkpoint's)."""
 
 
 def load_iql_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: int) -> LoadedAgent:
-    """The IQL agent of an offline state-observation run, its offline data and normalizer, ready to continue
-    for ``total_updates`` updates in an env with spec ``target``; one-line ``ValueError`` if it cannot."""
+    """The agent of an offline state-observation run (IQL, or another online learner), its offline data and
+    normalizer, ready to continue for ``total_updates`` updates in an env with spec ``target``."""
+    return load_for_finetuning(checkpoint_dir, target, total_updates)
+
+
+def load_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: int, algo: str | None = None,
+                        overrides: dict[str, Any] | None = None) -> LoadedAgent:
+    """Like ``load_iql_for_finetuning``, with learner ``algo`` (default: the checkpoint's) and ``overrides`` of the
+    training config (nested by section). Another learner than the checkpoint's starts from its offline data and,
+    where it can (``load_actor``), its actor. One-line ``ValueError`` if it cannot."""
     payload, _ = load_checkpoint(checkpoint_dir)
     if payload["config"].get("obs", "state") != "state":
         raise ValueError(f"{checkpoint_dir}: online fine-tuning supports state-observation checkpoints only; this one "
                          f"uses obs={payload['config']['obs']}")
-    if not algorithm(payload["algo"]).online:
-        raise ValueError(f"{checkpoint_dir}: online fine-tuning continues IQL; this checkpoint is {payload['algo']}")
-    train_cfg = TrainConfig.from_dict({**payload["config"], "device": "auto"})
+    source = payload["algo"]
+    algo = algo or source
+    if not algorithm(algo).online:
+        online = ", ".join(name for name, entry in ALGORITHMS.items() if entry.online)
+        raise ValueError(f"{checkpoint_dir}: online fine-tuning continues a learner with a critic ({online}); this "
+                         f"checkpoint is {source} (--algo rlpd starts RLPD from its data and actor)")
+    config = {**payload["config"], "algo": algo, "device": "auto"}
+    for key, value in (overrides or {}).items():  # one level deep: sections such as rlpd.utd
+        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
+            else value
+    try:
+        train_cfg = TrainConfig.from_dict(config)
+    except TypeError as e:
+        raise ValueError(f"{checkpoint_dir}: bad training-config override {overrides}: {e}") from None
     device = resolve_device(train_cfg.device)
     normalizer = ObsNormalizer(**payload["normalizer"])
     require_fit(EnvSpec.from_json(payload["env_spec"]), target)  # before loading (maybe rendering) the data
     offline = load_offline_data(train_cfg, normalizer, payload["reward_scale"])
     train_cfg = dataclasses.replace(train_cfg, steps=max(total_updates, 1))
     agent = make_agent(train_cfg, offline.spec.state_dim, offline.spec.action.dim).to(device)
-    agent.load_state_dict(payload["agent"])
-    assert isinstance(agent, IQL)
-    return LoadedAgent(payload, train_cfg, agent, normalizer, offline, device)
+    if algo == source:
+        agent.load_state_dict(payload["agent"])
+        start = f"{algo} agent of the checkpoint"
+    elif hasattr(agent, "load_actor"):
+        prefix = "actor."
+        actor = {k[len(prefix):]: v for k, v in payload["agent"].items() if k.startswith(prefix)}
+        start = f"{algo} from the {source} checkpoint's offline data: {agent.load_actor(actor)}; critics new"
+    else:
+        raise ValueError(f"{checkpoint_dir}: cannot fine-tune a {source} checkpoint with {algo}; it continues only "
+                         f"its own checkpoints")
+    return LoadedAgent(payload, train_cfg, agent, normalizer, offline, device, start, new_critics=algo != source)
 
 
-def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_off: int) -> dict[str, torch.Tensor]:
-    """``n_off`` offline transitions and ``batch - n_off`` new ones, concatenated."""
-    parts = [offline.sample(n_off)] if n_off else []
+def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_off: int, parts: int = 1
+                ) -> dict[str, torch.Tensor]:
+    """``parts`` minibatches of ``n_off`` offline transitions and ``batch - n_off`` new ones, stacked: ``[parts *
+    batch]`` rows, each minibatch mixed the same way (RLPD splits them for its critic steps)."""
+    pieces = [offline.sample(n_off * parts)] if n_off else []
     if batch - n_off:
-        parts.append(replay.sample(batch - n_off))
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        pieces.append(replay.sample((batch - n_off) * parts))
+    return {k: torch.cat([p[k].unflatten(0, (parts, -1)) for p in pieces], dim=1).flatten(0, 1) for k in pieces[0]}
 
 
 def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
-             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[IQL, dict[str, float]]:
-    """Fine-tune the IQL agent of ``checkpoint_dir`` online in ``env``; write checkpoints and metrics to ``run_dir``."""
+             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[Agent, dict[str, float]]:
+    """Fine-tune the agent of ``checkpoint_dir`` (or ``cfg.algo`` started from it) online in ``env``; write
+    checkpoints and metrics to ``run_dir``."""
     total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
-    loaded = load_iql_for_finetuning(checkpoint_dir, env.spec, total_updates)
+    loaded = load_for_finetuning(checkpoint_dir, env.spec, total_updates, cfg.algo, cfg.train_overrides)
     payload, train_cfg, agent, normalizer, offline, device = (
         loaded.payload, loaded.train_cfg, loaded.agent, loaded.normalizer, loaded.offline, loaded.device)
+    ratio = algorithm(train_cfg.algo).offline_ratio if cfg.offline_ratio is None else cfg.offline_ratio
+    cfg = dataclasses.replace(cfg, algo=train_cfg.algo, offline_ratio=ratio)  # as resolved, for the checkpoint
     torch.manual_seed(cfg.seed)
     offline_sampler = TransitionSampler(offline.arrays, device, seed=cfg.seed)
     replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1)
@@ -171,8 +223,8 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     logger = MetricsLogger(run_dir)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    batch = train_cfg.iql.batch_size
-    n_off = int(round(batch * cfg.offline_ratio))
+    batch, parts = agent.config.batch_size, sample_rows(agent.config) // agent.config.batch_size
+    n_off = int(round(batch * ratio))
     obs, _ = env.reset(seed=cfg.seed)
     env_steps, updates, episode_return = 0, 0, torch.zeros(env.num_envs)
     returns: list[float] = []
@@ -184,10 +236,17 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     next_action: torch.Tensor | None = None
     threads = _set_threads(cfg.threads, device, env)
     path, k = update_path(train_cfg, device)
-    runner = UpdateRunner(agent, lambda: mixed_batch(offline_sampler, replay, batch, n_off),
+    runner = UpdateRunner(agent, lambda: mixed_batch(offline_sampler, replay, batch, n_off, parts),
                           [offline_sampler.generator, replay.generator], k, path, schedule_length=total_updates + 1)
+    print(f"finetune: {loaded.start}; batches {n_off}/{batch} offline", file=sys.stderr, flush=True)
     print(f"finetune: {describe_path(train_cfg, device)}", file=sys.stderr, flush=True)
+    critic_step = getattr(agent, "critic_step", None)
+    warmup = cfg.critic_warmup if loaded.new_critics and critic_step is not None else 0
     try:
+        if warmup and critic_step is not None:
+            print(f"finetune: {warmup} critic-only updates on the offline data first", file=sys.stderr, flush=True)
+            for _ in range(warmup):
+                critic_step(offline_sampler.sample(batch))
         while env_steps < cfg.env_steps:
             if next_action is None:
                 agent.actor.eval()
@@ -274,9 +333,9 @@ def _set_threads(requested: int, device: torch.device, env: RobotEnv) -> int:
     return before
 
 
-def finetune_payload(base: dict[str, Any], train_cfg: TrainConfig, agent: IQL, settings: dict[str, Any],
+def finetune_payload(base: dict[str, Any], train_cfg: TrainConfig, agent: Agent, settings: dict[str, Any],
                      last: dict[str, float]) -> dict[str, Any]:
     """A complete checkpoint of a fine-tuned agent: the offline run's payload with the agent, its optimizer and
     schedule, the metrics, and ``settings`` (e.g. ``{"finetune": ...}``) replacing what they name."""
-    return {**base, "config": train_cfg.to_dict(), **settings, "agent": agent.state_dict(),
+    return {**base, "algo": train_cfg.algo, "config": train_cfg.to_dict(), **settings, "agent": agent.state_dict(),
             "optimizer": optimizer_state(agent.optimizer), "scheduler": agent.scheduler.state_dict(), "metrics": last}

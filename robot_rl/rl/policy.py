@@ -11,8 +11,8 @@ from robot_rl.core import EnvSpec
 from robot_rl.nn.checkpoint import load_checkpoint
 from robot_rl.nn.networks import GaussianActor
 from robot_rl.nn.normalize import ObsNormalizer
+from robot_rl.rl.algorithms import algorithm
 from robot_rl.rl.image_iql import EncoderConfig, ObsEncoder
-from robot_rl.rl.iql import IQLConfig
 
 
 class Policy:
@@ -63,7 +63,9 @@ class Policy:
 def policy_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu") -> Policy:
     spec = EnvSpec.from_json(payload["env_spec"])
     config = payload["config"]
-    cfg = IQLConfig(**{**config["iql"], "hidden": tuple(config["iql"]["hidden"])})
+    entry = algorithm(payload.get("algo", "iql"))
+    section = config.get(entry.section) or {}  # the learner's hyperparameters: its actor's layout
+    hidden, dropout = tuple(section.get("hidden", (256, 256))), float(section.get("actor_dropout", 0.0))
     obs_type = config.get("obs", "state")
     encoder = None
     if obs_type != "state":
@@ -71,8 +73,7 @@ def policy_from_payload(payload: dict[str, Any], device: str | torch.device = "c
                              use_state=obs_type == "image")
         encoder.load_state_dict(_sub_state(payload["agent"], "encoder."))
         encoder.to(device)
-    actor = GaussianActor(encoder.out_dim if encoder else spec.state_dim, spec.action.dim, cfg.hidden,
-                          cfg.actor_dropout)
+    actor = entry.actor(encoder.out_dim if encoder else spec.state_dim, spec.action.dim, hidden, dropout)
     actor.load_state_dict(_sub_state(payload["agent"], "actor."))
     norm = ObsNormalizer(**payload["normalizer"])
     return Policy(actor.to(device), norm, spec, encoder, config.get("camera") if encoder else None)

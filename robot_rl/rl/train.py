@@ -1,4 +1,4 @@
-"""Offline training (IQL or BC) from an HDF5 dataset into a run folder.
+"""Offline training (IQL, BC or RLPD) from an HDF5 dataset into a run folder.
 
 ``RUN_DIR`` gets ``config.yaml``, ``metrics.jsonl`` and TensorBoard events, ``checkpoints/``, ``curves.png``
 and ``report.md``. The dataset and the sampler live on the training device; the hot loop accumulates
@@ -26,13 +26,14 @@ from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY
 from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer, reward_scale
 from robot_rl.rl import algorithms
-from robot_rl.rl.agent import Agent, optimizer_state
+from robot_rl.rl.agent import Agent, optimizer_state, sample_rows, single_step
 from robot_rl.rl.compiled import compile_losses
 from robot_rl.rl.graphed import UpdateRunner, choose_path
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
 from robot_rl.rl.image_iql import EncoderConfig
 from robot_rl.rl.iql import IQLConfig
 from robot_rl.rl.logger import MetricsLogger
+from robot_rl.rl.rlpd import RLPDConfig
 
 OBS_TYPES = ("state", "image", "image_only")
 
@@ -44,7 +45,7 @@ class TrainConfig:
     dataset: str
     """Path of the HDF5 dataset."""
     algo: str = "iql"
-    """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``)."""
+    """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``, ``rlpd``)."""
     steps: int = 30_000
     """Gradient updates."""
     seed: int = 0
@@ -81,6 +82,8 @@ class TrainConfig:
     """Square image size in pixels (default: the stored frames' when every step is stored, else 64); frames
     that the dataset lacks at this size are rendered once from its sim states at load time."""
     iql: IQLConfig = field(default_factory=IQLConfig)
+    rlpd: RLPDConfig = field(default_factory=RLPDConfig)
+    """RLPD's hyperparameters (``algo`` = ``rlpd``), e.g. ``--set rlpd.utd=20``."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """The image encoder (``obs`` = ``image`` / ``image_only``)."""
 
@@ -102,12 +105,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["iql"]["hidden"] = list(self.iql.hidden)
+        d["rlpd"]["hidden"] = list(self.rlpd.hidden)
         return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
         iql = IQLConfig(**{**d.get("iql", {}), "hidden": tuple(d.get("iql", {}).get("hidden", (256, 256)))})
-        return TrainConfig(**{**d, "iql": iql, "encoder": EncoderConfig(**d.get("encoder", {}))})
+        return TrainConfig(**{**d, "iql": iql, "rlpd": RLPDConfig.from_dict(d.get("rlpd") or {}),
+                              "encoder": EncoderConfig(**d.get("encoder", {}))})
 
     @property
     def images(self) -> bool:
@@ -174,10 +179,15 @@ def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
                        frames.image_size)
 
 
+def learner_config(cfg: TrainConfig) -> Any:
+    """The hyperparameters of ``cfg.algo`` (its registry ``section`` of ``cfg``) planned for ``cfg.steps`` updates."""
+    return dataclasses.replace(getattr(cfg, algorithms.algorithm(cfg.algo).section), steps=cfg.steps)
+
+
 def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Agent:
     """The run's learner (``cfg.algo`` from the registry) on states, or (``cfg.obs`` image / image_only, with
     ``cfg.image_size`` resolved) on images."""
-    iql_cfg = dataclasses.replace(cfg.iql, steps=cfg.steps)
+    iql_cfg = learner_config(cfg)
     if not cfg.images:
         return algorithms.make_agent(cfg.algo, obs_dim, act_dim, iql_cfg)
     if cfg.image_size is None:
@@ -187,18 +197,24 @@ def make_agent(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Agent:
 
 
 def update_path(cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
-    """How the run updates: (``"cuda-graph"`` or ``"eager"``, updates per call)."""
-    path = choose_path(device, cfg.cuda_graphs)
+    """How the run updates: (``"cuda-graph"`` or ``"eager"``, updates per call). A learner whose update is several
+    gradient steps (RLPD with ``utd > 1``) runs eagerly: the graph body records one joint step."""
+    path = choose_path(device, cfg.cuda_graphs and single_step(learner_config(cfg)))
     return path, (cfg.updates_per_call or STEPS_PER_REPLAY) if path == "cuda-graph" else 1
 
 
 def describe_path(cfg: TrainConfig, device: torch.device) -> str:
-    """One line for the console: which update path a run on ``device`` takes."""
+    """One line for the console: which update path a run on ``device`` takes (and why eager on CUDA)."""
     path, k = update_path(cfg, device)
     compiled = ", torch.compile'd losses" if cfg.compile else ""
     if path == "cuda-graph":
         return f"update path: CUDA graph on {device}, {k} updates per replay{compiled}"
-    return f"update path: eager on {device}{compiled}"
+    why = ""
+    if device.type == "cuda" and cfg.cuda_graphs:
+        utd = getattr(learner_config(cfg), "utd", 1)
+        why = (f" ({cfg.algo}.utd={utd}: an update is {utd} critic steps then one joint step, which the one-step "
+               f"CUDA-graph body does not record; {cfg.algo}.utd=1 runs as a CUDA graph)")
+    return f"update path: eager on {device}{compiled}{why}"
 
 
 def make_runner(cfg: TrainConfig, agent: Agent, sampler: TransitionSampler, device: torch.device,
@@ -207,7 +223,7 @@ def make_runner(cfg: TrainConfig, agent: Agent, sampler: TransitionSampler, devi
     path, k = update_path(cfg, device)
     if cfg.compile:
         compile_losses(agent, device, inside_graph=path == "cuda-graph")
-    batch = cfg.iql.batch_size
+    batch = sample_rows(agent.config)
     return UpdateRunner(agent, lambda: sampler.sample(batch), [sampler.generator], k, path, schedule_length,
                         mark_step=cfg.compile and device.type == "cuda" and path == "eager")
 

@@ -1,6 +1,7 @@
 """Online fine-tuning in a real MetaWorld env, from a short offline IQL run."""
 
 import json
+import math
 import re
 
 import pytest
@@ -102,3 +103,44 @@ def test_finetune_with_env_workers_steps_while_updating(offline_run, tmp_path, c
                      err)
     payload, _ = load_checkpoint(tmp_path / "ft")
     assert payload["step"] == 300 and payload["finetune"]["threads"] == 1
+
+
+def test_finetune_algo_rlpd_starts_from_the_iql_actor_with_half_offline_batches(offline_run, tmp_path, capsys):
+    from robot_rl.nn.networks import TanhGaussianActor
+    from robot_rl.rl.policy import load_policy
+
+    env = make_env("metaworld/drawer-open-v3", num_envs=2, episode_length=30)
+    cfg = FinetuneConfig(env_steps=300, warmup_env_steps=100, log_every=150, eval_every=300, eval_episodes=2,
+                         threads=1, algo="rlpd", train_overrides={"rlpd": {"hidden": [32, 32], "critics": 3,
+                                                                           "batch_size": 32, "utd": 2}})
+    try:
+        agent, last = finetune(offline_run / "iql", env, GroundTruthReward(), cfg, tmp_path / "rlpd")
+    finally:
+        env.close()
+    err = capsys.readouterr().err
+    assert "rlpd from the iql checkpoint's offline data: actor loaded from the checkpoint" in err
+    assert "batches 16/32 offline" in err and "update path: eager" in err
+    assert last["updates"] == 200 and 0.0 <= last["eval/success_rate"] <= 1.0
+    assert all(math.isfinite(last[k]) for k in ("critic_loss", "actor_loss", "temperature_loss"))
+    payload, _ = load_checkpoint(tmp_path / "rlpd")
+    assert payload["algo"] == "rlpd" and payload["finetune"]["offline_ratio"] == 0.5
+    assert payload["config"]["rlpd"]["critics"] == 3 and payload["step"] == 300
+    iql, _ = load_checkpoint(offline_run / "iql")
+    assert not torch.equal(payload["agent"]["actor.net.0.weight"], iql["agent"]["actor.net.0.weight"])
+    assert isinstance(load_policy(tmp_path / "rlpd").actor, TanhGaussianActor)
+
+
+def test_finetune_cli_algo_rlpd_and_its_refusals(offline_run, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--checkpoint", str(offline_run / "iql"), "--algo", "rlpd", "--steps", "60",
+                 "--warmup", "40", "--eval-episodes", "0", "--threads", "1", "--out", str(out), "--critic-warmup", "30",
+                 "--set", "rlpd.hidden=[16]", "--set", "rlpd.critics=2", "--set", "rlpd.batch_size=16"]) == 0
+    err = capsys.readouterr().err
+    assert "actor started fresh" in err  # hidden [16] does not fit the IQL actor's [32, 32]
+    assert "30 critic-only updates on the offline data first" in err
+    payload, _ = load_checkpoint(out)
+    assert payload["algo"] == "rlpd" and payload["config"]["rlpd"]["hidden"] == [16]
+    # an RLPD run continues as RLPD; it cannot go back to IQL
+    assert main(["finetune", "--checkpoint", str(out), "--algo", "iql", "--steps", "20", "--eval-episodes", "0",
+                 "--out", str(tmp_path / "back")]) == 2
+    assert "cannot fine-tune a rlpd checkpoint with iql" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from robot_rl.rl.graphed import UpdateRunner, lr_table
 from robot_rl.rl.image_iql import EncoderConfig, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
 from robot_rl.rl.policy import load_policy
+from robot_rl.rl.rlpd import RLPD, RLPDConfig
 from robot_rl.rl.train import TrainConfig, train
 
 OBS, ACT = 5, 3
@@ -85,6 +86,8 @@ AGENTS = {
     "iql": lambda: IQL(OBS, ACT, IQLConfig(hidden=(32, 32), steps=40)),
     "iql-dropout": lambda: IQL(OBS, ACT, IQLConfig(hidden=(32, 32), steps=40, actor_dropout=0.1)),
     "bc": lambda: BC(OBS, ACT, IQLConfig(hidden=(32, 32), steps=40)),
+    "rlpd": lambda: RLPD(OBS, ACT, RLPDConfig(hidden=(32, 32), critics=3, utd=1)),  # actor noise, subset: default RNG
+    "rlpd-utd2": lambda: RLPD(OBS, ACT, RLPDConfig(hidden=(32, 32), critics=3, utd=2, batch_size=32)),
 }
 
 
@@ -113,12 +116,12 @@ def _run_compare(device: torch.device, name: str, path: str, k: int, n_calls: li
         assert torch.allclose(sums_eager[key], sums_other[key], rtol=1e-4, atol=1e-5), key
 
 
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd-utd2"])
 def test_eager_runner_is_bit_identical_to_update_calls(name):
     _run_compare(torch.device("cpu"), name, "eager", 1, [1, 5, 3], exact=True)
 
 
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd"])
 def test_graph_body_on_cpu_equals_eager_updates(name):
     """The body the graph records (device-side schedule, warm-up undone, remainder graph) equals eager updates."""
     _run_compare(torch.device("cpu"), name, "cuda-graph", 4, [8, 3, 4, 1], exact=False)
@@ -195,7 +198,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd"])
 def test_cuda_graph_updates_equal_eager_updates(name):
     _run_compare(torch.device("cuda"), name, "cuda-graph", 8, [16, 5, 8, 1], exact=False)
 
