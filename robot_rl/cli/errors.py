@@ -28,15 +28,6 @@ class UsageError(UserError):
         self.prog = prog
 
 
-class AlreadyReported(Exception):  # noqa: N818 - not an error of its own: a failure whose line is printed already
-    """A sub-command (``pipeline`` runs ``collect``, ``train``, ...) failed and printed its own line; ``main`` returns
-    ``code`` without a second line."""
-
-    def __init__(self, code: int, what: str = "") -> None:
-        super().__init__(what or f"failed with exit status {code}")
-        self.code = code
-
-
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that carry a message meant for the user (printed as it is, no debug hint)."""
     from robot_rl.data.errors import DatasetError

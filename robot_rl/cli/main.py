@@ -31,7 +31,6 @@ from robot_rl.cli.errors import (
     DEBUG_HINT,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
-    AlreadyReported,
     UsageError,
     UserError,  # noqa: F401 - commands and tests raise it from here
     describe,
@@ -88,10 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"robot-rl {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except AlreadyReported as e:  # a sub-command printed its own line
-        if debug:
-            traceback.print_exc()
-        return e.code or EXIT_ERROR
     except UsageError as e:  # a nested parser (calibrate KIND), or a command's own check of its flags
         print(f"{getattr(e, 'prog', 'robot-rl ' + args.command)}: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,7 +14,7 @@ import yaml
 
 from robot_rl.cli import errors
 from robot_rl.cli import main as main_module
-from robot_rl.cli.errors import AlreadyReported, describe
+from robot_rl.cli.errors import describe
 from robot_rl.cli.main import main
 from robot_rl.cli.outputs import OutputPathError, check_output
 from robot_rl.cli.progress import Progress
@@ -53,16 +53,6 @@ def test_ctrl_c_is_130(monkeypatch, capsys) -> None:
     _failing(monkeypatch, KeyboardInterrupt())
     assert main(["compare-rewards", "x.h5"]) == 130
     assert _lines(capsys.readouterr().err) == ["robot-rl compare-rewards: interrupted"]
-
-
-def test_a_sub_command_that_reported_its_error_gets_no_second_line(monkeypatch, capsys) -> None:
-    from robot_rl.cli.pipeline_cmd import Pipeline
-
-    with pytest.raises(AlreadyReported):
-        Pipeline._call(None, lambda argv: 2, ["collect"])  # type: ignore[arg-type]
-    _failing(monkeypatch, AlreadyReported(2))
-    assert main(["compare-rewards", "x.h5"]) == 2
-    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(("argv", "start"), [
