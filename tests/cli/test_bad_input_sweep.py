@@ -146,6 +146,10 @@ CASES: list[tuple[str, str, list[str], str]] = [
      "--to {blocked}/x.hdf5: cannot write there"),
     ("export", "missing-input", ["export", "{missing}", "--to", "robomimic:{out}/x.hdf5"], "{missing}: no such file"),
     ("export", "corrupt-input", ["export", "{corrupt_h5}", "--to", "robomimic:{out}/x.hdf5"], "not an HDF5 file"),
+    ("sweep", "unwritable-output", ["sweep", "--config", "{sweep_config}", "--out", "{blocked}/sw"],
+     "{blocked}/sw: cannot write there"),
+    ("sweep", "missing-input", ["sweep", "--config", "{missing}"], "{missing}"),
+    ("sweep", "corrupt-input", ["sweep", "--config", "{corrupt_yaml}"], "{corrupt_yaml}"),
     ("compare-rewards", "bad-type", ["compare-rewards", "{reach}", "--gamma", "abc"], "--gamma: invalid float"),
     ("compare-rewards", "unwritable-output", ["compare-rewards", "{reach}", "--out", "{blocked}/cr"],
      "{blocked}/cr: cannot write there"),
@@ -163,6 +167,8 @@ NOT_APPLICABLE = {
     ("reward-search", "bad-value"): "its ranges are checked by the search config after the LLM is set up",
     ("compare-rewards", "bad-value"): "no range-checked value of its own",
     ("export", "bad-type"): "no typed flag (choices only)",
+    ("sweep", "bad-type"): "no typed flag; the sweep YAML's own keys are checked by scale.sweep.read_sweep",
+    ("sweep", "bad-value"): "no typed flag; the sweep YAML's own keys are checked by scale.sweep.read_sweep",
 }
 """(command, class) pairs with no such input, and why."""
 
@@ -190,7 +196,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"reach": str(reach), "corrupt_h5": str(root / "corrupt.h5"), "corrupt_yaml": str(root / "corrupt.yaml"),
             "blocked": str(root / "a_file" / "sub"), "missing": str(root / "missing.h5"),
             "bad_run": str(root / "bad_run"), "images": str(root / "images"), "empty_dir": str(root / "empty_dir"),
-            "bag_spec": str(Path(__file__).resolve().parents[2] / "configs" / "bag_topics.example.yaml")}
+            "bag_spec": str(Path(__file__).resolve().parents[2] / "configs" / "bag_topics.example.yaml"),
+            "sweep_config": str(Path(__file__).resolve().parents[2] / "configs" / "sweep.example.yaml")}
 
 
 def _fill(argv: list[str], values: dict[str, str]) -> list[str]:
