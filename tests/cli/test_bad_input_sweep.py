@@ -42,7 +42,7 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("label", "bad-type", ["label", "{reach}", "--pairs", "abc"], "--pairs: invalid int value"),
     ("label", "bad-value", ["label", "{reach}", "--segment-length", "0"], "--segment-length must be >= 1"),
     ("label", "unwritable-output", ["label", "{reach}", "--pairs", "2", "--segment-length", "5", "--store",
-                                    "{blocked}/l.sqlite"], "is a file, not a folder"),
+                                    "{blocked}/l.sqlite"], "{blocked}/l.sqlite"),
     ("label", "missing-input", ["label", "{missing}"], "{missing}: no such file"),
     ("label", "corrupt-input", ["label", "{corrupt_h5}"], "{corrupt_h5}: not an HDF5 file"),
     ("train-reward", "bad-type", ["train-reward", "{reach}", "--out", "{out}/r", "--set", "lr=abc"],
