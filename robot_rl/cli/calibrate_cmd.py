@@ -7,8 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robot_rl.cli.errors import UserError
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
 
+MIN_VIEWS = 3
+"""Fewest board images ``--min-images`` may ask for: Zhang's method needs three views of a plane for the five
+intrinsics."""
 BOARD_HELP = ("board spec: chessboard:COLSxROWS:SQUARE_M (inner corners) or "
               "charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT] (squares), or a board YAML file")
 ACCEPT_POOR_HELP = ("write a result that fails a quality gate (see robot_rl/calibration/quality.py) with a warning "
@@ -48,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    check_output(args.out, "--out", "file")
+    if getattr(args, "png", None) is not None:
+        check_output(args.png, "--png", "file")
     if args.calibrate_command == "intrinsics":
+        if args.min_images < MIN_VIEWS:
+            raise UserError(f"--min-images must be >= {MIN_VIEWS} (fewer views of a planar board cannot fix the "
+                            f"camera matrix), got {args.min_images}")
         return _intrinsics(args, console)
     return _hand_eye(args, console)
 

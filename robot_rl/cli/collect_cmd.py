@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 from robot_rl.data.behaviours import NEEDS_EXPERT, PRESETS, resolve_preset
 from robot_rl.envs.task_cards import default_camera
 
@@ -60,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--image-every must be >= 0")
     if args.ray_workers is not None and (args.ray_workers < 1 or not args.ray_address):
         raise ValueError("--ray-workers needs --ray-address and must be >= 1")
+    if args.noise is not None and not (math.isfinite(args.noise) and args.noise >= 0):
+        raise ValueError(f"--noise must be a finite number >= 0 (an action-noise sigma), got {args.noise}")
     preset = resolve_preset(args.preset)
+    check_output(args.out, "--out", "file")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.distances import DistanceConfig, reward_distances
 
     config = DistanceConfig(gamma=args.gamma)
+    check_output(args.out or args.dataset.parent, "--out", "folder")
     with Dataset(args.dataset) as ds:
         available = ds.reward_label_ids()
         wanted = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else list(available)

@@ -21,11 +21,12 @@ import inspect
 import re
 import textwrap
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from robot_rl.cli.overrides import apply_overrides, load_yaml
+from robot_rl.core.config_check import ConfigError, config_from_dict
 
 T = TypeVar("T")
 
@@ -133,12 +134,19 @@ def config_dict(flags: ConfigFlags, args: argparse.Namespace) -> dict[str, Any]:
     return apply_overrides(cfg, getattr(args, "set", []))
 
 
-def build_config(cls: Callable[..., T], flags: ConfigFlags, args: argparse.Namespace, what: str) -> T:
-    """``cls`` from ``config_dict``; a field it does not know is a one-line ``ValueError`` naming ``what``."""
+def build_config(cls: type[T], flags: ConfigFlags, args: argparse.Namespace, what: str,
+                 data: Mapping[str, Any] | None = None) -> T:
+    """``cls`` from ``data`` (default: ``config_dict``) through ``core.config_check.config_from_dict``: an unknown
+    key, a wrong type or a value out of its declared range is one ``ConfigError`` line naming the key as the user
+    gave it (``--steps`` for a flag, ``iql.batch_size`` for ``--set`` / YAML), the value and what is expected."""
     try:
-        return cls(**config_dict(flags, args))
-    except TypeError as e:
-        raise ValueError(f"bad {what} config: {e}") from None
+        return config_from_dict(cls, config_dict(flags, args) if data is None else data)
+    except ConfigError as e:
+        dest = flags.dests.get(e.key)
+        if dest is not None and dest in getattr(args, GIVEN, set()):
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(e.key, str(e).replace(e.key, flag, 1)) from None
+        raise ConfigError(e.key, f"{what} config: {e}") from None
 
 
 def _default(f: dataclasses.Field) -> Any:

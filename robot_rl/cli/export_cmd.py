@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
 from robot_rl.cli.progress_bar import episode_progress
 
 
@@ -28,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     """Export; a bad destination is a one-line ``InteropError``."""
     from robot_rl.data.interop import InteropError, export_to, parse_source
 
-    scheme, _ = parse_source(args.to)
+    scheme, target = parse_source(args.to)
+    if scheme in ("robomimic", "lerobot"):  # a file, a folder; minari writes under MINARI_DATASETS_PATH
+        check_output(target, "--to", "file" if scheme == "robomimic" else "folder")
     options = {}
     if args.camera_format is not None:
         if scheme != "lerobot":

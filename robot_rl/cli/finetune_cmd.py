@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from robot_rl.cli.config_flags import add_config_flags
+from robot_rl.cli.config_flags import add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
@@ -82,18 +84,21 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rl.finetune import FinetuneConfig, finetune
 
     console = Console(stderr=True)
+    from robot_rl.cli.overrides import apply_overrides
+
+    cfg = build_config(FinetuneConfig, args.config_flags, args, "finetune",
+                       {**args.config_flags.values(args), "log_every": max(1, min(1000, args.steps)),
+                        "critic_warmup": args.critic_warmup, "train_overrides": apply_overrides({}, args.set)})
+    if args.num_envs < 1:
+        raise ValueError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if not 0 <= args.env_workers <= args.num_envs:
+        raise ValueError(f"--env-workers must be between 0 and --num-envs ({args.num_envs}), got {args.env_workers}")
+    out = check_output(args.out or Path(f"{args.checkpoint}-finetune"), "--out", "folder")
     payload, _ = load_checkpoint(args.checkpoint)
     dataset = payload["config"]["dataset"]
     from robot_rl.core import EnvSpec
 
     task = args.task or EnvSpec.from_json(payload["env_spec"]).name
-    out = args.out or Path(f"{args.checkpoint}-finetune")
-    if not 0 <= args.env_workers <= args.num_envs:
-        raise ValueError(f"--env-workers must be between 0 and --num-envs ({args.num_envs}), got {args.env_workers}")
-    from robot_rl.cli.overrides import apply_overrides
-
-    cfg = FinetuneConfig(**args.config_flags.values(args), log_every=min(1000, args.steps),
-                         critic_warmup=args.critic_warmup, train_overrides=apply_overrides({}, args.set))
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
     frames = camera_input(reward)  # an image reward model or CLIP: the env renders its camera at every step
@@ -140,6 +145,7 @@ def run_reset_free(args: argparse.Namespace) -> int:
     for k in DIRECTIONS:
         if not Path(getattr(args, k)).is_dir():
             raise FileNotFoundError(f"--{k} {getattr(args, k)}: no such run folder")
+    check_output(args.out or Path(f"{args.forward}-reset-free"), "--out", "folder")
     console = Console(stderr=True)
     cfg = ResetFreeConfig(steps=args.steps, attempt_time_limit=args.attempt_steps, stuck_attempts=args.stuck_attempts,
                           offline_ratio=ResetFreeConfig.offline_ratio if args.offline_ratio is None

@@ -8,9 +8,11 @@ import warnings
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Import the bag; raises ``DatasetError`` (one line naming bag, topic and time) on bad input."""
     from robot_rl.data.bag_import import BagSpec, BagWarning, import_bag
 
+    check_output(args.out, "--out", "file")
     spec = BagSpec.from_yaml(args.spec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
 from robot_rl.cli.progress_bar import episode_progress
 
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         if scheme != "lerobot":
             raise InteropError(f"--image-size: applies to lerobot: sources (videos), not {scheme}:")
         options["image_size"] = _size(args.image_size)
+    check_output(args.out, "--out", "file")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     with episode_progress(console, "import") as on_progress:

@@ -11,9 +11,10 @@ import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.progress import Progress
 from robot_rl.rewards.labelers import LABELERS
 
 
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.pairs < 1:
         raise ValueError("--pairs must be at least 1")
+    if args.segment_length is not None and args.segment_length < 1:
+        raise ValueError(f"--segment-length must be >= 1 step, got {args.segment_length}")
     length = args.segment_length or (1 if args.labeler == "vlm" else 50)
     task_text = args.task_text
     if args.task is not None:

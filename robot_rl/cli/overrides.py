@@ -11,9 +11,12 @@ import yaml
 def load_yaml(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such config file" if not Path(path).exists() else
+                                f"{path}: not a config file (a folder?)")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: cannot read config ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a mapping of keys to values")

@@ -4,10 +4,9 @@ anything touches the disk, with a one-line error naming the key (and the closest
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
+from robot_rl.core.config_check import RANGE, ConfigError, Range, check_value, config_from_dict, did_you_mean
 from robot_rl.rewards.labelers import LABELERS
 
 TOP_LEVEL: dict[str, Any] = {"task": str, "out": str, "seed": int, "collect": dict, "label": dict,
@@ -63,13 +62,13 @@ def check_config(cfg: dict[str, Any]) -> None:
 
             known = list_tasks()
         if value not in known:
-            raise ValueError(f"pipeline config: {where} '{value}' is unknown{_did_you_mean(str(value), known)}; "
+            raise ValueError(f"pipeline config: {where} '{value}' is unknown{did_you_mean(str(value), known)}; "
                              f"choose one of: {', '.join(known)}")
     try:
         TeacherConfig(**teacher)
-        RewardModelConfig(**sections["reward_model"])
-        TrainConfig.from_dict({**sections["train"], "dataset": "pipeline.h5"})
-        FinetuneConfig(**{k: v for k, v in ft.items() if k not in FINETUNE_EXTRA})
+        config_from_dict(RewardModelConfig, sections["reward_model"], "reward_model.")
+        config_from_dict(TrainConfig, {**sections["train"], "dataset": "pipeline.h5"}, "train.")
+        config_from_dict(FinetuneConfig, {k: v for k, v in ft.items() if k not in FINETUNE_EXTRA}, "finetune.")
     except (TypeError, ValueError) as e:
         raise ValueError(f"pipeline config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
@@ -83,68 +82,35 @@ def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _did_you_mean(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, [str(v) for v in valid], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _check_keys(values: dict[str, Any], types_: dict[str, Any], where: str,
-                not_here: dict[str, str] | None = None) -> None:
-    """Each key of ``values`` must be in ``types_`` and its value of that type; ``not_here``: key -> what sets it
-    instead (a valid field name that this section must not set)."""
+                not_here: dict[str, str] | None = None, bounds: dict[str, Range] | None = None) -> None:
+    """Each key of ``values`` must be in ``types_`` and its value of that type (and in its range, ``bounds``), as
+    ``core.config_check`` judges them; ``not_here``: key -> what sets it instead (a valid field name that this section
+    must not set)."""
     not_here = not_here or {}
     for key, value in values.items():
         if key in not_here:
             raise ValueError(f"pipeline config: {where}{key} cannot be set here (it comes from {not_here[key]})")
         if key not in types_:
             valid = [k for k in types_ if k not in not_here]
-            raise ValueError(f"pipeline config: unknown key {where}{key}{_did_you_mean(str(key), valid)}; valid keys: "
+            raise ValueError(f"pipeline config: unknown key {where}{key}{did_you_mean(str(key), valid)}; valid keys: "
                              f"{', '.join(valid)}")
-        if types_[key] is not dict and not _type_ok(types_[key], value):
-            raise ValueError(f"pipeline config: {where}{key} must be {_type_name(types_[key])}, got {value!r}")
+        if types_[key] is not dict:
+            try:
+                check_value(types_[key], value, f"{where}{key}", (bounds or {}).get(key))
+            except ConfigError as e:
+                raise ValueError(f"pipeline config: {e}") from None
 
 
 def _check_dataclass(cls: type, values: dict[str, Any], where: str, exclude: dict[str, str] | None = None) -> None:
-    """``_check_keys`` against the fields of the dataclass ``cls``, into fields that are dataclasses themselves."""
+    """``_check_keys`` against the fields of the dataclass ``cls`` and their declared ranges, into fields that are
+    dataclasses themselves."""
     hints = get_type_hints(cls)
-    _check_keys(values, {n: (dict if dataclasses.is_dataclass(t) else t) for n, t in hints.items()
-                         if n in {f.name for f in dataclasses.fields(cls)}}, where, exclude)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(values, {n: (dict if dataclasses.is_dataclass(t) else t) for n, t in hints.items() if n in fields},
+                where, exclude, {n: f.metadata[RANGE] for n, f in fields.items() if RANGE in f.metadata})
     for key, value in values.items():
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
                 raise ValueError(f"pipeline config: '{where}{key}' must be a mapping, got {value!r}")
             _check_dataclass(hints[key], value, f"{where}{key}.")
-
-
-def _type_ok(tp: Any, value: Any) -> bool:
-    """Whether a YAML value fits the annotation ``tp`` (types this check does not know pass)."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return True
-    if tp is type(None):
-        return value is None
-    if origin in (Union, types.UnionType):
-        return any(_type_ok(t, value) for t in get_args(tp))
-    if origin is Literal:
-        return value in get_args(tp)
-    if origin is tuple or tp is tuple:
-        args = get_args(tp)
-        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
-        return isinstance(value, list | tuple) and all(_type_ok(inner, v) for v in value)
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    return True
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is tuple:
-        return "a list"
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

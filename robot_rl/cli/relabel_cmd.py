@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -21,6 +20,8 @@ from rich.progress import (
 )
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 from robot_rl.rewards.precision import PRECISIONS
 from robot_rl.rewards.sources import source_help, source_names
 
@@ -55,9 +56,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.data import Dataset
+    from robot_rl.nn.device import resolve_device
     from robot_rl.rewards.relabel import activate_label, make_rewarder, relabel
 
     console = Console(stderr=True)
+    resolve_device(args.device)
+    if args.dataset.exists():  # relabel writes into the dataset
+        check_output(args.dataset, "dataset", "file")
     if args.activate_label:
         if args.source:
             raise ValueError("use either --source (relabel) or --activate-label (switch only)")

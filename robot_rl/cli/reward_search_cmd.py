@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -83,7 +85,7 @@ def _config(args: argparse.Namespace) -> Any:
     if args.task is None and args.trainer != "none":
         raise ValueError(f"--task is required with --trainer {args.trainer}")
     name = (args.task or Path(args.dataset or "dataset").stem).rsplit("/", 1)[-1]
-    out = args.out or Path("runs") / f"reward-search-{name}"
+    out = check_output(args.out or Path("runs") / f"reward-search-{name}", "--out", "folder")
     budget = TrainBudget(trainer=args.trainer, iql_steps=args.iql_steps, ppo_steps=args.ppo_steps,
                          eval_episodes=args.eval_episodes, seed=args.seed)
     llm = LLMConfig(model=args.model, base_url=args.llm_url, api_key_env=args.api_key_env,
@@ -147,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.codegen.search import run_search
 
     cfg = _config(args)
+    if cfg.dataset is not None:
+        from robot_rl.data import Dataset
+
+        with Dataset(cfg.dataset):  # a missing or unreadable dataset: its one line before anything is printed
+            pass
     console = Console(stderr=True)
     console.print(f"reward search: {cfg.task or cfg.dataset}, {cfg.iterations} iterations x {cfg.samples} samples, "
                   f"trainer {cfg.budget.trainer}, ranking by {cfg.ranking}"

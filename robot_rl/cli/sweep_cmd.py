@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     cfg = read_sweep(args.config, args.ray_address, args.out)
+    check_output(cfg.out, "--out", "folder")
     where = f"Ray at {cfg.ray_address}" if cfg.ray_address else "one after another"
     console.print(f"sweep: {len(cfg.jobs)} jobs of robot-rl {cfg.command} -> {cfg.out} ({where})",
                   markup=False, highlight=False, soft_wrap=True)

@@ -7,10 +7,12 @@ import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -30,11 +32,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.data import Dataset
+    from robot_rl.nn.device import resolve_device
     from robot_rl.rewards.jobs import check_reward_out, train_reward
     from robot_rl.rewards.model import RewardModelConfig
 
     console = Console(stderr=True)
     config = build_config(RewardModelConfig, args.config_flags, args, "reward-model")
+    resolve_device(args.device)
+    check_output(args.out, "--out", "folder")
+    with Dataset(args.dataset):  # a missing or unreadable dataset is its own error, before the label store's
+        pass
     check_reward_out(args.out, args.overwrite)  # before the progress bar: the refusal is the only output
     columns = (TextColumn("[bold]train reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from robot_rl.cli.config_flags import add_config_file_flags, add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.outputs import check_output
+from robot_rl.cli.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -52,11 +54,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.nn.device import resolve_device
     from robot_rl.rewards.success import SuccessConfig, train_success
     from robot_rl.rewards.success.labels import default_success_store, label_success, make_success_labeler
 
     console = Console(stderr=True)
     config = build_config(SuccessConfig, args.config_flags, args, "success-classifier")
+    resolve_device(args.device)
+    check_output(args.out, "--out", "folder")
     dataset = str(args.dataset)
     store = args.success_labels or default_success_store(dataset)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

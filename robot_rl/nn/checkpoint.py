@@ -67,16 +67,21 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
     paths = checkpoint_paths(run_dir)
     if not paths:
         raise CheckpointError(f"{run_dir}: no checkpoints in {Path(run_dir) / CHECKPOINT_DIR}")
+    skipped: list[tuple[Path, str]] = []
     for path in reversed(paths):
         try:
             payload = torch.load(path, map_location=map_location, weights_only=False)
             if not isinstance(payload, dict) or "step" not in payload:
                 raise ValueError("not a robot_rl checkpoint")
-            return payload, path
         except Exception as e:  # a torn or foreign file: try the previous one
-            warnings.warn(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                          "falling back to the previous one", stacklevel=2)
-    raise CheckpointError(f"{run_dir}: none of the {len(paths)} checkpoints could be read")
+            skipped.append((path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"))
+            continue
+        for bad, why in skipped:  # warned only when an older one serves: else the error below says it all
+            warnings.warn(f"{bad}: unreadable checkpoint ({why}); falling back to the previous one", stacklevel=2)
+        return payload, path
+    newest, why = skipped[0]
+    raise CheckpointError(f"{run_dir}: none of the {len(paths)} checkpoints could be read (newest: {newest.name}: "
+                          f"{why})")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from robot_rl.core import EnvSpec, RewardSource, RobotEnv
+from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.nn.device import resolve_device
@@ -50,25 +51,25 @@ from robot_rl.rl.train import (
 class FinetuneConfig:
     """An online fine-tuning run that starts from an offline checkpoint (IQL; BC or IQL with ``algo`` = ``rlpd``)."""
 
-    env_steps: int = 10_000
+    env_steps: int = bounded(10_000, ge=1)
     """Environment steps (summed over the batch of envs)."""
-    updates_per_env_step: float = 1.0
+    updates_per_env_step: float = bounded(1.0, ge=0)
     """Gradient updates per environment step."""
-    offline_ratio: float | None = None
+    offline_ratio: float | None = bounded(None, ge=0, le=1)
     """Fraction of each batch drawn from the offline dataset (the rest from new transitions); default the learner's:
     0.75 for IQL (measured on drawer-open from a 90%-success offline IQL policy with a learned reward, 3000 env steps:
     0.5 dipped to 60-65% success (2 seeds), 0.75 kept 85-90% (6000 steps: 90%, higher return)), 0.5 for RLPD
     (its symmetric sampling)."""
-    warmup_env_steps: int = 1000
+    warmup_env_steps: int = bounded(1000, ge=0)
     """New transitions collected before updates start (then ``updates_per_env_step`` per env step)."""
-    capacity: int = 1_000_000
+    capacity: int = bounded(1_000_000, ge=1)
     """Ring-buffer size for new transitions."""
-    log_every: int = 1000
+    log_every: int = bounded(1000, ge=1)
     """Log (and check for divergence) every this many env steps."""
-    eval_every: int = 5000
-    eval_episodes: int = 10
-    seed: int = 0
-    threads: int = 0
+    eval_every: int = bounded(5000, ge=0)
+    eval_episodes: int = bounded(10, ge=0)
+    seed: int = bounded(0, ge=0)
+    threads: int = bounded(0, ge=0)
     """torch CPU threads of the learner (0: 1 when it runs on CUDA, where more only spin — on the H200 16 threads
     spun while the GPU idled; with env worker processes, the cores less one per worker; with envs in this process,
     torch's default: envs and updates take turns, and on the idle 2-core VM 2 threads fine-tuned the quickstart in
@@ -78,7 +79,7 @@ class FinetuneConfig:
     algo: str | None = None
     """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` (from an IQL or BC checkpoint: its
     offline data and, where the layout matches, its actor; new critics)."""
-    critic_warmup: int = 0
+    critic_warmup: int = bounded(0, ge=0)
     """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
     other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
@@ -86,14 +87,9 @@ class FinetuneConfig:
     (``robot-rl finetune --set rlpd.utd=4``)."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.algo is not None and self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGORITHMS)}")
-        if self.offline_ratio is not None and not 0.0 <= self.offline_ratio <= 1.0:
-            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
-        if self.critic_warmup < 0:
-            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: automatic), got {self.threads}")
 
 
 class OnlineReplay:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.nn.networks import ConvEncoder, Critic, GaussianActor, ValueNet, random_shift
 from robot_rl.rl.agent import gradient_step
 from robot_rl.rl.iql import IQLConfig, actor_lr_factor, iql_losses, iql_scheduler
@@ -27,12 +28,15 @@ from robot_rl.rl.iql import IQLConfig, actor_lr_factor, iql_losses, iql_schedule
 class EncoderConfig:
     """The image encoder (DrQ's defaults)."""
 
-    feature_dim: int = 50
+    feature_dim: int = bounded(50, ge=1)
     """Image features after the encoder's linear + LayerNorm + tanh head."""
-    channels: int = 32
+    channels: int = bounded(32, ge=1)
     """Channels of each of the four 3x3 conv layers."""
-    shift_pad: int = 4
+    shift_pad: int = bounded(4, ge=0)
     """Random-shift augmentation: pad (pixels, replicated edge) before cropping back at a random offset; 0: off."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 class ObsEncoder(nn.Module):

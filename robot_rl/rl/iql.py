@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.nn.networks import Critic, GaussianActor, ValueNet
 from robot_rl.rl.agent import gradient_step
 
@@ -25,29 +26,32 @@ from robot_rl.rl.agent import gradient_step
 class IQLConfig:
     """IQL hyperparameters; defaults are the reference implementation's (locomotion settings)."""
 
-    expectile: float = 0.7
+    expectile: float = bounded(0.7, gt=0, lt=1)
     """Expectile tau of the value loss (0.7 locomotion / kitchen, 0.9 antmaze)."""
-    temperature: float = 3.0
+    temperature: float = bounded(3.0, ge=0)
     """Inverse temperature beta of the advantage weights exp(beta * adv)."""
-    weight_clip: float = 100.0
+    weight_clip: float = bounded(100.0, gt=0)
     """Upper clip of the advantage weights."""
-    discount: float = 0.99
-    target_rate: float = 0.005
+    discount: float = bounded(0.99, ge=0, le=1)
+    target_rate: float = bounded(0.005, gt=0, le=1)
     """Polyak rate of the target critic."""
-    batch_size: int = 256
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    value_lr: float = 3e-4
-    hidden: tuple[int, ...] = (256, 256)
+    batch_size: int = bounded(256, ge=1)
+    actor_lr: float = bounded(3e-4, gt=0)
+    critic_lr: float = bounded(3e-4, gt=0)
+    value_lr: float = bounded(3e-4, gt=0)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
     """Hidden layer sizes of every network."""
-    critics: int = 2
+    critics: int = bounded(2, ge=1)
     """Members of the critic ensemble (the min is the target)."""
-    actor_dropout: float = 0.0
+    actor_dropout: float = bounded(0.0, ge=0, lt=1)
     """Dropout in the actor (0.1 for kitchen / adroit in the reference)."""
     cosine_actor_schedule: bool = True
     """Decay the actor learning rate to 0 over ``steps`` with a cosine."""
-    steps: int = 100_000
+    steps: int = bounded(100_000, ge=1)
     """Planned number of updates (for the cosine schedule)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def actor_lr_factor(config: IQLConfig, step: int) -> float:

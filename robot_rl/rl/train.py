@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from robot_rl.core import EnvSpec
+from robot_rl.core.config_check import bounded, check_fields, config_from_dict
 from robot_rl.data import Dataset, DatasetError, TransitionSampler
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from robot_rl.nn.cuda_graph import STEPS_PER_REPLAY
@@ -46,9 +47,9 @@ class TrainConfig:
     """Path of the HDF5 dataset."""
     algo: str = "iql"
     """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``, ``rlpd``)."""
-    steps: int = 30_000
+    steps: int = bounded(30_000, ge=1)
     """Gradient updates."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """Seeds torch, numpy, Python and the sampler: same seed, data and device, same run."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``."""
@@ -57,28 +58,28 @@ class TrainConfig:
     normalize_rewards: bool = True
     """Scale rewards by (episode length) / (max - min episode return), as the reference IQL does (1000 / ...
     on 1000-step episodes), whatever their source."""
-    reward_scale_numerator: float | None = None
+    reward_scale_numerator: float | None = bounded(None, gt=0)
     """With ``normalize_rewards``, rewards are multiplied by this / (max - min episode return). Default: the
     episode length, which is the reference IQL's 1000 on D4RL's 1000-step episodes and keeps per-step rewards
     of order 1 on shorter episodes (on 150-step MetaWorld episodes, 1000 made IQL fall below BC:
     benchmarks/iql_quality.md)."""
     normalize_obs: bool = True
     """Standardize states with the dataset's mean and std."""
-    log_every: int = 1000
-    checkpoint_every: int = 5000
-    threads: int = 0
+    log_every: int = bounded(1000, ge=1)
+    checkpoint_every: int = bounded(5000, ge=1)
+    threads: int = bounded(0, ge=0)
     """CPU threads for torch (0: torch's default)."""
     compile: bool = False
     """Compile the loss computation with torch.compile (fused kernels; the first update compiles)."""
     cuda_graphs: bool = True
     """On CUDA, run whole updates as CUDA-graph replays (``rl/graphed.py``); false: eager updates."""
-    updates_per_call: int = 0
+    updates_per_call: int = bounded(0, ge=0)
     """Updates captured in one CUDA graph and replayed per call (0: the measured default, 16); CUDA graphs only."""
     obs: str = "state"
     """What the policy sees: ``state``, ``image`` (a camera image and the state) or ``image_only``."""
     camera: str | None = None
     """Camera of image observations (default: the dataset's only stored camera, else the task's)."""
-    image_size: int | None = None
+    image_size: int | None = bounded(None, ge=16)
     """Square image size in pixels (default: the stored frames' when every step is stored, else 64); frames
     that the dataset lacks at this size are rendered once from its sim states at load time."""
     iql: IQLConfig = field(default_factory=IQLConfig)
@@ -88,19 +89,10 @@ class TrainConfig:
     """The image encoder (``obs`` = ``image`` / ``image_only``)."""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types and the declared ranges (image_size >= 16: the conv encoder's receptive field)
         algorithms.algorithm(self.algo)  # one-line error listing the known names
         if self.obs not in OBS_TYPES:
             raise ValueError(f"unknown obs '{self.obs}'; choose one of: {', '.join(OBS_TYPES)}")
-        if self.image_size is not None and self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 pixels (the conv encoder's receptive field), got "
-                             f"{self.image_size}")
-        if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("steps, log_every and checkpoint_every must be >= 1")
-        for name in ("compile", "cuda_graphs", "normalize_rewards", "normalize_obs"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.updates_per_call < 0:
-            raise ValueError(f"updates_per_call must be >= 0 (0: default), got {self.updates_per_call}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -110,9 +102,9 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
-        iql = IQLConfig(**{**d.get("iql", {}), "hidden": tuple(d.get("iql", {}).get("hidden", (256, 256)))})
-        return TrainConfig(**{**d, "iql": iql, "rlpd": RLPDConfig.from_dict(d.get("rlpd") or {}),
-                              "encoder": EncoderConfig(**d.get("encoder", {}))})
+        """From YAML / ``--set`` / a checkpoint's config: unknown keys, types and ranges are one-line
+        ``ConfigError``s naming the dotted key (``core.config_check``)."""
+        return config_from_dict(TrainConfig, d)
 
     @property
     def images(self) -> bool:

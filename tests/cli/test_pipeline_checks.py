@@ -51,7 +51,7 @@ def test_the_quickstart_config_passes_the_checks() -> None:
     ({"finetune__capacity": 3}, "finetune.capacity cannot be set here"),
     ({"train__dataset": "x.h5"}, "train.dataset cannot be set here"),
     ({"label__teacher": {"mistak": 0.1}}, "unknown key label.teacher.mistak (did you mean 'mistake'?)"),
-    ({"train__steps": "5k"}, "train.steps must be int, got '5k'"),
+    ({"train__steps": "5k"}, "train.steps must be an integer >= 1, got '5k'"),
     ({"reward_model__hidden": "abc"}, "reward_model.hidden must be a list"),
     ({"reward_model__members": 0}, "members must be >= 1"),
     ({"finetune__offline_ratio": 2.0}, "offline_ratio must be in [0, 1]"),

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.nn.networks import EnsembleLinear
 from robot_rl.nn.payload import error_line, load_payload, plain
 from robot_rl.rewards.model.evaluation import plot_reward_vs_truth, reward_correlation
@@ -71,72 +72,55 @@ class RewardModelError(ValueError):
 class RewardModelConfig:
     """Reward-model ensemble and its training; defaults are PEBBLE / B-Pref's (state) and RL-VLM-F's (image CNN)."""
 
-    members: int = 3
+    members: int = bounded(3, ge=1)
     """Ensemble size E."""
-    hidden: tuple[int, ...] = (256, 256, 256)
+    hidden: tuple[int, ...] = bounded((256, 256, 256), ge=1)
     """Hidden layers of each state member's MLP."""
     activation: Literal["leaky_relu", "relu"] = "leaky_relu"
     """Hidden activation (LeakyReLU with slope 0.01, as ``nn.LeakyReLU()``)."""
     output: Literal["tanh", "linear"] = "tanh"
     """Per-step reward squashing: tanh keeps r in [-1, 1]."""
-    lr: float = 3e-4
-    batch_size: int = 128
+    lr: float = bounded(3e-4, gt=0)
+    batch_size: int = bounded(128, ge=1)
     """Pairs per member per step."""
-    steps: int = 200
+    steps: int = bounded(200, ge=1)
     """Gradient steps: ~50 epochs over ~450 training pairs at batch 128, PEBBLE / B-Pref's ``reward_update`` of 50
     epochs (one step at L = 50 is ~32 GFLOP: ~0.6 s on a CPU core, so the default takes ~2 min there)."""
-    weight_decay: float = 0.0
+    weight_decay: float = bounded(0.0, ge=0)
     """Decoupled (AdamW) weight decay; 0 is PEBBLE's plain Adam."""
-    label_noise: float = 0.0
+    label_noise: float = bounded(0.0, ge=0, lt=0.5)
     """ε in [0, 0.5): the share of labels assumed wrong (a noisy teacher or VLM). 0: plain Bradley-Terry."""
     noise_loss: Literal["flip", "smoothing"] = "flip"
     """How ``label_noise`` enters the loss. ``flip``: the likelihood of a label flipped with probability ε,
     P(y=1) = ε + (1 - 2ε)·σ(z) (a noise-aware Bradley-Terry loss); ``smoothing``: targets y(1 - ε) + (1 - y)ε."""
-    valid_fraction: float = 0.1
+    valid_fraction: float = bounded(0.1, ge=0, lt=1)
     """Share of the labeled pairs held out for the accuracy metrics (never trained on)."""
     use_actions: bool = True
     """r(s, a) (PEBBLE) when true, else r(s). Image models append the actions to the conv features when true; set
     it false for RL-VLM-F's r(o)."""
     obs: Literal["state", "image"] = "state"
     """What a member reads: normalized states (+ actions), or frames (+ actions)."""
-    image_size: int = 64
+    image_size: int = bounded(64, ge=1)
     """Frames are uint8 [H, W, 3] with H = W = image_size."""
-    conv_channels: tuple[int, ...] = (16, 32, 64, 128)
+    conv_channels: tuple[int, ...] = bounded((16, 32, 64, 128), ge=1)
     """Image members: channels of each conv layer (RL-VLM-F's CNN, no padding)."""
-    conv_kernels: tuple[int, ...] = (5, 3, 3, 3)
-    conv_strides: tuple[int, ...] = (3, 2, 2, 2)
-    image_hidden: tuple[int, ...] = ()
+    conv_kernels: tuple[int, ...] = bounded((5, 3, 3, 3), ge=1)
+    conv_strides: tuple[int, ...] = bounded((3, 2, 2, 2), ge=1)
+    image_hidden: tuple[int, ...] = bounded((), ge=1)
     """Image members: hidden layers between the flattened conv features (+ actions) and the output (RL-VLM-F: none)."""
-    shift_pad: int = 4
+    shift_pad: int = bounded(4, ge=0)
     """Image members: random-shift augmentation in training (pixels of replicated padding); 0: off."""
-    log_every: int = 100
+    log_every: int = bounded(100, ge=1)
     """Steps between ``progress`` calls (the only host syncs of the loop)."""
     cuda_graphs: bool = True
     """On CUDA, run training steps as CUDA-graph replays (``nn/cuda_graph.py``, 16 steps per replay)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "conv_channels", "conv_kernels", "conv_strides", "image_hidden"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))  # YAML gives lists
+        # types, literals and ranges (steps >= 1: 0 steps would save an untrained model as if it were a result);
+        # YAML lists become tuples
+        check_fields(self, RewardModelError)
         problems = []
-        if self.members < 1:
-            problems.append(f"members must be >= 1, got {self.members}")
-        if self.obs not in ("state", "image"):
-            problems.append(f"obs must be 'state' or 'image', got {self.obs!r}")
-        if self.activation not in ("leaky_relu", "relu"):
-            problems.append(f"activation must be 'leaky_relu' or 'relu', got {self.activation!r}")
-        if self.output not in ("tanh", "linear"):
-            problems.append(f"output must be 'tanh' or 'linear', got {self.output!r}")
-        if self.batch_size < 1 or self.log_every < 1:
-            problems.append("batch_size and log_every must be >= 1")
-        if self.steps < 1:  # 0 steps would save an untrained model as if it were a result
-            problems.append(f"steps must be >= 1, got {self.steps}")
-        if not 0.0 <= self.label_noise < 0.5:
-            problems.append(f"label_noise must be in [0, 0.5), got {self.label_noise}")
-        if self.noise_loss not in ("flip", "smoothing"):
-            problems.append(f"noise_loss must be 'flip' or 'smoothing', got {self.noise_loss!r}")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            problems.append(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
             problems.append("conv_channels, conv_kernels and conv_strides must have the same length")
         if problems:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from robot_rl.core import SuccessSignal
+from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.nn.payload import error_line, load_payload, plain
 from robot_rl.rewards.model.network import RewardModel, RewardModelConfig
 from robot_rl.rewards.success.labels import SuccessError
@@ -52,57 +53,43 @@ class SuccessConfig:
     """What the classifier reads: the state, a camera frame, or both."""
     camera: str | None = None
     """Image modes: the camera (default: the dataset's only stored camera, else the task card's)."""
-    image_size: int = 64
+    image_size: int = bounded(64, ge=1)
     """Image modes: square frame size in pixels."""
-    members: int = 3
+    members: int = bounded(3, ge=1)
     """Ensemble size; the probability is the members' mean."""
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
     """State mode: hidden layers. Image modes: hidden layers after the conv features (+ state)."""
-    conv_channels: tuple[int, ...] = (16, 32, 64, 128)
-    conv_kernels: tuple[int, ...] = (5, 3, 3, 3)
-    conv_strides: tuple[int, ...] = (3, 2, 2, 2)
-    shift_pad: int = 4
+    conv_channels: tuple[int, ...] = bounded((16, 32, 64, 128), ge=1)
+    conv_kernels: tuple[int, ...] = bounded((5, 3, 3, 3), ge=1)
+    conv_strides: tuple[int, ...] = bounded((3, 2, 2, 2), ge=1)
+    shift_pad: int = bounded(4, ge=0)
     """Random-shift augmentation of frames in training (pixels); 0: off."""
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    steps: int = 1000
+    lr: float = bounded(3e-4, gt=0)
+    weight_decay: float = bounded(1e-4, ge=0)
+    batch_size: int = bounded(128, ge=1)
+    steps: int = bounded(1000, ge=1)
     """Gradient steps."""
-    valid_fraction: float = 0.2
+    valid_fraction: float = bounded(0.2, ge=0, lt=1)
     """Share of episodes held out (their examples are never trained on)."""
-    first_frames: int = 3
+    first_frames: int = bounded(3, ge=0)
     """Negatives per episode from its start."""
-    final_frames: int = 3
+    final_frames: int = bounded(3, ge=0)
     """Examples per marked episode from its end."""
     preference_negatives: bool = False
     """Use the last frame of each strictly less-preferred segment as a negative, down-weighted by
     ``preference_weight``."""
-    preference_weight: float = 0.5
-    threshold: float | None = None
+    preference_weight: float = bounded(0.5, ge=0)
+    threshold: float | None = bounded(None, gt=0, lt=1)
     """Fixed decision threshold; None: max F1 on the held-out examples."""
     cuda_graphs: bool = True
     """On CUDA, run training steps as CUDA-graph replays (``nn/cuda_graph.py``)."""
-    eval_frames: int = 16
+    eval_frames: int = bounded(16, ge=1)
     """Image modes: frames per held-out episode scored against ground truth (state mode scores every step)."""
-    log_every: int = 50
-    seed: int = 0
+    log_every: int = bounded(50, ge=1)
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "conv_channels", "conv_kernels", "conv_strides"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        problems = []
-        if self.obs not in ("state", "image", "both"):
-            problems.append(f"obs must be state, image or both, got {self.obs!r}")
-        if self.members < 1 or self.batch_size < 1 or self.steps < 1 or self.log_every < 1:
-            problems.append("members, batch_size, steps and log_every must be >= 1")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            problems.append(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        if self.first_frames < 0 or self.final_frames < 0:
-            problems.append("first_frames and final_frames must be >= 0")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            problems.append(f"threshold must be in (0, 1), got {self.threshold}")
-        if problems:
-            raise SuccessError("SuccessConfig: " + "; ".join(problems))
+        check_fields(self, SuccessError)  # types, literals and ranges; YAML lists become tuples
         if self.uses_image:
             self.network_config().conv_output_size()  # a frame size too small for the convs fails here, not later
 
