@@ -23,7 +23,9 @@ committed episodes also survive power loss.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import warnings
 from types import TracebackType
 from typing import Any
@@ -241,8 +243,28 @@ def rewrite_masks(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _create(path: str, spec: EnvSpec, source: str, task_text: str) -> None:
-    """Create an empty dataset file atomically (a kill leaves either no file or a valid one)."""
-    tmp = f"{path}.creating"
+    """Create an empty dataset file atomically and exclusively: a kill leaves either no file or a valid one, and of
+    two writers creating the same new file at once exactly one succeeds (the file is linked into place, which fails
+    when the name exists; the other gets a one-line ``DatasetError``)."""
+    tmp = f"{path}.creating-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        _write_empty(tmp, spec, source, task_text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise DatasetError(f"{path}: file exists (another writer created it just now); pass resume=True to "
+                               "append to it, or choose a new path") from None
+        except OSError:  # a file system without hard links: replace, after one more look
+            if os.path.exists(path):
+                raise DatasetError(f"{path}: file exists (another writer created it just now)") from None
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_directory(path)
+
+
+def _write_empty(tmp: str, spec: EnvSpec, source: str, task_text: str) -> None:
     with h5py.File(tmp, "w") as f:
         data = f.create_group(DATA)
         data.attrs["format_version"] = np.int64(FORMAT_VERSION)
@@ -252,8 +274,6 @@ def _create(path: str, spec: EnvSpec, source: str, task_text: str) -> None:
         data.attrs["total"] = np.int64(0)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_directory(path)
 
 
 def _write_episode(group: h5py.Group, ep: Episode, compression: str | None) -> None:

@@ -255,4 +255,38 @@ def test_refuses_to_overwrite_and_checks_env_on_resume(tmp_path):
         DatasetWriter(tmp_path, make_spec(), source="test", resume=True)
     with DatasetWriter(tmp_path / "new.h5", make_spec(), source="test", resume=True) as w:  # absent: created
         assert w.add_episode(make_episode(1)) == "demo_0"
-    assert not list(tmp_path.glob("*.creating")) and not list(tmp_path.glob("*-journal"))
+    assert not list(tmp_path.glob("*.creating*")) and not list(tmp_path.glob("*-journal"))
+
+
+def _race_writer(path: str, barrier: object, results: object) -> None:
+    from robot_rl.data import DatasetError, DatasetWriter
+    from tests.data.synthetic import make_episode, make_spec
+
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        with DatasetWriter(path, make_spec(), source=f"writer {os.getpid()}") as w:
+            w.add_episode(make_episode(2))
+        results.put("created")  # type: ignore[attr-defined]
+    except DatasetError as e:
+        results.put(f"refused: {e}")  # type: ignore[attr-defined]
+
+
+def test_two_writers_creating_the_same_new_file_at_once_one_wins_the_other_is_refused(tmp_path: Path) -> None:
+    """Issue 15 item 9: two collects racing to create one new file lost 1 race in 4 (both wrote into it)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for i in range(8):
+        path = str(tmp_path / f"race{i}.h5")
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_race_writer, args=(path, barrier, results)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes = sorted(results.get(timeout=5) for _ in procs)
+        assert outcomes[0] == "created" and outcomes[1].startswith("refused: ") and "file exists" in outcomes[1], \
+            outcomes
+        with Dataset(path) as ds:  # the winner's file, whole: one episode, readable
+            assert ds.episode_names == ["demo_0"]
+        assert not list(tmp_path.glob("*.creating*"))
