@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from robot_rl.cli.main import COMMANDS, main
+from robot_rl.data import Dataset
 from tests.rewards.conftest import write_reach
 
 CLASSES = ("bad-type", "bad-value", "unwritable-output", "missing-input", "corrupt-input")
@@ -291,6 +292,9 @@ FULL_DISK_CASES = [
     ("train-reward", ["train-reward", "{disk}/reach.h5", "--out", "{disk}/r", "--steps", "2", "--set",
                       "hidden=[8]", "--device", "cpu"], "disk full"),
     ("inspect", ["inspect", "{reach}", "--png", "{disk}/x.png"], "disk full"),
+    ("collect", ["collect", "--task", "metaworld/drawer-open-v3", "--episodes", "3", "--episode-length", "40",
+                 "--image-every", "1", "--image-size", "64", "--out", "{disk}/c.h5"], "disk full"),
+    ("relabel", ["relabel", "{disk}/reach.h5", "--source", "reward-model:{disk}/r", "--id", "learned"], "disk full"),
 ]
 
 
@@ -298,8 +302,11 @@ FULL_DISK_CASES = [
 def test_a_full_disk_ends_in_one_error_line(files: dict[str, str], disk: Path, capsys: pytest.CaptureFixture[str],
                                             command: str, argv: list[str], needle: str) -> None:
     shutil.copy(files["reach"], disk / "reach.h5")
-    if command == "train-reward":  # labels first, while there is room
+    if command in ("train-reward", "relabel"):  # labels (and the model) first, while there is room
         assert main(["label", str(disk / "reach.h5"), "--pairs", "10", "--segment-length", "5"]) == 0
+    if command == "relabel":
+        assert main(["train-reward", str(disk / "reach.h5"), "--out", str(disk / "r"), "--steps", "2", "--set",
+                     "hidden=[8]", "--device", "cpu"]) == 0
     _filled(disk.parent)
     capsys.readouterr()
     code = main(_fill(argv, {**files, "disk": str(disk)}))
@@ -309,3 +316,10 @@ def test_a_full_disk_ends_in_one_error_line(files: dict[str, str], disk: Path, c
     last = lines[-1]  # a command that had started may have printed its progress before
     assert last.startswith(f"robot-rl {command}: error: ") and needle in last, err
     assert "no space left on device" in last and "--debug" not in last, last
+    if command == "relabel":  # nothing lost: the dataset reads as before, without a half-written label
+        with Dataset(disk / "reach.h5") as ds:
+            assert "learned" not in ds.reward_label_ids() and ds.episode_names
+    if command == "collect" and (disk / "c.h5").exists():  # the episodes that made it are whole
+        with Dataset(disk / "c.h5") as ds:
+            for name in ds.episode_names:
+                ds.load_episode(name)
