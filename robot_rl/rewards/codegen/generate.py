@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robot_rl.llm import LLMClient, LLMConfig
-from robot_rl.llm.errors import LLMAuthError, LLMError, LLMRequestError, one_line
+from robot_rl.llm.errors import LLMAuthError, LLMConnectionError, LLMError, LLMRequestError, one_line
 from robot_rl.llm.messages import Message, system_message, user_message
 
 PROMPT_VERSION = "reward-search-v2"
@@ -127,8 +127,9 @@ def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: 
     ``seed`` = seed * 10007 + iteration * 1009 + i (so samples differ on servers that honour it, and a response cache
     keeps each; a regenerated sample has a new index, so a new seed).
 
-    A sample whose request failed for good (server unreachable, deadline) is a failed sample with the reason;
-    a refused request (400, 401, 403...) raises ``LLMRequestError``: retrying other samples would not help."""
+    A sample whose request failed for good (no reply in time, a server error) is a failed sample with the reason;
+    a refused request (400, 401, 403...) raises ``LLMRequestError`` and an endpoint nobody serves
+    ``LLMConnectionError``: retrying other samples would not help."""
     if k < 1:
         raise ValueError(f"samples per iteration must be >= 1, got {k}")
     from robot_rl.llm.client import run_sync
@@ -139,7 +140,7 @@ def generate(config: LLMConfig, messages: Sequence[Message], k: int, iteration: 
         start = time.monotonic()
         try:
             reply = await client.achat(messages)
-        except (LLMAuthError, LLMRequestError):
+        except (LLMAuthError, LLMRequestError, LLMConnectionError):  # every other sample would fail the same way
             raise
         except LLMError as e:
             return Sample(iteration, i, None, f"no reply from the LLM: {one_line(str(e))}",
