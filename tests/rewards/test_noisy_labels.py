@@ -50,7 +50,7 @@ def test_a_confidently_contradicted_label_costs_at_most_log_one_over_eps() -> No
 def test_noise_settings_are_checked() -> None:
     with pytest.raises(ValueError, match=r"label_noise must be in \[0, 0.5\)"):
         RewardModelConfig(label_noise=0.5)
-    with pytest.raises(ValueError, match="noise_loss must be 'flip' or 'smoothing'"):
+    with pytest.raises(ValueError, match="noise_loss must be one of 'flip', 'smoothing'"):
         RewardModelConfig(noise_loss="huber")  # type: ignore[arg-type]
 
 

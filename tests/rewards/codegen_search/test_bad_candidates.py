@@ -45,7 +45,7 @@ def outcome(labeled_reach, tmp_path_factory: pytest.TempPathFactory):
     with ReplayServer(responder=responder) as server:
         cfg = SearchConfig(llm=fast_config(server, deadline_s=30.0), out=out, iterations=1, samples=len(NAMES),
                            budget=TrainBudget(trainer="none"), dataset=str(dataset), labels=str(store), workers=2,
-                           timeout_s=120.0, sandbox_limits={"deadline_s": 3.0})
+                           timeout_s=120.0, sandbox_limits={"deadline_s": 3.0}, regenerate=0)
         result = run_search(cfg)
     lines = [json.loads(line) for line in (out / RECORDS).read_text().splitlines()]
     records = {NAMES[r["index"]]: r for r in lines if r["kind"] == "candidate"}
