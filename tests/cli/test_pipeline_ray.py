@@ -4,6 +4,7 @@ any stage's key (the results are the same with or without Ray, so adding it reru
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ def test_the_ray_section_reaches_collect_label_and_relabel(tmp_path: Path, monke
         raise KeyboardInterrupt  # stop before anything is asked
 
     monkeypatch.setattr(jobs, "label_dataset", capture)
-    pipeline.dataset = SAMPLE
+    pipeline.dataset = tmp_path / "sample.h5"
+    shutil.copy(SAMPLE, pipeline.dataset)
     pipeline.cfg["label"] = {**cfg["label"], "labeler": "vlm", "vlm": {"url": "http://127.0.0.1:9/v1", "model": "m",
                                                                         "image_size": 32}}
     with pytest.raises(KeyboardInterrupt):
