@@ -97,6 +97,12 @@ def test_robomimic_replace_rewards_keeps_the_original_once(tmp_path: Path) -> No
             np.testing.assert_allclose(group["rewards"][()], np.linalg.norm(nxt, axis=1), rtol=1e-5)
             np.testing.assert_array_equal(group["reward_labels/ground_truth"][()], rewards.astype(np.float32))
             np.testing.assert_allclose(group["reward_labels/code"][()], -np.linalg.norm(nxt, axis=1), rtol=1e-5)
+    pos_half = _code(tmp_path, DISTANCE.replace("return -dist", "return dist / 2"), "pos_half.py")
+    assert main(["relabel", f"robomimic:{src}", "--source", f"code:{pos_half}", "--id", "pos"]) == 0
+    with h5py.File(src, "r") as f:  # rewards that hold label 'pos' follow it, with or without --replace-rewards
+        group = f["data/demo_1"]
+        np.testing.assert_allclose(group["rewards"][()], np.linalg.norm(_next_states(group), axis=1) / 2, rtol=1e-5)
+        np.testing.assert_allclose(group["reward_labels/pos"][()], group["rewards"][()], rtol=1e-6)
     out = tmp_path / "lift.h5"
     import_source(f"robomimic:{src}", str(out))
     with Dataset(out) as ds:
@@ -268,3 +274,21 @@ def test_minari_replace_rewards_is_what_load_dataset_returns(minari_root: Path, 
 def test_minari_unknown_id_is_one_line(minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["relabel", "minari:mujoco/hopper/expert-v0", "--source", f"code:{_code(tmp_path)}"]) == 2
     assert "no such dataset" in _one_line(capsys)
+
+
+def test_minari_arrow_storage_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyarrow")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = minari.DataCollector(gym.make("InvertedPendulum-v5", max_episode_steps=5), data_format="arrow")
+    env.reset(seed=0)
+    while not any(env.step(env.action_space.sample())[2:4]):
+        pass
+    env.create_dataset("mujoco/invertedpendulum/arrow-v0", algorithm_name="random", author="test",
+                       author_email="t@example.com", code_permalink="https://example.com", description="arrow")
+    env.close()
+    folder = tmp_path / "minari" / "mujoco" / "invertedpendulum" / "arrow-v0"
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    assert main(["relabel", "minari:mujoco/invertedpendulum/arrow-v0", "--source", f"code:{_code(tmp_path)}"]) == 2
+    assert "stored as arrow" in _one_line(capsys)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before

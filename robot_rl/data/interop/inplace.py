@@ -64,19 +64,6 @@ def relabel_lock(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def rewards_label(path: str, provenance_group: str) -> str | None:
-    """The label id the file's ``rewards`` hold after an earlier ``--replace-rewards`` (None: its own)."""
-    with h5py.File(path, "r") as f:
-        raw = f[provenance_group].attrs.get(PROVENANCE_ATTR) if provenance_group in f else None
-    if raw is None:
-        return None
-    try:
-        label = json.loads(plain(raw)).get("label")
-    except (ValueError, AttributeError):
-        return None
-    return str(label) if label else None
-
-
 def write_labels(path: str, groups: dict[str, np.ndarray], label_id: str, provenance: dict[str, Any], *,
                  replace: bool, provenance_group: str, source: str, expect: tuple[int, int, int]) -> None:
     """Write ``groups`` (episode group path -> rewards) as ``reward_labels/<label_id>`` into the foreign HDF5
@@ -89,6 +76,7 @@ def write_labels(path: str, groups: dict[str, np.ndarray], label_id: str, proven
         shutil.copy2(path, tmp)
         with h5py.File(tmp, "r+") as f:
             own = f[provenance_group].attrs.get(PROVENANCE_ATTR) is None
+            replace = replace or _holds(f[provenance_group], label_id)  # rewards that hold this label follow it
             for group_path, values in groups.items():
                 _write_episode(path, f, group_path, values, label_id, provenance, replace, own, source)
             if replace:
@@ -105,6 +93,15 @@ def write_labels(path: str, groups: dict[str, np.ndarray], label_id: str, proven
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _holds(group: h5py.Group, label_id: str) -> bool:
+    """Whether ``reward_provenance`` says the file's ``rewards`` hold ``label_id`` (an earlier replace)."""
+    raw = group.attrs.get(PROVENANCE_ATTR)
+    try:
+        return raw is not None and json.loads(plain(raw)).get("label") == label_id
+    except (ValueError, AttributeError):
+        return False
 
 
 def _write_episode(path: str, f: h5py.File, group_path: str, values: np.ndarray, label_id: str,
