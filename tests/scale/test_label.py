@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -161,3 +162,17 @@ def test_ray_flags_are_checked(tmp_path, capsys):
     assert "spreads VLM queries" in capsys.readouterr().err
     assert main(["label", str(data), "--pairs", "2", "--labeler", "vlm", "--ray-workers", "2"]) == 2
     assert "--ray-workers needs --ray-address" in capsys.readouterr().err
+
+
+def test_a_dead_endpoint_on_the_workers_is_the_one_line_of_the_single_process_run(ray_cluster, tmp_path, capsys):
+    data = tmp_path / "d.h5"
+    shutil.copy(SAMPLE, data)
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    store = tmp_path / "labels.sqlite"
+    assert main(_argv(data, store, url, "--pairs", "4", "--ray-address", ray_cluster.address)) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "━" not in line]
+    assert len(lines) == 1 and lines[0].startswith("robot-rl label: error: ") and "127.0.0.1" in lines[0], lines
+    assert "Ray" not in lines[0]  # the workers' own error (LLMConnectionError), not Ray's wrapper
+    assert not store.exists() or not _rows(store)
