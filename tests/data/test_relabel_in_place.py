@@ -205,6 +205,8 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path, capsys: pytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py", "lift.hdf5", "plain.hdf5", "reward.py"]
     assert main(["relabel", str(src), "--source", f"code:{code}", "--replace-rewards"]) == 2
     assert "--replace-rewards" in _one_line(capsys)
+    assert main(["relabel", str(src), "--source", f"code:{code}"]) == 2  # a robomimic file named without its scheme
+    assert f"looks like a robomimic file: robot-rl import robomimic:{src}" in _one_line(capsys)
 
 
 def test_a_file_changed_meanwhile_is_refused(tmp_path: Path) -> None:
