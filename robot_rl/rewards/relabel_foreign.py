@@ -106,7 +106,7 @@ def _relabel(path: str, target: str, fmt: Any, ds: Dataset, rewarder: EpisodeRew
     write_labels(path, {groups[n]: done[n] for n in names}, label_id, provenance, replace=replace,
                  provenance_group=fmt.PROVENANCE_GROUP, source=target, expect=before)
     if progress is not None:
-        progress("write", 1, 1)
+        progress("write", len(names), len(names))  # one replace writes them all
     spool.remove()
     allv = np.concatenate([done[n] for n in names])
     return RelabelResult(label_id, len(names), computed, replace, float(allv.mean()), float(allv.std()))
