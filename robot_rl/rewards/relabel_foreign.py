@@ -61,6 +61,8 @@ def relabel_foreign(target: str, make_rewarder: Callable[[Dataset], EpisodeRewar
     ``minari:DATASET_ID``) with the rewarder ``make_rewarder`` opens on the staged dataset, and write them into the
     file as ``reward_labels/<label_id>`` (and ``rewards`` with ``replace``). Atomic and resumable (module docs)."""
     scheme, rest = parse_source(target)
+    if label_id is not None:
+        check_label_id(label_id)  # before the staging import
     fmt = format_module(scheme)
     path: str = fmt.relabel_file(rest)
     stage = path + STAGE_SUFFIX
