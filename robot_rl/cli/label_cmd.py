@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -49,7 +50,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--vlm-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--model", default=None, help="model name as the server knows it")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    g.add_argument("--concurrency", type=int, default=4, help="queries in flight at once")
+    g.add_argument("--concurrency", type=int, default=4, help="queries in flight at once (over all Ray workers)")
+    g.add_argument("--requests-per-minute", type=float, default=None, metavar="N",
+                   help="at most N requests a minute, evenly spaced (over all Ray workers; default: no limit)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR|local",
+                   help="ask the VLM from Ray workers (frames read or rendered there; answers stored here, once): "
+                        "'local' starts a local Ray, ADDR joins a cluster whose nodes see the dataset and store")
+    g.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --ray-address: workers (default: the cluster's CPUs)")
     g.add_argument("--prompt-version", default="rl-vlm-f-v1")
     g = p.add_argument_group("frames (vlm, human)")
     g.add_argument("--camera", default=None, help="camera to show (default: the task's first)")
@@ -77,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--task-text must be a non-empty sentence")
     teacher = {"rationality": args.rationality, "myopia": args.myopia, "mistake": args.mistake,
                "skip_threshold": args.skip_threshold, "equal_threshold": args.equal_threshold, "seed": args.seed}
+    if args.ray_workers is not None and (args.ray_workers < 1 or not args.ray_address):
+        raise ValueError("--ray-workers needs --ray-address and must be >= 1")
+    if args.ray_address and args.labeler != "vlm":
+        raise ValueError(f"--ray-address: spreads VLM queries (--labeler vlm); the {args.labeler} labeler runs here")
     frames_identity = None
+    camera = args.camera
     if args.labeler == "vlm":
         from robot_rl.data import Dataset
         from robot_rl.rl.image_data import dataset_camera
@@ -85,10 +98,16 @@ def run(args: argparse.Namespace) -> int:
         with Dataset(args.dataset) as ds:
             camera = dataset_camera(ds, args.camera) if args.camera or ds.spec.cameras else None
         frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
-    labeler = make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
-                           api_key_env=args.api_key_env, concurrency=args.concurrency,
-                           prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port,
-                           cache_path=(args.store or default_store_path(str(args.dataset))) + ".llm-cache")
+    options = {"vlm_url": args.vlm_url, "model": args.model, "api_key_env": args.api_key_env,
+               "concurrency": args.concurrency, "prompt_version": args.prompt_version,
+               "frames_identity": frames_identity, "requests_per_minute": args.requests_per_minute,
+               "cache_path": os.path.abspath(args.store or default_store_path(str(args.dataset))) + ".llm-cache"}
+    labeler = make_labeler(args.labeler, teacher=teacher, port=args.port, **options)
+    if args.ray_address:
+        from robot_rl.scale.label import RayVLMLabeler
+
+        labeler = RayVLMLabeler(labeler, os.path.abspath(args.dataset), options, camera, args.image_size,
+                                args.ray_address, args.ray_workers)
     counts: dict[str, int] = {}
     columns = (TextColumn(f"[bold]label ({args.labeler})"), BarColumn(), MofNCompleteColumn(), TextColumn("pairs"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
@@ -110,4 +129,8 @@ def run(args: argparse.Namespace) -> int:
     usage = getattr(getattr(labeler, "client", None), "usage", None)
     if usage is not None:
         console.print(f"VLM: {usage.requests} requests, {usage.total_tokens} tokens")
+    elif isinstance(getattr(labeler, "usage", None), dict):  # on Ray: the workers' clients, summed
+        use = getattr(labeler, "usage")  # noqa: B009 - not on the Labeler protocol
+        console.print(f"VLM: {use.get('requests', 0)} requests, "
+                      f"{use.get('prompt_tokens', 0) + use.get('completion_tokens', 0)} tokens")
     return 0

@@ -168,7 +168,11 @@ def read_header(f: h5py.File, where: str) -> Header:
         raise DatasetError(f"{where}: no /{DATA} group (not a robot_rl / robomimic-style dataset)")
     attrs = data.attrs
     if "format_version" not in attrs:
-        raise DatasetError(f"{where}: /{DATA} attr 'format_version': missing")
+        foreign = "env_spec" not in attrs and (
+            "env_args" in attrs or any(isinstance(g, h5py.Group) and "obs" in g for g in data.values()))
+        hint = (f"; it looks like a robomimic file: robot-rl import robomimic:{where} --out NEW.h5, or relabel it "
+                f"in place with robot-rl relabel robomimic:{where}") if foreign else ""
+        raise DatasetError(f"{where}: /{DATA} attr 'format_version': missing{hint}")
     version = attrs["format_version"]
     if not isinstance(version, int | np.integer) or int(version) != FORMAT_VERSION:
         newer = isinstance(version, int | np.integer) and int(version) > FORMAT_VERSION
