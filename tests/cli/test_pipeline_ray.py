@@ -66,6 +66,7 @@ def test_the_ray_section_reaches_collect_label_and_relabel(tmp_path: Path, monke
                                                                         "image_size": 32}}
     with pytest.raises(KeyboardInterrupt):
         pipeline._label(False)
+    assert pipeline.dataset.exists(), "the label stage must not remove the dataset it labels"
     ray_labeler = labelers[0]
     assert isinstance(ray_labeler, RayVLMLabeler)
     assert (ray_labeler.address, ray_labeler.workers, ray_labeler.image_size) == ("127.0.0.1:6379", 2, 32)
