@@ -138,7 +138,7 @@ class Learner:
             if human.any():
                 self.demos.add({k: v[torch.from_numpy(human[keep]).to(self.device)] for k, v in batch.items()})
         self.trainable += int(keep.sum())
-        self.interventions += int(human.sum())
+        self.interventions += int((np.rint(u["source"]) == HUMAN).sum())  # trained on or not (a refused tick)
 
     def sample(self) -> dict[str, torch.Tensor]:
         """``parts`` minibatches: ``offline_ratio`` from offline data + interventions (uniform over both), the rest
