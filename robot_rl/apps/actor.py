@@ -122,6 +122,7 @@ class Actor:
                  domain_id: int | None = None, namespace: str = "", joints: tuple[str, ...] = (),
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.spec, self.cfg, self.log = robot_spec(spec), cfg, log
+        self.writer = DatasetWriter(record, self.spec, "robot-rl actor", resume=True) if record else None
         joints = joints or state_joint_names(spec.state_dim)
         self.transport = DdsTransport(DdsTopics(), "float64_array", domain_id=domain_id, namespace=namespace,
                                       reset_timeout_s=30.0, discovery_timeout_s=30.0)
@@ -137,7 +138,6 @@ class Actor:
         actor_id = f"actor{os.getpid()}x{time.time_ns() % 10**12}"
         self.link = ActorLink(self.transport.participant, Spool(spool_dir, self.layout, actor_id), cfg.batch_rows,
                               resend_s=cfg.resend_s)
-        self.writer = DatasetWriter(record, self.spec, "robot-rl actor", resume=True) if record else None
         self.policy: Any = None
         self.version = -1
         self.generator = torch.Generator().manual_seed(cfg.seed)

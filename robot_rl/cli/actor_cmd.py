@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(ActorConfig, args.config_flags, args, "actor")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from robot_rl.cli.outputs import check_output
+
+    check_output(args.spool, "--spool", "folder")
+    if args.record is not None:
+        check_output(args.record, "--record", "file")
     spec = load_spec(args.spec)
     joints = tuple(j for j in args.joints.split(",") if j)
     if joints and len(joints) != spec.state_dim:
