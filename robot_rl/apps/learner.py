@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class LearnerConfig:
     seed: int = bounded(0, ge=0)
     max_updates: int = bounded(0, ge=0)
     """Stop after this many updates (0: run until stopped)."""
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """Changes to the checkpoint's training config, nested by section (``robot-rl learner --set rlpd.utd=4``)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -79,7 +81,8 @@ class Learner:
         resume = bool(checkpoint_paths(self.run_dir))
         source = self.run_dir if resume else Path(checkpoint_dir)
         spec = EnvSpec.from_json(load_checkpoint(source)[0]["env_spec"])
-        loaded = load_for_finetuning(source, spec, cfg.schedule_updates, None if resume else cfg.algo)
+        loaded = load_for_finetuning(source, spec, cfg.schedule_updates, None if resume else cfg.algo,
+                                     None if resume else cfg.train_overrides)
         self.loaded, self.agent, self.device = loaded, loaded.agent, loaded.device
         state = loaded.payload.get("learner", {}) if resume else {}
         if resume:
@@ -176,8 +179,8 @@ class Learner:
 
     def push(self) -> None:
         started = time.perf_counter()
-        self.link.publish_weights(self.version, encode_weights(self.agent, self.loaded.payload, self.version,
-                                                               self.updates))
+        base = {**self.loaded.payload, "algo": self.loaded.train_cfg.algo, "config": self.loaded.train_cfg.to_dict()}
+        self.link.publish_weights(self.version, encode_weights(self.agent, base, self.version, self.updates))
         self.log(f"learner: pushed weights v{self.version} ({self.updates} updates, "
                  f"{(time.perf_counter() - started) * 1e3:.1f} ms)")
         self._pushed_at, self._last_push = self.updates, time.monotonic()

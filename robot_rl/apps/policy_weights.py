@@ -18,7 +18,8 @@ from robot_rl.rl.policy import Policy, policy_from_payload
 
 
 def encode_weights(agent: Agent, base: dict[str, Any], version: int, updates: int) -> bytes:
-    """The actor of ``agent`` with the policy fields of checkpoint payload ``base`` (its config, spec, normalizer)."""
+    """The actor of ``agent`` with the policy fields of ``base``: ``algo`` and ``config`` of the learner that trains
+    ``agent`` (not of the checkpoint it started from: RLPD from IQL has another actor), ``env_spec``, ``normalizer``."""
     actor = {f"actor.{k}": v.detach().to("cpu", torch.float32).clone() for k, v in agent.actor.state_dict().items()}
     plain = json.loads(json.dumps({"config": base["config"], "normalizer": base["normalizer"]}, default=_plain))
     payload = {"version": int(version), "updates": int(updates), "algo": str(base["algo"]),

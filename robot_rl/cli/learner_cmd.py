@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_dds_flags(p)
     online = tuple(name for name, entry in ALGORITHMS.items() if entry.online)
     p.set_defaults(config_flags=add_config_flags(p, LearnerConfig, choices={"algo": online}))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the checkpoint's training config, e.g. --set rlpd.utd=4 (repeatable; "
+                        "a resumed run keeps its own)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.apps.learner import Learner, LearnerConfig
     from robot_rl.cli.outputs import check_output
 
-    cfg = build_config(LearnerConfig, args.config_flags, args, "learner")
+    from robot_rl.cli.overrides import apply_overrides
+
+    cfg = build_config(LearnerConfig, args.config_flags, args, "learner",
+                       {**args.config_flags.values(args), "train_overrides": apply_overrides({}, args.set)})
     if args.threads:
         torch.set_num_threads(args.threads)
     out = check_output(args.out, "--out", "folder")
