@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
     from robot_rl.apps.learner import Learner, LearnerConfig
     from robot_rl.cli.outputs import check_output
-
     from robot_rl.cli.overrides import apply_overrides
 
     cfg = build_config(LearnerConfig, args.config_flags, args, "learner",
