@@ -10,107 +10,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("cyclonedds", reason="needs the dds extra")
 
 from robot_rl.cli.main import main  # noqa: E402
-from robot_rl.data import DatasetWriter, Episode  # noqa: E402
 from robot_rl.data.reader import Dataset  # noqa: E402
-from robot_rl.envs import make_env, task_expert  # noqa: E402
 from robot_rl.nn.checkpoint import load_checkpoint  # noqa: E402
 from robot_rl.ros.dds.learning import HOLD, HUMAN, RowLayout  # noqa: E402
-from robot_rl.ros.dds.qos import loopback_config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-TASK = "metaworld/reach-v3"
-STEPS = 40
-
-
-@pytest.fixture(scope="module")
-def offline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short IQL run on a few noisy scripted reach episodes, rewarded by success (the robot's signal)."""
-    root = tmp_path_factory.mktemp("offline")
-    env, expert, rng = make_env(TASK, episode_length=STEPS), task_expert(TASK), np.random.default_rng(0)
-    with DatasetWriter(root / "d.h5", env.spec, source="test: noisy scripted reach") as w:
-        for e in range(4):
-            obs, _ = env.reset(seed=100 + e)
-            rows: dict[str, list[Any]] = {"s": [], "a": [], "n": [], "r": []}
-            for _ in range(STEPS):
-                s = obs["state"][0].numpy()
-                a = np.clip(expert(s) + rng.normal(0, 0.1 if e % 2 else 0.5, 4), -1, 1).astype(np.float32)
-                res = env.step(torch.from_numpy(a)[None])
-                nxt = res.info["final_obs"] if bool(res.truncated[0]) else res.obs
-                rows["s"].append(s), rows["a"].append(a), rows["n"].append(nxt["state"][0].numpy())
-                rows["r"].append(float(res.info["success"][0]))
-                obs = res.obs
-            dones = np.zeros(STEPS, bool)
-            dones[-1] = True
-            w.add_episode(Episode(states=np.stack(rows["s"]), actions=np.stack(rows["a"]),
-                                  rewards=np.array(rows["r"], np.float32), next_states=np.stack(rows["n"]),
-                                  terminals=np.zeros(STEPS, bool), dones=dones, successes=np.array(rows["r"]) > 0))
-    env.close()
-    assert main(["train", "--dataset", str(root / "d.h5"), "--steps", "30", "--out", str(root / "iql"),
-                 "--device", "cpu", "--set", "iql.hidden=[32,32]", "--set", "iql.batch_size=64",
-                 "--set", "log_every=30", "--eval-episodes", "0"]) == 0
-    return root / "iql"
-
-
-class Procs:
-    """The processes of one test, their logs in ``folder``; ``close`` ends what is left (by pid)."""
-
-    def __init__(self, folder: Path, domain: int):
-        self.folder, self.domain, self.procs = folder, domain, {}
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CYCLONEDDS_URI": loopback_config(), "MUJOCO_GL": "egl",
-                    "OMP_NUM_THREADS": "1"}
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, *args, "--domain", str(self.domain)], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        return proc.wait(timeout=timeout_s)
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.folder.glob("*.log"))
-
-
-def wait_for(what: str, cond: Callable[[], bool], timeout_s: float, procs: Procs) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{procs.logs()}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+from tests.apps.procs import STEPS, TASK, Procs, read_json, wait_for  # noqa: E402
 
 
 def test_actor_and_learner_over_dds_survive_kills_and_record_interventions(offline_run: Path, tmp_path: Path
