@@ -1,12 +1,14 @@
 """Learning on the (simulated) robot: does success rise over a longer actor/learner run over DDS?
 
-Offline: ``--offline-episodes`` noisy scripted MetaWorld reach episodes (sparse success reward, the robot's signal),
-``robot-rl train`` IQL for ``--offline-updates``. Online, as separate processes on loopback DDS: the robot
-(``robot_rl.envs.sim_robot``), optionally the scripted operator (``robot_rl.envs.sim_operator``: interventions),
-``robot-rl learner`` and ``robot-rl actor``, for ``--duration`` seconds. Reports the robot's success per episode
-(ground truth, counted by the robot process) in thirds of the run, episodes with and without interventions apart.
+Offline (once, kept in ``--work``): ``--offline-episodes`` noisy scripted MetaWorld reach episodes (sparse success
+reward, the robot's signal), ``robot-rl train`` IQL for ``--offline-updates``. Online, as separate processes on
+loopback DDS: the robot (``robot_rl.envs.sim_robot``), the scripted operator (``robot_rl.envs.sim_operator``:
+interventions, 1 s in every 5, during the first ``--operator-until`` seconds only), ``robot-rl learner`` and
+``robot-rl actor``, for ``--duration`` seconds; once without the operator, once with it, from the same checkpoint.
+Reports the robot's success (ground truth, counted by the robot process) in thirds of each run, and separately over
+the episodes nobody intervened in.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/robot_learning.py --duration 240 [--operator]
+    PYTHONPATH=. .venv/bin/python benchmarks/robot_learning.py --duration 240 --operator-until 120
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def offline(root: Path, episodes: int, steps: int, updates: int) -> Path:
     return root / "iql"
 
 
-def run(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
+def run(root: Path, checkpoint: Path, args: argparse.Namespace, operator: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "CYCLONEDDS_URI": loopback_config(),
            "MUJOCO_GL": "egl"}
     d = ["--domain", str(args.domain)]
@@ -65,9 +67,9 @@ def run(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
     logs = open(root / "procs.log", "ab")  # noqa: SIM115
     procs = [subprocess.Popen([*py, "robot_rl.envs.sim_robot", "--task", TASK, "--rate", str(args.rate),
                                "--stats", str(root / "robot.json"), *d], env=env, stdout=logs, stderr=logs)]
-    if args.operator:
+    if operator:
         procs.append(subprocess.Popen([*py, "robot_rl.envs.sim_operator", "--task", TASK, "--on", "1", "--off", "4",
-                                       *d], env=env, stdout=logs, stderr=logs))
+                                       "--until", str(args.operator_until), *d], env=env, stdout=logs, stderr=logs))
     procs.append(subprocess.Popen([*py, "robot_rl.cli.main", "learner", "--checkpoint", str(checkpoint), "--out",
                                    str(root / "learner"), "--push-every-s", "2", "--warmup-transitions", "200",
                                    "--updates-per-transition", str(args.utd), "--threads", "1", *d],
@@ -75,7 +77,7 @@ def run(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
     actor = [*py, "robot_rl.cli.main", "actor", "--spec", str(checkpoint), "--spool", str(root / "spool"),
              "--record", str(root / "robot.h5"), "--rate-hz", str(args.rate), "--episode-steps", str(args.steps),
              "--threads", "1", "--duration", str(args.duration), *d]
-    if args.operator:
+    if operator:
         actor += ["--teleop", "twist", "--teleop-axes", "0", "1", "2", "5"]
     started = time.time()
     subprocess.run(actor, env=env, stdout=logs, stderr=logs, check=True)
@@ -89,7 +91,8 @@ def run(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
     intervened = [bool(e["interventions"]) for e in learner_eps][:len(episodes)]
     intervened += [False] * (len(episodes) - len(intervened))
     thirds = np.array_split(np.arange(len(episodes)), 3)
-    out = {"seconds": round(time.time() - started), "episodes": len(episodes), "updates": status["updates"],
+    out = {"operator": operator, "seconds": round(time.time() - started), "episodes": len(episodes),
+           "updates": status["updates"],
            "interventions": status["interventions"], "thirds": []}
     for idx in thirds:
         own = [episodes[i]["success"] for i in idx if not intervened[i]]
@@ -101,7 +104,9 @@ def run(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=240.0)
-    ap.add_argument("--operator", action="store_true", help="a scripted operator intervenes 1 s in every 5")
+    ap.add_argument("--operator-until", type=float, default=120.0,
+                    help="the operator intervenes (1 s in every 5) during this many seconds of the run")
+    ap.add_argument("--work", type=Path, default=None, help="keep the offline run here (reused when present)")
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--steps", type=int, default=60, help="steps per episode")
     ap.add_argument("--utd", type=float, default=1.0, help="learner updates per transition")
@@ -110,9 +115,15 @@ def main() -> None:
     ap.add_argument("--domain", type=int, default=91)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        checkpoint = offline(root, args.offline_episodes, args.steps, args.offline_updates)
-        print(json.dumps(run(root, checkpoint, args), indent=1))
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        checkpoint = work / "iql"
+        if not (checkpoint / "checkpoints").exists():
+            checkpoint = offline(work, args.offline_episodes, args.steps, args.offline_updates)
+        for i, operator in enumerate((False, True)):
+            root = Path(tempfile.mkdtemp(dir=tmp))
+            args.domain += i
+            print(json.dumps(run(root, checkpoint, args, operator)), flush=True)
 
 
 if __name__ == "__main__":

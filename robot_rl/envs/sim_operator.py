@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--on", type=float, default=1.0, help="seconds of each intervention")
     ap.add_argument("--off", type=float, default=3.0, help="seconds between interventions")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before the first intervention")
+    ap.add_argument("--until", type=float, default=float("inf"), help="seconds after which it never intervenes")
     ap.add_argument("--stats", type=Path, default=None)
     args = ap.parse_args(argv)
     stopping: list[bool] = []
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             for msg in Participant.take(states):
                 state = np.asarray(msg.position, np.float64)
             phase = (time.monotonic() - start - args.delay) % (args.on + args.off)
-            on = time.monotonic() - start >= args.delay and phase < args.on and state is not None
+            elapsed = time.monotonic() - start
+            on = args.delay <= elapsed < args.until and phase < args.on and state is not None
             windows += int(on and not was_on)
             was_on = on
             twist = Twist()
