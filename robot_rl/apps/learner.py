@@ -88,7 +88,9 @@ class Learner:
         if resume:
             self.agent.optimizer.load_state_dict(loaded.payload["optimizer"])
             self.agent.scheduler.load_state_dict(loaded.payload["scheduler"])
-        self.updates, self.version = int(state.get("updates", 0)), int(state.get("version", -1)) + 1
+        pushed = self.run_dir / "pushed_version"  # versions only grow, also past pushes after the last checkpoint
+        last = int(pushed.read_text()) if resume and pushed.exists() else -1
+        self.updates, self.version = int(state.get("updates", 0)), max(int(state.get("version", -1)), last) + 1
         ratio = algorithm(loaded.train_cfg.algo).offline_ratio if cfg.offline_ratio is None else cfg.offline_ratio
         self.cfg = cfg = dataclasses.replace(cfg, algo=loaded.train_cfg.algo, offline_ratio=ratio)
         torch.manual_seed(cfg.seed + self.updates)
@@ -184,6 +186,9 @@ class Learner:
         self.log(f"learner: pushed weights v{self.version} ({self.updates} updates, "
                  f"{(time.perf_counter() - started) * 1e3:.1f} ms)")
         self._pushed_at, self._last_push = self.updates, time.monotonic()
+        tmp = self.run_dir / "pushed_version.tmp"
+        tmp.write_text(str(self.version))
+        tmp.replace(self.run_dir / "pushed_version")
         self.version += 1
 
     def checkpoint(self) -> None:

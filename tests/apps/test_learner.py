@@ -81,12 +81,15 @@ def test_learner_trains_on_streamed_rows_and_resumes(offline_run: Path, tmp_path
         version, updates, policy = decode_weights(_latest(actor, learner))
         assert updates == 9 and policy({"state": torch.zeros(1, 2)}).shape == (1, 2)
         learner.checkpoint()
+        learner.push()  # pushed after the last checkpoint (then a kill): a resumed learner's versions still grow
+        pushed = learner.version - 1
+        assert pushed == version + 1
     finally:
         learner.close()
     again = Learner(offline_run, tmp_path / "run", LearnerConfig(algo=algo), domain, log=lambda s: None)
     try:
         assert (again.updates, again.trainable, again.interventions) == (9, 18, 6)
-        assert again.cfg.algo == algo and again.version == version + 1
+        assert again.cfg.algo == algo and again.version == pushed + 1
         payload, _ = load_checkpoint(tmp_path / "run")
         assert payload["learner"]["transitions"] == 18
     finally:
