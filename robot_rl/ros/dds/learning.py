@@ -184,6 +184,8 @@ class ActorLink:
         self.acks = participant.reader(ACKS, Blob, LINK)
         self.weights = participant.reader(WEIGHTS, Blob, LATCHED)
         self._sent: dict[str, float] = {}
+        self._pending: list[Path] = []
+        self._scanned = (-1, -float("inf"))  # (spool seq, time) of the last look at the folder
         self.acked = 0
         """Batches acked by a learner so far."""
 
@@ -201,8 +203,11 @@ class ActorLink:
             if self.spool.ack(name):
                 self.acked += 1
             self._sent.pop(name, None)
+            self._pending = [p for p in self._pending if p.stem != name]
         now, sent = time.monotonic(), 0
-        for path in self.spool.pending():
+        if self._scanned[0] != self.spool.seq or now - self._scanned[1] >= self.resend_s:  # not a glob per step
+            self._pending, self._scanned = self.spool.pending(), (self.spool.seq, now)
+        for path in self._pending:
             if sent >= self.burst:
                 break
             if now - self._sent.get(path.stem, -1e18) < self.resend_s:
