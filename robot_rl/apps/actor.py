@@ -122,7 +122,8 @@ class Actor:
                  domain_id: int | None = None, namespace: str = "", joints: tuple[str, ...] = (),
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.spec, self.cfg, self.log = robot_spec(spec), cfg, log
-        self.writer = DatasetWriter(record, self.spec, "robot-rl actor", resume=True) if record else None
+        recorded = dataclasses.replace(self.spec, max_episode_steps=cfg.episode_steps)
+        self.writer = DatasetWriter(record, recorded, "robot-rl actor", resume=True) if record else None
         joints = joints or state_joint_names(spec.state_dim)
         self.transport = DdsTransport(DdsTopics(), "float64_array", domain_id=domain_id, namespace=namespace,
                                       reset_timeout_s=30.0, discovery_timeout_s=30.0)
