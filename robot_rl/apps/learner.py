@@ -89,7 +89,7 @@ class Learner:
             self.agent.optimizer.load_state_dict(loaded.payload["optimizer"])
             self.agent.scheduler.load_state_dict(loaded.payload["scheduler"])
         pushed = self.run_dir / "pushed_version"  # versions only grow, also past pushes after the last checkpoint
-        last = int(pushed.read_text()) if resume and pushed.exists() else -1
+        last = int(pushed.read_text()) if pushed.exists() else -1
         self.updates, self.version = int(state.get("updates", 0)), max(int(state.get("version", -1)), last) + 1
         ratio = algorithm(loaded.train_cfg.algo).offline_ratio if cfg.offline_ratio is None else cfg.offline_ratio
         self.cfg = cfg = dataclasses.replace(cfg, algo=loaded.train_cfg.algo, offline_ratio=ratio)
