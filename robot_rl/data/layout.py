@@ -6,6 +6,7 @@
 /data/demo_<i>   attrs: num_samples (written last: the "complete" marker), success, seed (-1: none), free-form
     obs/state [T, D] f32, next_obs/state [T, D] f32, actions [T, A] f32, rewards [T] f32 (NaN: unlabeled),
     dones [T] u8 (terminated | truncated), terminals [T] u8 (terminated), successes [T] u8 (optional),
+    interventions [T] u8 (optional: 1 where a person's teleop input, not the policy, chose the action),
     sim_state [T, S] f64 (optional), obs/privileged [T, P] f32 (optional),
     obs/image/<camera> [ceil(T / every), H, W, 3] u8 (optional; attr every: frame j is step j * every),
     reward_labels/<labeler_id> [T] f32 (attr provenance: JSON, keys sorted)
@@ -39,6 +40,8 @@ REWARDS = "rewards"
 DONES = "dones"
 TERMINALS = "terminals"
 SUCCESSES = "successes"
+INTERVENTIONS = "interventions"
+"""Optional per-step flag: a human took over (teleop) at that step; absent in older files = no interventions."""
 SIM_STATE = "sim_state"
 PRIVILEGED = "obs/privileged"
 IMAGE_GROUP = "obs/image"
