@@ -37,8 +37,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--dataset", default=None, help="HDF5 dataset: offline data for iql, segments for --labels")
     p.add_argument("--labels", default=None, help="label store: rank by agreement with its preference labels")
     p.add_argument("--labeler", default=None, help="use only this labeler's labels (default: all)")
-    p.add_argument("--select", choices=("auto", "success", "labels"), default="auto",
-                   help="ranking: ground-truth success, label agreement, or auto (labels when given)")
+    p.add_argument("--reference", default=None,
+                   help="a reward label of --dataset (e.g. a reward model trained on the preference labels): record "
+                        "each candidate's EPIC/STARC-style distance to it (as robot-rl compare-rewards), a tie-breaker")
+    p.add_argument("--select", choices=("auto", "success", "labels", "distance"), default="auto",
+                   help="ranking: ground-truth success, label agreement, distance to --reference (nearest first), or "
+                        "auto (labels when given, else distance with --trainer none, else success)")
     p.add_argument("--source-context", action="store_true",
                    help="also give the LLM the simulator's environment source (Eureka-style)")
     p.add_argument("--check-sandbox", action="store_true", help="print which sandbox layers are active, then exit")
@@ -92,7 +96,7 @@ def _config(args: argparse.Namespace) -> Any:
                     cache_path=str(out / "llm-cache.sqlite"))
     return SearchConfig(llm=llm, out=out, task=args.task, iterations=args.iterations, samples=args.samples,
                         budget=budget, workers=args.workers, ray_address=args.ray_address, dataset=args.dataset,
-                        labels=args.labels, labeler=args.labeler, select=args.select,
+                        labels=args.labels, labeler=args.labeler, select=args.select, reference=args.reference,
                         source_context=args.source_context, timeout_s=args.timeout, resume=args.resume,
                         seed=args.seed, collect_episodes=args.collect_episodes, regenerate=args.regenerate,
                         final_seeds=args.final_seeds, examples=args.examples, library=args.library,

@@ -36,6 +36,8 @@ def scores_text(result: dict[str, Any]) -> str:
         parts.append(f"success {result['success_rate']:.0%} over {result.get('eval_episodes', '?')} eval episodes")
     if result.get("agreement") is not None:
         parts.append(f"label agreement {result['agreement']:.0%}")
+    if result.get("distance") is not None:
+        parts.append(f"distance {result['distance']:.2f} to the reference reward (0 same, 0.71 unrelated, 1 opposite)")
     return ", ".join(parts) or "no score"
 
 

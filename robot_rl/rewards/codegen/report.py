@@ -70,20 +70,24 @@ def _pct(value: Any) -> str:
     return f"{value:.0%}" if isinstance(value, int | float) and np.isfinite(value) else "-"
 
 
+RANKINGS = {"labels": "label agreement", "distance": "distance to the reference reward label (nearest first)"}
+
+
 def write_report(out: Path, records: Sequence[dict[str, Any]], best: dict[str, Any] | None, ranking: str,
                  spec: EnvSpec, final: dict[str, Any] | None = None) -> Path:
     """Write ``out/report.md`` (and the plot); returns the report's path."""
     has_plot = plot(records, out / PLOT)
     lines = [f"# Reward search: {spec.name}", "", f"Task: {spec.task_text or spec.name}. Ranking by "
-             f"{'label agreement' if ranking == 'labels' else 'ground-truth success after training'}.", ""]
+             f"{RANKINGS.get(ranking, 'ground-truth success after training')}.", ""]
     if has_plot:
         lines += [f"![success by iteration]({PLOT})", ""]
-    lines += ["| iteration | candidate | status | success | agreement | eval return | seconds | reason |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| iteration | candidate | status | success | agreement | distance | eval return | seconds | reason |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(records, key=lambda r: (r["iteration"], r["index"])):
         reason = " ".join(str(r.get("reason") or "").split()).replace("|", "\\|")[:160]
         lines.append(f"| {r['iteration']} | {r['id']} | {r.get('status')} | {_pct(r.get('success_rate'))} | "
-                     f"{_pct(r.get('agreement'))} | {fmt(r.get('eval_return'))} | {fmt(r.get('seconds'))} | "
+                     f"{_pct(r.get('agreement'))} | {fmt(r.get('distance'))} | {fmt(r.get('eval_return'))} | "
+                     f"{fmt(r.get('seconds'))} | "
                      f"{reason} |")
     ok = sum(r.get("status") == "ok" for r in records)
     lines += ["", f"{len(records)} candidates, {ok} trained, {len(records) - ok} failed or rejected.", ""]
@@ -92,6 +96,7 @@ def write_report(out: Path, records: Sequence[dict[str, Any]], best: dict[str, A
     else:
         lines += [f"## Best: {best['id']} (iteration {best['iteration']})", "",
                   f"success {_pct(best.get('success_rate'))}, label agreement {_pct(best.get('agreement'))}, "
+                  f"distance to the reference {fmt(best.get('distance'))}, "
                   f"model {best.get('model') or '?'}; `best_reward.py`, provenance in `best_reward.json`.", "",
                   "```python", best["code"].rstrip(), "```", ""]
     if final is not None:

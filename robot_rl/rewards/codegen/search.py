@@ -38,7 +38,7 @@ from robot_rl.rewards.codegen.reflect import feedback as make_feedback
 from robot_rl.rewards.codegen.train import CandidateJob, TrainBudget
 
 RECORDS = "candidates.jsonl"
-SELECTIONS = ("auto", "success", "labels")
+SELECTIONS = ("auto", "success", "labels", "distance")
 Event = Callable[[str, dict[str, Any]], None]
 """``on_event(kind, data)``: ``iteration`` (start), ``samples`` (replies parsed), ``candidate`` (a result),
 ``iteration_done``, ``collect`` (offline data being made)."""
@@ -65,8 +65,12 @@ class SearchConfig:
     """Label store: rank candidates by agreement with its labels on ``dataset``."""
     labeler: str | None = None
     """Use only this labeler's labels (default: all)."""
+    reference: str | None = None
+    """A reward label of the dataset (e.g. a reward model trained on the preference labels, or ``ground_truth``):
+    every candidate's distance to it (``select.reference_distance``) is recorded and breaks ties."""
     select: str = "auto"
-    """``success`` (ground truth after training), ``labels`` (agreement) or ``auto`` (labels when given)."""
+    """``success`` (ground truth after training), ``labels`` (agreement), ``distance`` (to ``reference``, nearest
+    first) or ``auto``: labels when given, else distance when trainer ``none`` has a reference, else success."""
     source_context: bool = False
     """Also give the LLM the simulator's environment source (Eureka)."""
     timeout_s: float = 900.0
@@ -100,8 +104,13 @@ class SearchConfig:
             raise ValueError("label agreement needs the dataset the labels refer to (--dataset FILE.h5)")
         if self.select == "labels" and not self.labels:
             raise ValueError("selection by labels needs --labels STORE (and --dataset)")
-        if self.budget.trainer == "none" and not self.labels:
-            raise ValueError("trainer 'none' scores candidates on labels only: give --dataset and --labels")
+        if self.select == "distance" and not self.reference:
+            raise ValueError("selection by distance needs --reference LABEL (a reward label of the dataset)")
+        if self.budget.trainer == "none" and not (self.labels or self.reference):
+            raise ValueError("trainer 'none' scores candidates on labels or on the distance to a reference label: "
+                             "give --dataset and --labels or --reference")
+        if self.reference and not self.dataset and self.budget.trainer != "iql":
+            raise ValueError("--reference names a reward label of --dataset: give the dataset")
         if self.task is None and self.budget.trainer != "none":
             raise ValueError(f"trainer '{self.budget.trainer}' needs a sim task (--task)")
         if self.timeout_s <= 0:
@@ -109,7 +118,11 @@ class SearchConfig:
 
     @property
     def ranking(self) -> str:
-        return "labels" if self.select == "labels" or (self.select == "auto" and self.labels) else "success"
+        if self.select != "auto":
+            return self.select
+        if self.labels:
+            return "labels"
+        return "distance" if self.reference and self.budget.trainer == "none" else "success"
 
 
 @dataclass
@@ -127,11 +140,14 @@ def score(record: dict[str, Any], ranking: str) -> tuple[float, ...] | None:
         return None
 
     def value(key: str) -> float:
-        v = record.get(key)
-        return float(v) if isinstance(v, int | float) and math.isfinite(v) else -math.inf
+        v = record.get(key.lstrip("-"))
+        if not isinstance(v, int | float) or not math.isfinite(v):
+            return -math.inf
+        return -float(v) if key.startswith("-") else float(v)
 
-    keys = ("agreement", "success_rate", "eval_return") if ranking == "labels" else \
-        ("success_rate", "agreement", "eval_return")
+    keys = {"labels": ("agreement", "-distance", "success_rate", "eval_return"),
+            "distance": ("-distance", "agreement", "success_rate", "eval_return")}.get(
+        ranking, ("success_rate", "agreement", "-distance", "eval_return"))
     key = tuple(value(k) for k in keys)
     return None if key[0] == -math.inf else key
 
@@ -271,6 +287,14 @@ class _Search:
             assert cfg.dataset is not None
             self.prefs = load_preferences(cfg.dataset, cfg.labels, cfg.labeler)
         self.data = offline_dataset(cfg, self.emit)
+        self.reference: tuple[str, str] | None = None
+        if cfg.reference:
+            from robot_rl.rewards.codegen.select import check_reference
+
+            data = cfg.dataset or self.data
+            assert data is not None
+            check_reference(data, cfg.reference)
+            self.reference = (os.path.abspath(data), cfg.reference)
         from robot_rl.rewards.codegen.library import examples_text, retrieve
 
         shots = retrieve(self.spec.name, self.spec.task_text or "", cfg.examples, cfg.library)
@@ -311,7 +335,7 @@ class _Search:
     def job(self, id_: str, iteration: int, index: int, code: str) -> CandidateJob:
         cfg = self.cfg
         return CandidateJob(id_, iteration, index, code, cfg.task, self.spec.to_json(), cfg.budget, self.data,
-                            self.prefs, cfg.sandbox_limits, cfg.timeout_s)
+                            self.prefs, cfg.sandbox_limits, cfg.timeout_s, self.reference)
 
     def final(self, best: dict[str, Any], pool: Any) -> dict[str, Any] | None:
         """Eureka's final evaluation of ``best`` (``final_eval.py``); None when it does not apply."""
@@ -368,7 +392,7 @@ def write_best(cfg: SearchConfig, best: dict[str, Any], spec: EnvSpec, final: di
         "prompt_version": PROMPT_VERSION, "prompt_file": str(prompt.relative_to(out)),
         "prompt_sha256": best.get("prompt_sha256"), "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
         "ranking": cfg.ranking,
-        "scores": {k: best.get(k) for k in ("success_rate", "agreement", "eval_return", "eval_episodes")},
+        "scores": {k: best.get(k) for k in ("success_rate", "agreement", "distance", "eval_return", "eval_episodes")},
         "trainer": dataclasses.asdict(cfg.budget), "dataset": cfg.dataset, "labels": cfg.labels,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

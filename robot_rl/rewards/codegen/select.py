@@ -1,10 +1,16 @@
-"""Selection without ground truth: how well a candidate reward agrees with preference labels on dataset segments.
+"""Selection without ground truth: how well a candidate reward agrees with preference labels on dataset segments,
+and how far it is from a reference reward label of the dataset (a reward model trained on those labels, say).
 
 For each labeled pair (from the label store: VLM, human or scripted teacher), the candidate's return of a segment
 is the sum of its reward over the segment's steps (computed on the state after each step, as everywhere). The
 agreement is the share of pairs labeled "first" or "second" (not "equal") where the segment with the higher sum
 is the preferred one; a tie in the candidate's sums counts as half right. It needs no success signal, so the
 search can rank candidates on real-robot data.
+
+The distance (``reference_distance``) is the EPIC/STARC-style distance of ``rewards.distances`` between the
+candidate's reward and the reference label over every transition of the dataset: 0 for the same reward up to
+potential shaping and scale, ~0.71 unrelated, 1 opposite. A candidate that is constant (or pure shaping) there has
+no distance.
 """
 
 from __future__ import annotations
@@ -82,6 +88,36 @@ def agreement(prefs: Preferences, rewards: list[np.ndarray]) -> float:
     diff = (second - first)[decided]
     right = np.where(diff == 0, 0.5, (diff > 0) == prefer_second)
     return float(right.mean())
+
+
+def reference_distance(dataset: str, reference: str, reward_fn: RewardFn) -> float | None:
+    """Distance of the candidate behind ``reward_fn`` to the dataset's reward label ``reference`` over all its
+    transitions (``None``: the candidate is constant or pure shaping there)."""
+    from robot_rl.rewards.distances import reward_distances
+
+    with Dataset(dataset) as ds:
+        data = ds.transitions(reward_key=reference)
+    reward, _ = reward_fn(data["next_states"], data["actions"])
+    reward = np.asarray(reward, np.float64)
+    if not np.isfinite(reward).all():
+        raise ValueError(f"the reward is not finite at transition {int(np.flatnonzero(~np.isfinite(reward))[0])} "
+                         f"of {dataset}")
+    result = reward_distances({"candidate": reward, reference: data["rewards"]}, data["states"],
+                              data["next_states"], data["terminals"])
+    if "candidate" in result.degenerate:
+        return None
+    if reference in result.degenerate:
+        raise ValueError(f"{dataset}: reward label '{reference}' is constant or pure shaping: no distance to it")
+    return float(result.matrix[0, 1])
+
+
+def check_reference(dataset: str, reference: str) -> None:
+    """One line when ``dataset`` has no reward label ``reference``."""
+    with Dataset(dataset) as ds:
+        labels = ds.reward_label_ids()
+    if reference not in labels:
+        raise ValueError(f"{dataset}: no reward label '{reference}' for --reference (labels: "
+                         f"{', '.join(labels) or 'none; add one with robot-rl relabel'})")
 
 
 def label_agreement(prefs: Preferences, reward_fn: RewardFn) -> float:

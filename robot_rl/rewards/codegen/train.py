@@ -11,7 +11,8 @@ Trainers (``TrainBudget.trainer``):
   the env's reward (``SandboxRewardVecEnv``). Needs far more steps to say anything on manipulation tasks
   (20,000 steps: 0% drawer-open success with the simulator's own reward), so it suits cheap locomotion tasks or
   GPU-sized budgets.
-- ``none``: no training; only the label agreement (for datasets without a simulator, e.g. from a real robot).
+- ``none``: no training; only the label agreement and/or the distance to a reference label (for datasets without a
+  simulator, e.g. from a real robot).
 
 Every trainer records per-component statistics (mean, min, max) at ``stat_points`` points of training (Eureka's
 reflection): PPO over its own rollouts, IQL over one rollout of the current policy at each point, plus the
@@ -85,6 +86,8 @@ class CandidateJob:
     """``SandboxLimits`` fields."""
     deadline_s: float = 900.0
     """Wall-clock budget; past it the candidate stops with a timeout (the pool also kills it a little later)."""
+    reference: tuple[str, str] | None = None
+    """``(dataset, label)``: the candidate's distance to that reward label (``select.reference_distance``)."""
 
 
 def open_reward(code: str, spec: EnvSpec, limits: dict[str, Any] | None = None) -> Any:
@@ -141,6 +144,10 @@ def run_candidate(job: CandidateJob) -> dict[str, Any]:
             from robot_rl.rewards.codegen.select import label_agreement
 
             result["agreement"] = label_agreement(job.preferences, reward_fn)
+        if job.reference is not None:
+            from robot_rl.rewards.codegen.select import reference_distance
+
+            result["distance"] = reference_distance(*job.reference, reward_fn)
         if job.budget.trainer == "iql":
             result.update(_train_iql(job, spec, reward_fn, deadline))
         elif job.budget.trainer == "ppo":

@@ -39,11 +39,40 @@ def test_search_on_labels_writes_best_code_that_relabel_can_use(labeled_reach, t
         np.testing.assert_allclose(ep.reward_labels["searched"][0], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_search_without_labels_or_simulator_ranks_by_distance_to_a_reference_label(labeled_reach, tmp_path,
+                                                                                     capsys) -> None:
+    """Trainer none, no preference labels: the candidates are ranked by their EPIC/STARC-style distance to a reward
+    label of the dataset (here the true reward; on robot data, a reward model's label)."""
+    dataset, _ = labeled_reach
+    answers = [replies.REACH_NEGATED, replies.REACH_TRUE, replies.MALICIOUS]
+    out = tmp_path / "search"
+    with ReplayServer(responder=lambda r: answers[replies.sample_index(r.body, 3)]) as server:
+        argv = ["reward-search", "--trainer", "none", "--dataset", str(dataset), "--llm-url", server.base_url,
+                "--model", "replay-model", "--api-key-env", TEST_KEY_ENV, "--iterations", "1", "--samples", "3",
+                "--regenerate", "0"]
+        assert main([*argv, "--reference", "nope", "--out", str(tmp_path / "bad")]) == 2
+        assert "no reward label 'nope' for --reference (labels: ground_truth)" in capsys.readouterr().err
+        rc = main([*argv, "--reference", "ground_truth", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    records = {r["id"]: r for r in map(json.loads, (out / "candidates.jsonl").read_text().splitlines())
+               if r["kind"] == "candidate"}
+    assert records["it0-s1"]["distance"] < 0.01  # the true reward itself
+    assert records["it0-s0"]["distance"] > 0.99  # its negation: opposite
+    assert records["it0-s2"]["status"] == "rejected" and "distance" not in records["it0-s2"]
+    best = json.loads((out / "best_reward.json").read_text())
+    assert best["id"] == "it0-s1" and best["ranking"] == "distance"
+    assert best["scores"]["distance"] == records["it0-s1"]["distance"]
+    assert "distance to the reference reward label" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--task", "metaworld/drawer-open-v3"], "needs --llm-url URL and --model NAME"),
     (["--llm-url", "http://127.0.0.1:9/v1", "--model", "m"], "--task is required with --trainer iql"),
     (["--llm-url", "http://127.0.0.1:9/v1", "--model", "m", "--trainer", "none", "--dataset", "d.h5"],
-     "trainer 'none' scores candidates on labels only"),
+     "trainer 'none' scores candidates on labels or on the distance to a reference label"),
+    (["--llm-url", "http://127.0.0.1:9/v1", "--model", "m", "--task", "metaworld/drawer-open-v3", "--select",
+      "distance"], "selection by distance needs --reference LABEL"),
     (["--llm-url", "http://127.0.0.1:9/v1", "--model", "m", "--task", "metaworld/drawer-open-v3", "--labels",
       "s.sqlite"], "label agreement needs the dataset"),
 ])

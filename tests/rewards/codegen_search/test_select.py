@@ -42,3 +42,23 @@ def test_a_dataset_without_labels_says_so(labeled_reach, tmp_path) -> None:
     dataset, _ = labeled_reach
     with pytest.raises(FileNotFoundError, match="no label store"):
         load_preferences(str(dataset), str(tmp_path / "none.sqlite"))
+
+
+def test_distance_to_a_reference_label_ignores_shaping_and_scale_and_has_none_for_a_constant(labeled_reach) -> None:
+    from robot_rl.rewards.codegen.search import score
+    from robot_rl.rewards.codegen.select import reference_distance
+
+    dataset, _ = labeled_reach
+
+    def distance(fn) -> float | None:
+        return reference_distance(str(dataset), "ground_truth", lambda s, a: (fn(np.asarray(s)), {}))
+
+    true = lambda s: -np.linalg.norm(s, axis=1)  # noqa: E731
+    assert distance(lambda s: 3.0 * true(s) + 1.0) == pytest.approx(0.0, abs=1e-3)  # scale and constant
+    assert distance(lambda s: -true(s)) == pytest.approx(1.0, abs=1e-3)
+    assert 0.05 < distance(lambda s: -np.abs(s[:, 0])) < 0.95  # related, not the same
+    assert distance(lambda s: np.zeros(len(s))) is None
+    # nearest first in the distance ranking; a candidate without a distance has no score there
+    near, far = ({"status": "ok", "distance": d} for d in (0.1, 0.4))
+    assert score(near, "distance") > score(far, "distance")
+    assert score({"status": "ok", "distance": None}, "distance") is None
