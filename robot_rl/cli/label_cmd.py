@@ -15,15 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from robot_rl.cli.help_text import command_help
 from robot_rl.cli.progress import Progress
+from robot_rl.rewards.base import Labeler
 from robot_rl.rewards.labelers import LABELERS
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("dataset", type=Path, help="HDF5 dataset")
-    p.add_argument("--labeler", choices=tuple(LABELERS), default="scripted",
-                   help="scripted: B-Pref teacher from the sim's ground truth (default); vlm: a vision-language "
-                        "model behind an OpenAI-compatible endpoint; human: a page on 127.0.0.1")
     p.add_argument("--pairs", type=int, default=500, help="pairs to label (default 500)")
     p.add_argument("--segment-length", type=int, default=None,
                    help="steps per segment (default: 50 for scripted/human, 1 for vlm: single frames, as RL-VLM-F)")
@@ -39,6 +37,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--reward-model", default=None, help="run folder of a trained reward model (active selection)")
     p.add_argument("--store", default=None, help="label store (default: DATASET.labels.sqlite)")
     p.add_argument("--seed", type=int, default=0)
+    add_labeler_flags(p)
+
+
+def add_labeler_flags(p: argparse.ArgumentParser) -> None:
+    """``--labeler`` and the options of each labeler (teacher noise, VLM endpoint, frames): ``robot-rl label`` and
+    ``robot-rl finetune --online-labels`` take the same ones (``labeler_from_args`` builds the labeler)."""
+    p.add_argument("--labeler", choices=tuple(LABELERS), default="scripted",
+                   help="scripted: B-Pref teacher from the sim's ground truth (default); vlm: a vision-language "
+                        "model behind an OpenAI-compatible endpoint; human: a page on 127.0.0.1")
     g = p.add_argument_group("scripted teacher (B-Pref noise models)")
     g.add_argument("--rationality", type=float, default=math.inf, help="beta (default inf: perfectly rational)")
     g.add_argument("--myopia", type=float, default=1.0, help="gamma in (0, 1] (default 1)")
@@ -57,9 +64,30 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--port", type=int, default=0, help="human: port of the page on 127.0.0.1 (default: any free)")
 
 
+def labeler_from_args(args: argparse.Namespace, dataset: Path | str, store: str) -> Labeler:
+    """The labeler of ``add_labeler_flags``' options (teacher seed: ``args.seed``); ``dataset`` gives a VLM its
+    default camera, ``store`` (the label store) the place of the VLM client's response cache."""
+    from robot_rl.rewards.jobs import make_labeler
+
+    teacher = {"rationality": args.rationality, "myopia": args.myopia, "mistake": args.mistake,
+               "skip_threshold": args.skip_threshold, "equal_threshold": args.equal_threshold, "seed": args.seed}
+    frames_identity = None
+    if args.labeler == "vlm":
+        from robot_rl.data import Dataset
+        from robot_rl.rl.image_data import dataset_camera
+
+        with Dataset(dataset) as ds:
+            camera = dataset_camera(ds, args.camera) if args.camera or ds.spec.cameras else None
+        frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
+    return make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
+                        api_key_env=args.api_key_env, concurrency=args.concurrency,
+                        prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port,
+                        cache_path=store + ".llm-cache")
+
+
 def run(args: argparse.Namespace) -> int:
     from robot_rl.rewards.base import LABEL_NAMES
-    from robot_rl.rewards.jobs import label_dataset, make_labeler
+    from robot_rl.rewards.jobs import label_dataset
     from robot_rl.rewards.store import default_store_path
 
     console = Console(stderr=True)
@@ -75,20 +103,7 @@ def run(args: argparse.Namespace) -> int:
         task_text = task_sentence(args.task)
     if task_text is not None and not task_text.strip():
         raise ValueError("--task-text must be a non-empty sentence")
-    teacher = {"rationality": args.rationality, "myopia": args.myopia, "mistake": args.mistake,
-               "skip_threshold": args.skip_threshold, "equal_threshold": args.equal_threshold, "seed": args.seed}
-    frames_identity = None
-    if args.labeler == "vlm":
-        from robot_rl.data import Dataset
-        from robot_rl.rl.image_data import dataset_camera
-
-        with Dataset(args.dataset) as ds:
-            camera = dataset_camera(ds, args.camera) if args.camera or ds.spec.cameras else None
-        frames_identity = {"camera": camera, "size": [args.image_size, args.image_size]}
-    labeler = make_labeler(args.labeler, teacher=teacher, vlm_url=args.vlm_url, model=args.model,
-                           api_key_env=args.api_key_env, concurrency=args.concurrency,
-                           prompt_version=args.prompt_version, frames_identity=frames_identity, port=args.port,
-                           cache_path=(args.store or default_store_path(str(args.dataset))) + ".llm-cache")
+    labeler = labeler_from_args(args, args.dataset, args.store or default_store_path(str(args.dataset)))
     counts: dict[str, int] = {}
     columns = (TextColumn(f"[bold]label ({args.labeler})"), BarColumn(), MofNCompleteColumn(), TextColumn("pairs"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
