@@ -285,6 +285,7 @@ class Pipeline:
         if ft.get("online_labels"):
             argv += self._labeler_flags()
         self._call("finetune", argv)
+        return {}
 
     def _labeler_flags(self) -> list[str]:
         """The label section's labeler as ``robot-rl finetune`` flags (online labels: same labeler, same store)."""
@@ -301,7 +302,6 @@ class Pipeline:
             if vlm.get(key) is not None:
                 argv += [flag, str(vlm[key])]
         return argv
-        return {}
 
     def _report(self) -> Path:
         from robot_rl.rl.report import write_report
