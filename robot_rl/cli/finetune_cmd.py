@@ -209,7 +209,19 @@ def run_reset_free(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.forward}-reset-free")
     backend = make_pair_backend(args.task_pair, seed=args.seed)
     start = time.time()
+    learner = None
     try:
+        if args.online_labels:  # the forward direction's learned reward, labeled online
+            from robot_rl.nn.checkpoint import load_checkpoint
+            from robot_rl.rewards.sources import resolve_reward_source
+
+            train_config = load_checkpoint(args.forward)[0]["config"]
+            learner = online_labels(args, resolve_reward_source(args.reward, train_config["dataset"]),
+                                    args.online_labels, args.label_every, args.steps, args.seed,
+                                    Path(out) / "online_labels", backend.specs[0], train_config)
+            learner.relabels_offline = True  # the forward direction's offline data is relabeled with it too
+            console.print(f"online labels: forward rewards from '{args.reward}', {args.online_labels} queries by "
+                          f"'{args.labeler}' every {args.label_every} env steps, store {learner.store}")
         specs = (args.forward_success or args.success, args.backward_success or args.success)
         signals = (resolve_success_signal(specs[0], "forward", backend.specs[0], args.threshold),
                    resolve_success_signal(specs[1], "backward", backend.specs[1], args.threshold))
@@ -231,9 +243,11 @@ def run_reset_free(args: argparse.Namespace) -> int:
                 progress.update(bar, completed=step, info=info)
 
             result = reset_free_finetune(args.forward, args.backward, backend, signals, cfg, out,
-                                         on_progress=on_progress)
+                                         on_progress=on_progress, rewards=(learner, None))
     finally:
         backend.close()
+        if learner is not None:
+            learner.close()
     report = write_report(out, f"Reset-free fine-tuning: {args.forward} / {args.backward}",
                           {"forward checkpoint": str(args.forward), "backward checkpoint": str(args.backward),
                            "task pair": args.task_pair, "seed": args.seed,
