@@ -314,6 +314,8 @@ class OnlinePreferences:
         rows = {k: np.stack(v) for k, v in self._rows[slot].items()}
         self._rows[slot] = {}
         rewards = rows["rewards"]
+        if len(rows.get("sim_states", rewards)) != len(rewards):  # a backend that gave some steps' sim state only
+            rows.pop("sim_states")
         labels = {}
         if np.isfinite(rewards).all():
             labels[GROUND_TRUTH] = (rewards.copy(), {"labeler": GROUND_TRUTH, "source": self.spec.name})
