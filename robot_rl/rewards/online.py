@@ -166,7 +166,7 @@ class OnlinePreferences:
             raise ValueError(f"online labels: segment length {self.length} differs from the offline labels' "
                              f"({self.offline_length}); they are trained together")
         self.rollouts = self.run_dir / ROLLOUTS_FILE
-        for stale in (self.rollouts, Path(f"{self.rollouts}-journal")):  # this run's own, started anew
+        for stale in (self.rollouts, Path(f"{self.rollouts}-journal"), self.run_dir / ROUNDS_FILE):  # started anew
             stale.unlink(missing_ok=True)
         self.task_text = task_text if task_text is not None else spec.task_text
         self._writer: DatasetWriter | None = None

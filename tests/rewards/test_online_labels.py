@@ -254,3 +254,18 @@ def test_reset_free_forward_rewards_learn_from_online_labels(offline, tmp_path):
     assert not torch.equal(before.layers[0].weight, learner.source.model.layers[0].weight)  # the forward model moved
     logged = [json.loads(line) for line in (tmp_path / "rf" / "metrics.jsonl").read_text().splitlines()]
     assert logged[-1]["forward/labels/queries"] == 4 and "backward/labels/queries" not in logged[-1]
+
+
+def test_finetune_cli_labels_online_and_a_rerun_into_the_same_folder_asks_nothing(offline, tmp_path):
+    out = tmp_path / "cli"
+    argv = ["finetune", "--checkpoint", str(offline / "iql"), "--steps", "520", "--warmup", "100",
+            "--updates-per-step", "0.05", "--eval-every", "0", "--eval-episodes", "0", "--threads", "1",
+            "--online-labels", "4", "--label-every", "260", "--out", str(out)]  # the task card's episode length
+    assert main(argv) == 0
+    assert "| online labels | 4 of 4 queries in 2 rounds (4 asked, 0 from the store" in (out / "report.md").read_text()
+    assert [(r["round"], r["env_step"], r["pairs"]) for r in _rounds(out)] == [(1, 260, 2), (2, 520, 2)]
+    assert main(argv) == 0  # again, into the same folder (a fine-tuning run started over)
+    assert "(0 asked, 4 from the store" in (out / "report.md").read_text()
+    assert [r["reused"] for r in _rounds(out)] == [2, 2]  # the rounds file started over with the run
+    with LabelStore(offline / "d.h5.labels.sqlite") as store:
+        assert len(store.labels(dataset=str(out / ROLLOUTS_FILE))) == 4
