@@ -269,3 +269,22 @@ def test_finetune_cli_labels_online_and_a_rerun_into_the_same_folder_asks_nothin
     assert [r["reused"] for r in _rounds(out)] == [2, 2]  # the rounds file started over with the run
     with LabelStore(offline / "d.h5.labels.sqlite") as store:
         assert len(store.labels(dataset=str(out / ROLLOUTS_FILE))) == 4
+
+
+def test_warm_start_keeps_the_model_and_refuses_another_architecture():
+    from robot_rl.rewards.model import PreferenceData, RewardModelConfig, RewardModelError, train_reward_model
+
+    rng = np.random.default_rng(0)
+    s0, s1 = rng.normal(size=(2, 16, 5, 3)).astype(np.float32)
+    a0, a1 = rng.normal(size=(2, 16, 5, 2)).astype(np.float32)
+    data = PreferenceData(s0, a0, s1, a1, (s1.sum((1, 2)) > s0.sum((1, 2))).astype(np.float32))
+    config = RewardModelConfig(members=2, hidden=(8,), steps=5, batch_size=8)
+    model, _ = train_reward_model(data, config)
+    shifted = PreferenceData(s0 + 5, a0, s1 + 5, a1, data.labels)  # other states: a fresh model would refit
+    warm, _ = train_reward_model(shifted, config, init=model)
+    assert torch.equal(warm.state_mean, model.state_mean) and not torch.equal(warm.layers[0].weight,
+                                                                              model.layers[0].weight)
+    fresh, _ = train_reward_model(shifted, config)
+    assert not torch.equal(fresh.state_mean, model.state_mean)
+    with pytest.raises(RewardModelError, match="warm start: config changes the model's architecture \\(hidden\\)"):
+        train_reward_model(data, RewardModelConfig(members=2, hidden=(4,), steps=1), init=model)
