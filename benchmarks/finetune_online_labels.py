@@ -14,7 +14,9 @@ fine-tune a copy per variant from that checkpoint, with the same env steps and s
 - ``online``: the same plus ``--online-labels N --label-every K``: every K env steps, pairs of recent rollouts
   picked by ensemble disagreement are labeled by the same scripted teacher through the same label store, the
   ensemble is retrained from where it was on all labels so far, and the replay buffer (and the offline data, which
-  that model labeled) is relabeled.
+  that model labeled) is relabeled;
+- ``online-new-only``: the same, but only the new transitions are relabeled (the offline data keeps the offline
+  model's rewards; not a CLI option, an ablation).
 
 Every policy is evaluated on the same ``--eval-episodes`` layouts (seed 10000, one env). Prints a markdown table
 (paste it into benchmarks/finetune_online_labels.md with the command and the machine).
@@ -29,6 +31,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+VARIANTS = ("frozen", "online", "online-new-only")
 
 
 def main() -> None:
@@ -47,6 +51,7 @@ def main() -> None:
     p.add_argument("--label-every", type=int, default=300, help="env steps between online rounds")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     p.add_argument("--root", type=Path, default=Path("runs/finetune_online_labels"))
     args = p.parse_args()
@@ -90,12 +95,12 @@ def main() -> None:
         before, before_return = offline_eval.success_rate, offline_eval.return_mean
         print(f"seed {seed}: offline IQL (learned reward) success {before:.0%}, return {before_return:.0f}",
               flush=True)
-        for variant in ("frozen", "online"):
+        for variant in args.variants:
             tag = "" if variant == "frozen" else f"-q{args.online_labels}-k{args.label_every}"
             run = base / f"{variant}-n{args.env_steps}{tag}"
             result = run / "result.json"
             if not result.exists():
-                budget = args.online_labels if variant == "online" else 0
+                budget = 0 if variant == "frozen" else args.online_labels
                 cfg = FinetuneConfig(env_steps=args.env_steps, warmup_env_steps=args.warmup,
                                      log_every=max(args.env_steps // 4, 1), eval_every=args.env_steps,
                                      eval_episodes=args.eval_episodes, seed=seed, threads=args.threads,
@@ -109,7 +114,7 @@ def main() -> None:
                                                 OnlineLabelsConfig(budget=budget, label_every=args.label_every,
                                                                    env_steps=args.env_steps, seed=seed,
                                                                    reward_steps=args.retrain_steps),
-                                                run, env.spec, relabels_offline=True)
+                                                run, env.spec, relabels_offline=variant == "online")
                 t0 = time.time()
                 try:
                     _, last = finetune(base / "iql", env, learner or reward, cfg, run, learner=learner)

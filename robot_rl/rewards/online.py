@@ -80,9 +80,9 @@ class OnlineLabelsConfig:
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise ValueError(f"online labels: the query budget must be >= 1, got {self.budget}")
-        if self.label_every < 1 or self.label_every > self.env_steps:
+        if self.label_every < 1 or self.label_every >= self.env_steps:
             raise ValueError(f"online labels: --label-every must be between 1 and the fine-tuning env steps "
-                             f"({self.env_steps}), got {self.label_every}")
+                             f"({self.env_steps}) less one, got {self.label_every}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"online labels: unknown selection '{self.selection}'; choose one of "
                              f"{', '.join(SELECTIONS)}")
@@ -96,7 +96,9 @@ class OnlineLabelsConfig:
 
     @property
     def rounds(self) -> int:
-        return self.env_steps // self.label_every
+        """Rounds at ``label_every``, ``2 * label_every``, ... before the last env step (a round there would change
+        a reward that nothing uses any more)."""
+        return (self.env_steps - 1) // self.label_every
 
 
 def rewards_came_from(dataset: str, reward_key: str, source: LearnedReward) -> bool:
@@ -219,7 +221,7 @@ class OnlinePreferences:
         self._rows = []  # the envs were reset: episodes in progress end unfinished
 
     def update(self, env_steps: int) -> bool:
-        if env_steps < self.next_round or self.counts["queries"] >= self.cfg.budget:
+        if env_steps < self.next_round or env_steps >= self.cfg.env_steps or self.counts["queries"] >= self.cfg.budget:
             return False
         while self.next_round <= env_steps:
             self.next_round += self.cfg.label_every
@@ -286,7 +288,7 @@ class OnlinePreferences:
     def summary(self) -> dict[str, str]:
         """For the run's report: what the loop asked and where the answers are."""
         c = self.counts
-        return {"online labels": f"{c['queries']} of {self.cfg.budget} queries in {self.round} rounds "
+        return {"online labels": f"{c['queries']} of {self.cfg.budget} queries over {self.round} round(s) "
                                  f"({c['asked']} asked, {c['reused']} from the store, {c['cant_tell']} can't tell)",
                 "label store": os.path.abspath(self.store)}
 
