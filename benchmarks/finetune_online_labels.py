@@ -18,8 +18,11 @@ fine-tune a copy per variant from that checkpoint, with the same env steps and s
 - ``online-new-only``: the same, but only the new transitions are relabeled (the offline data keeps the offline
   model's rewards; not a CLI option, an ablation).
 
-Every policy is evaluated on the same ``--eval-episodes`` layouts (seed 10000, one env). Prints a markdown table
-(paste it into benchmarks/finetune_online_labels.md with the command and the machine).
+Every policy is evaluated on the same ``--eval-episodes`` layouts (seed 10000, one env). Each variant's final reward
+model is also scored against the simulator's reward: Pearson correlation along episodes (mean over episodes) on the
+offline dataset and on the ``online`` run's rollouts (``online_rollouts.h5``, what the fine-tuned policies
+visited). Prints a markdown table (paste it into benchmarks/finetune_online_labels.md with the command and the
+machine).
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ def main() -> None:
                 result.write_text(json.dumps({"after": last["eval/success_rate"], "seconds": time.time() - t0,
                                               "return": last.get("eval/return_mean"), "labels": counts}))
             after = json.loads(result.read_text())
+            after["model"] = base / "reward" if variant == "frozen" else run / "reward"
             rows.append({"seed": seed, "variant": variant, "before": before, "before_return": before_return, **after})
             print(f"seed {seed}: {variant} {before:.0%} -> {after['after']:.0%} ({after['seconds']:.0f} s)",
                   flush=True)
@@ -136,13 +140,34 @@ def main() -> None:
           f"env steps, {args.retrain_steps} retraining steps; {args.eval_episodes} eval episodes; "
           f"total {time.time() - start:.0f} s\n")
     print("| seed | variant | success before → after | eval return before → after | labels asked / reused | "
-          "fine-tuning time |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          "reward corr. offline data / online rollouts | fine-tuning time |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         labels = r.get("labels") or {}
         asked = f"{labels['asked']} / {labels['reused']}" if labels else "—"  # type: ignore[index]
+        base = args.root / f"{args.task}-s{r['seed']}"
+        rollouts = base / f"online-n{args.env_steps}-q{args.online_labels}-k{args.label_every}" / "online_rollouts.h5"
+        corr = " / ".join(f"{c:.2f}" for c in correlations(Path(str(r["model"])), [base / "data.h5", rollouts]))
         print(f"| {r['seed']} | {r['variant']} | {r['before']:.0%} → {r['after']:.0%} | {r['before_return']:.0f} → "
-              f"{r['return']:.0f} | {asked} | {r['seconds']:.0f} s |")
+              f"{r['return']:.0f} | {asked} | {corr} | {r['seconds']:.0f} s |")
+
+
+def correlations(run: Path, datasets: list[Path]) -> list[float]:
+    """Mean per-episode correlation of the reward model in ``run`` with the ground truth, per dataset (NaN: absent)."""
+    from robot_rl.data import GROUND_TRUTH, Dataset
+    from robot_rl.rewards.model import RewardModel, reward_correlation
+
+    model = RewardModel.load(run / "reward_model.pt")
+    out = []
+    for path in datasets:
+        if not path.exists():
+            out.append(float("nan"))
+            continue
+        with Dataset(path) as ds:
+            episodes = [(e.states, e.actions, e.reward_labels[GROUND_TRUTH][0])
+                        for e in (ds.load_episode(n) for n in ds.episode_names)]
+        out.append(reward_correlation(model, episodes)["mean_episode"])
+    return out
 
 
 if __name__ == "__main__":
