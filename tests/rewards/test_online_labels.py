@@ -290,3 +290,29 @@ def test_warm_start_keeps_the_model_and_refuses_another_architecture():
     assert not torch.equal(fresh.state_mean, model.state_mean)
     with pytest.raises(RewardModelError, match="warm start: config changes the model's architecture \\(hidden\\)"):
         train_reward_model(data, RewardModelConfig(members=2, hidden=(4,), steps=1), init=model)
+
+
+@pytest.mark.slow
+def test_pipeline_runs_online_labels_and_a_resumed_finetune_stage_asks_nothing_again(tmp_path):
+    import shutil
+
+    import yaml
+
+    quickstart = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+    cfg = yaml.safe_load(quickstart.read_text())
+    cfg.update(collect={"episodes": 4, "num_envs": 2}, reward_model={"steps": 20, "hidden": [16, 16]},
+               train={"steps": 30, "log_every": 30}, eval={"episodes": 1},
+               finetune={"env_steps": 320, "warmup_env_steps": 60, "eval_every": 320, "updates_per_env_step": 0.1,
+                         "online_labels": 6, "label_every": 160, "threads": 1})  # 150-step episodes
+    cfg["label"].update(pairs=16, segment_length=20)
+    config, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["pipeline", "--config", str(config), "--out", str(out)]) == 0
+    first = _rounds(out / "finetune")
+    assert [(r["env_step"], r["pairs"], r["asked"]) for r in first] == [(160, 6, 6)]  # one round before the end
+    with LabelStore(out / "labels.sqlite") as store:  # the pipeline's own store: offline and online labels
+        assert len(store.labels(dataset=str(out / "finetune" / ROLLOUTS_FILE))) == 6
+        assert store.labels(dataset=str(out / "drawer-open-v3.h5"))
+    shutil.rmtree(out / "finetune")  # the fine-tuning stage must run again
+    assert main(["pipeline", "--resume", "--out", str(out)]) == 0
+    assert [(r["pairs"], r["asked"], r["reused"]) for r in _rounds(out / "finetune")] == [(6, 0, 6)]
