@@ -48,12 +48,26 @@ def run(args: argparse.Namespace) -> int:
         if not has_success:
             console.print("success: n/a (no episode stores per-step successes or a success mark)", highlight=False)
         console.print(_behaviour_table(summaries, behaviours, has_success))
+        interventions = ds.intervention_counts()
+        if interventions is not None:
+            console.print(_intervention_table(interventions, {n: ds.episode_length(n) for n in interventions}))
         console.print(_keys_table(described))
         if not args.no_plot:
             png = args.png or args.dataset.with_suffix(".inspect.png")
             _plot(ds, summaries, png, args.frames, console, has_success)
             console.print(f"plot: {png}")
     return 0
+
+
+def _intervention_table(counts: dict[str, int], lengths: dict[str, int]) -> Table:
+    """Teleop interventions per episode (steps a person chose the action), for datasets recorded with them."""
+    t = Table(title=f"interventions: {sum(counts.values())} steps in {sum(1 for c in counts.values() if c)} of "
+                    f"{len(counts)} episodes")
+    for col in ("episode", "intervened steps", "of steps"):
+        t.add_column(col, justify="right")
+    for name, count in counts.items():
+        t.add_row(name, str(count), str(lengths[name]))
+    return t
 
 
 def _nan_reward_warning(summaries: list, label_ids: list[str]) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from robot_rl.cli import (
+    actor_cmd,
     calibrate_cmd,
     collect_cmd,
     compare_rewards_cmd,
@@ -19,6 +20,7 @@ from robot_rl.cli import (
     import_cmd,
     inspect_cmd,
     label_cmd,
+    learner_cmd,
     pipeline_cmd,
     relabel_cmd,
     reward_search_cmd,
@@ -43,7 +45,7 @@ COMMANDS = {
     "relabel": relabel_cmd, "train": train_cmd, "finetune": finetune_cmd, "eval": eval_cmd, "pipeline": pipeline_cmd,
     "calibrate": calibrate_cmd, "import-bag": import_bag_cmd, "reward-search": reward_search_cmd,
     "train-success": train_success_cmd, "compare-rewards": compare_rewards_cmd,
-    "import": import_cmd, "export": export_cmd, "sweep": sweep_cmd,
+    "import": import_cmd, "export": export_cmd, "sweep": sweep_cmd, "actor": actor_cmd, "learner": learner_cmd,
 }
 
 

@@ -131,6 +131,14 @@ class Pipeline:
             raise ValueError(f"pipeline config: '{name}' must be a mapping")
         return dict(value)
 
+    def ray_flags(self) -> list[str]:
+        """``--ray-address``/``--ray-workers`` from the config's ``ray`` section (none without one)."""
+        ray = self.section("ray")
+        if not ray.get("address"):
+            return []
+        workers = ray.get("workers")
+        return ["--ray-address", str(ray["address"])] + ([] if workers is None else ["--ray-workers", str(workers)])
+
     def outputs_exist(self, stage: str) -> bool:
         """Whether what a done stage made is still there (a deleted output makes the stage run again)."""
         paths = {"collect": [self.dataset], "label": [self.out / "labels.sqlite"],
@@ -184,7 +192,7 @@ class Pipeline:
         c = self.section("collect")
         argv = ["collect", "--task", self.task, "--episodes", str(c.get("episodes", 60)),
                 "--preset", str(c.get("preset", "suboptimal")), "--num-envs", str(c.get("num_envs", 4)),
-                "--out", str(self.dataset)]
+                "--out", str(self.dataset), *self.ray_flags()]
         if resumed and self.dataset.exists():  # an interrupted collect: fill the file up to the episodes asked
             argv.append("--resume")
         else:
@@ -197,7 +205,8 @@ class Pipeline:
         # an interrupted relabel continues from its spool; a finished one with the same id is replaced
         pessimism = self.section("relabel").get("pessimism")
         self._call("relabel", ["relabel", str(self.dataset), "--source", f"reward-model:{self.out / 'reward'}",
-                               "--activate"] + ([] if pessimism is None else ["--pessimism", str(pessimism)]))
+                               "--activate", *self.ray_flags()]
+                   + ([] if pessimism is None else ["--pessimism", str(pessimism)]))
         return {}
 
     def _label(self, resumed: bool) -> dict[str, Any]:
@@ -219,10 +228,17 @@ class Pipeline:
                 camera = dataset_camera(ds, vlm.get("camera"))
             frames_identity = {"camera": camera, "size": [size, size]}
         teacher = {"seed": self.seed, **dict(lab.get("teacher") or {})}
-        labeler = make_labeler(kind, teacher=teacher, vlm_url=vlm.get("url"), model=vlm.get("model"),
-                               api_key_env=str(vlm.get("api_key_env", "OPENAI_API_KEY")),
-                               concurrency=int(vlm.get("concurrency", 4)), frames_identity=frames_identity,
-                               cache_path=str(self.out / "labels.sqlite.llm-cache"))
+        options = {"vlm_url": vlm.get("url"), "model": vlm.get("model"),
+                   "api_key_env": str(vlm.get("api_key_env", "OPENAI_API_KEY")),
+                   "concurrency": int(vlm.get("concurrency", 4)), "frames_identity": frames_identity,
+                   "cache_path": str((self.out / "labels.sqlite.llm-cache").resolve())}
+        labeler = make_labeler(kind, teacher=teacher, **options)
+        ray = self.section("ray")
+        if kind == "vlm" and ray.get("address"):  # VLM queries on Ray workers (the scripted teacher runs here)
+            from robot_rl.scale.label import RayVLMLabeler
+
+            labeler = RayVLMLabeler(labeler, str(self.dataset.resolve()), options, str(camera), size,
+                                    str(ray["address"]), ray.get("workers"))
         pairs = int(lab.get("pairs", 500))
         with Progress(TextColumn(f"[bold]label ({kind})"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=self.console) as progress:

@@ -10,7 +10,8 @@ from robot_rl.core.config_check import RANGE, ConfigError, Range, check_value, c
 from robot_rl.rewards.labelers import LABELERS
 
 TOP_LEVEL: dict[str, Any] = {"task": str, "out": str, "seed": int, "collect": dict, "label": dict,
-                             "reward_model": dict, "relabel": dict, "train": dict, "finetune": dict, "eval": dict}
+                             "reward_model": dict, "relabel": dict, "train": dict, "finetune": dict, "eval": dict,
+                             "ray": dict}
 """Top-level keys of a pipeline config and their types."""
 COLLECT_KEYS: dict[str, Any] = {"episodes": int, "preset": str, "num_envs": int}
 LABEL_KEYS: dict[str, Any] = {"labeler": str, "pairs": int, "segment_length": int, "selection": str,
@@ -20,6 +21,10 @@ VLM_KEYS: dict[str, Any] = {"url": str | None, "model": str | None, "api_key_env
 EVAL_KEYS: dict[str, Any] = {"episodes": int}
 RELABEL_KEYS: dict[str, Any] = {"pessimism": float}
 """relabel: ``pessimism`` k relabels with the reward ensemble's mean - k·std (fine-tuning then uses the same)."""
+RAY_KEYS: dict[str, Any] = {"address": str, "workers": int}
+"""ray: ``address`` (``local`` or ``HOST:PORT``) and ``workers`` go to the stages that run on Ray as
+``--ray-address``/``--ray-workers``: collect, label (VLM queries) and relabel. Not part of any stage's key: the
+results are the same with or without Ray."""
 FINETUNE_EXTRA: dict[str, Any] = {"num_envs": int}
 """finetune keys besides the FinetuneConfig fields that ``robot-rl finetune`` takes as flags."""
 
@@ -41,6 +46,12 @@ def check_config(cfg: dict[str, Any]) -> None:
     _check_keys(sections["label"], LABEL_KEYS, "label.")
     _check_keys(sections["eval"], EVAL_KEYS, "eval.")
     _check_keys(sections["relabel"], RELABEL_KEYS, "relabel.")
+    _check_keys(sections["ray"], RAY_KEYS, "ray.")
+    ray = sections["ray"]
+    if ray and not str(ray.get("address") or "").strip():
+        raise ValueError("pipeline config: ray.address is required in a ray section ('local' or HOST:PORT)")
+    if ray.get("workers") is not None and ray["workers"] < 1:
+        raise ValueError(f"pipeline config: ray.workers must be >= 1, got {ray['workers']}")
     if not sections["relabel"].get("pessimism", 0) >= 0:
         raise ValueError(f"pipeline config: relabel.pessimism must be >= 0, got {sections['relabel']['pessimism']}")
     _check_keys(_mapping(sections["label"], "vlm", "label.vlm"), VLM_KEYS, "label.vlm.")

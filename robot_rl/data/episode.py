@@ -38,6 +38,8 @@ class Episode:
     """bool ``[T]``: terminated or truncated."""
     successes: np.ndarray | None = None
     """bool ``[T]``: per-step task success, where the backend can tell."""
+    interventions: np.ndarray | None = None
+    """bool ``[T]``: a person's teleop input chose the action at that step (``None``: not recorded, i.e. none)."""
     sim_states: np.ndarray | None = None
     """float64 ``[T, S]``: simulator state before each step, to render images later."""
     privileged: np.ndarray | None = None
@@ -58,6 +60,11 @@ class Episode:
     def length(self) -> int:
         """T, the number of steps."""
         return int(np.shape(self.states)[0]) if np.ndim(self.states) else 0
+
+    @property
+    def num_interventions(self) -> int:
+        """Steps a person's teleop input chose the action (0 where none were recorded)."""
+        return int(np.count_nonzero(self.interventions)) if self.interventions is not None else 0
 
     @property
     def success(self) -> bool:
@@ -84,8 +91,9 @@ class Episode:
             ("terminals", self.terminals, "bool", (t,)),
             ("dones", self.dones, "bool", (t,)),
         ]
-        if self.successes is not None:
-            want.append(("successes", self.successes, "bool", (t,)))
+        want += [(key, flags, "bool", (t,)) for key, flags in (("successes", self.successes),
+                                                                 ("interventions", self.interventions))
+                 if flags is not None]
         if self.sim_states is not None:
             s = spec.sim_state_dim if spec and spec.sim_state_dim else None
             want.append(("sim_states", self.sim_states, "float64", (t, s)))

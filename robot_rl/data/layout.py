@@ -6,6 +6,7 @@
 /data/demo_<i>   attrs: num_samples (written last: the "complete" marker), success, seed (-1: none), free-form
     obs/state [T, D] f32, next_obs/state [T, D] f32, actions [T, A] f32, rewards [T] f32 (NaN: unlabeled),
     dones [T] u8 (terminated | truncated), terminals [T] u8 (terminated), successes [T] u8 (optional),
+    interventions [T] u8 (optional: 1 where a person's teleop input, not the policy, chose the action),
     sim_state [T, S] f64 (optional), obs/privileged [T, P] f32 (optional),
     obs/image/<camera> [ceil(T / every), H, W, 3] u8 (optional; attr every: frame j is step j * every),
     reward_labels/<labeler_id> [T] f32 (attr provenance: JSON, keys sorted)
@@ -39,6 +40,8 @@ REWARDS = "rewards"
 DONES = "dones"
 TERMINALS = "terminals"
 SUCCESSES = "successes"
+INTERVENTIONS = "interventions"
+"""Optional per-step flag: a human took over (teleop) at that step; absent in older files = no interventions."""
 SIM_STATE = "sim_state"
 PRIVILEGED = "obs/privileged"
 IMAGE_GROUP = "obs/image"
@@ -168,7 +171,11 @@ def read_header(f: h5py.File, where: str) -> Header:
         raise DatasetError(f"{where}: no /{DATA} group (not a robot_rl / robomimic-style dataset)")
     attrs = data.attrs
     if "format_version" not in attrs:
-        raise DatasetError(f"{where}: /{DATA} attr 'format_version': missing")
+        foreign = "env_spec" not in attrs and (
+            "env_args" in attrs or any(isinstance(g, h5py.Group) and "obs" in g for g in data.values()))
+        hint = (f"; it looks like a robomimic file: robot-rl import robomimic:{where} --out NEW.h5, or relabel it "
+                f"in place with robot-rl relabel robomimic:{where}") if foreign else ""
+        raise DatasetError(f"{where}: /{DATA} attr 'format_version': missing{hint}")
     version = attrs["format_version"]
     if not isinstance(version, int | np.integer) or int(version) != FORMAT_VERSION:
         newer = isinstance(version, int | np.integer) and int(version) > FORMAT_VERSION

@@ -27,6 +27,7 @@ from robot_rl.data.layout import (
     DATA,
     DONES,
     IMAGE_GROUP,
+    INTERVENTIONS,
     LABEL_GROUP,
     MASK,
     NEXT_STATE,
@@ -130,6 +131,15 @@ class Dataset:
             rewards = self._read(name, REWARDS)
             out.append((name, meta.length, float(np.sum(rewards, dtype=np.float64)), meta.success))
         return out
+
+    def intervention_counts(self) -> dict[str, int] | None:
+        """Per episode, the steps a person's teleop input chose the action (``interventions``); ``None`` when no
+        episode records interventions (older files, sim datasets)."""
+        names = [name for name, meta in self._meta.items() if INTERVENTIONS in meta.arrays]
+        if not names:
+            return None
+        return {name: int(np.count_nonzero(self._read(name, INTERVENTIONS))) if name in names else 0
+                for name in self._meta}
 
     def episode_attrs(self, name: str) -> dict[str, Any]:
         """The free-form attrs of one episode (e.g. ``behaviour``), without reading its arrays."""
@@ -343,6 +353,7 @@ class Dataset:
             (DONES, "uint8", (t,), True),
             (TERMINALS, "uint8", (t,), True),
             (SUCCESSES, "uint8", (t,), False),
+            (INTERVENTIONS, "uint8", (t,), False),
             (SIM_STATE, "float64", (t, spec.sim_state_dim or None), False),
             (PRIVILEGED, "float32", (t, privileged.shape[0] if privileged else None), False),
         ]
@@ -406,6 +417,7 @@ class Dataset:
             terminals=self._read(name, TERMINALS).astype(bool),
             dones=self._read(name, DONES).astype(bool),
             successes=None if successes is None else successes.astype(bool),
+            interventions=None if (flags := optional(INTERVENTIONS)) is None else flags.astype(bool),
             sim_states=optional(SIM_STATE),
             privileged=optional(PRIVILEGED),
             images=frames,
@@ -443,8 +455,8 @@ def open_dataset(path: str | os.PathLike[str]) -> Dataset:
     return Dataset(path)
 
 
-_KEY_ORDER = [STATE, IMAGE_GROUP, PRIVILEGED, NEXT_STATE, ACTIONS, REWARDS, DONES, TERMINALS, SUCCESSES, SIM_STATE,
-              LABEL_GROUP]
+_KEY_ORDER = [STATE, IMAGE_GROUP, PRIVILEGED, NEXT_STATE, ACTIONS, REWARDS, DONES, TERMINALS, SUCCESSES, INTERVENTIONS,
+              SIM_STATE, LABEL_GROUP]
 
 
 def _arrays(group: h5py.Group) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from robot_rl.data.layout import (
     DONES,
     FORMAT_VERSION,
     IMAGE_GROUP,
+    INTERVENTIONS,
     LABEL_GROUP,
     MASK,
     NEXT_STATE,
@@ -283,6 +284,8 @@ def _write_episode(group: h5py.Group, ep: Episode, compression: str | None) -> N
     ]
     if ep.successes is not None:
         arrays.append((SUCCESSES, ep.successes.astype(np.uint8)))
+    if ep.interventions is not None:
+        arrays.append((INTERVENTIONS, ep.interventions.astype(np.uint8)))
     if ep.sim_states is not None:
         arrays.append((SIM_STATE, ep.sim_states))
     if ep.privileged is not None:

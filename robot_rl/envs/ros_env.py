@@ -146,6 +146,17 @@ class RosEnv:
         return StepResult(obs, torch.full((1,), float("nan")), torch.zeros(1, dtype=torch.bool),
                           torch.tensor([truncated]), info)
 
+    def hold_action(self) -> torch.Tensor:
+        """The normalized action ``[1, A]`` of the gate's hold command (zeros in velocity/twist/ee_delta modes, the
+        measured positions in position mode; zeros when no position is known): what to send to keep still."""
+        position = self._last.position if self._last is not None else None
+        hold = self.gate.hold_command(position)
+        spec = self.spec.action
+        if hold is None:
+            return torch.zeros(1, spec.dim)
+        action = (hold - np.asarray(spec.offset)) / np.asarray(spec.scale)
+        return torch.from_numpy(np.clip(action, -1.0, 1.0)).float()[None]
+
     def close(self) -> None:
         """Latch the gate; the transport stays the caller's to close."""
         self.gate.stop("closed")

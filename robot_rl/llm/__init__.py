@@ -11,6 +11,7 @@ counts and an optional SQLite response cache.
 
 from robot_rl.llm.cache import ResponseCache, request_key
 from robot_rl.llm.client import RETRY_STATUSES, LLMClient, Reply, Usage, parse_retry_after, run_sync, server_message
+from robot_rl.llm.client import _RateLimiter as RateLimiter  # the client's request slots, for limiters shared wider
 from robot_rl.llm.config import LLMConfig
 from robot_rl.llm.errors import (
     LLMAuthError,
@@ -33,7 +34,7 @@ from robot_rl.llm.messages import (
 
 __all__ = [
     "RETRY_STATUSES", "LLMAuthError", "LLMClient", "LLMConfig", "LLMConnectionError", "LLMError", "LLMRequestError",
-    "LLMTimeoutError", "LLMUnavailableError", "Message", "Part", "Reply", "ResponseCache", "Usage",
+    "LLMTimeoutError", "LLMUnavailableError", "Message", "Part", "RateLimiter", "Reply", "ResponseCache", "Usage",
     "assistant_message", "decode_image_part", "image_part", "parse_retry_after", "request_key", "run_sync",
     "server_message", "system_message", "text_part", "user_message",
 ]

@@ -256,7 +256,9 @@ class LLMClient:
     loop and connection per call). ``client.usage`` holds running totals; ``client.close()`` closes the cache.
     """
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, limiter: Any = None) -> None:
+        """``limiter``: request slots shared beyond this process (``reserve() -> seconds to wait``, as ``scale.label``'s
+        Ray actor); default: ``config.requests_per_minute`` here."""
         self.config = config
         self._api_key = config.api_key()
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -264,7 +266,7 @@ class LLMClient:
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
         self._where = f"POST {config.url} (model '{config.model}')"
-        self._limiter = _RateLimiter(config.requests_per_minute) if config.requests_per_minute else None
+        self._limiter = limiter or (_RateLimiter(config.requests_per_minute) if config.requests_per_minute else None)
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()

@@ -1,4 +1,5 @@
-"""ROS-free logic of the robot nodes: message conversion, safety gate, control loop, recorder, reward scoring.
+"""ROS-free logic of the robot nodes: message conversion, safety gate, control loop, recorder, reward scoring, and
+teleop interventions (``teleop``: when a person's gamepad / SpaceMouse input overrides the policy).
 
 Nothing here imports rclpy: the nodes in ``ros_ws/src/robot_rl_ros`` wire rclpy subscriptions, timers and services
 to these classes, and tests drive them with ``rosbags`` message classes. This package uses ``robot_rl.core`` and

@@ -167,3 +167,14 @@ def test_ros_env_latches_on_the_estop_key_and_refuses_reset_while_asserted():
     arm.estop = False  # released: a reset brings motion back
     env.reset()
     assert bool(env.step(torch.tensor([[0.1, -0.1]])).info["commanded"][0])
+
+
+def test_ros_env_hold_action_keeps_the_arm_where_it_is():
+    arm = FakeArm(start=(0.3, -0.2))
+    env = RosEnv(SPEC, arm, ControlConfig(ObservationConfig(JOINTS), safety=CONFIG.safety), rosbags_types(TS))
+    assert torch.equal(env.hold_action(), torch.zeros(1, 2))  # nothing measured yet: zeros
+    env.reset()
+    hold = env.hold_action()
+    assert torch.allclose(hold, torch.tensor([[0.3, -0.2]]))  # position mode: the measured joints, normalized
+    res = env.step(hold)
+    assert res.info["safety"] == "" and np.allclose(arm.position, [0.3, -0.2])  # through the gate, it stays

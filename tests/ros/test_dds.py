@@ -84,8 +84,8 @@ def _fill(cls: type[Any], rng: np.random.Generator) -> Any:
         if isinstance(hint, type) and issubclass(hint, IdlStruct):
             return _fill(hint, rng)
         kind = get_args(hint)[1]
-        if kind.startswith("float"):
-            return float(rng.normal() * 1e3)
+        if kind.startswith("float"):  # a float32 field holds what a float32 can (Joy.axes)
+            return float(np.float32(rng.normal() * 1e3)) if kind == "float32" else float(rng.normal() * 1e3)
         lo = -(2 ** 31) if kind == "int32" else -(2 ** 62) if kind == "int64" else 0
         hi = 255 if kind == "uint8" else 2 ** 31 - 1 if kind == "int32" else 2 ** 32 - 1
         return int(rng.integers(lo, hi))

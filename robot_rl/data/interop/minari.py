@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from robot_rl.core.specs import EnvSpec
@@ -33,6 +34,7 @@ from robot_rl.data.interop.common import (
     StateKey,
     action_scaling,
     build_spec,
+    json_attr,
     keys_of_spec,
     normalize,
     physical,
@@ -40,8 +42,9 @@ from robot_rl.data.interop.common import (
     state_keys,
     with_task,
 )
+from robot_rl.data.interop.inplace import PROVENANCE_ATTR
 from robot_rl.data.labels import active_label
-from robot_rl.data.layout import GROUND_TRUTH, one_line
+from robot_rl.data.layout import GROUND_TRUTH, LABEL_GROUP, one_line
 from robot_rl.data.reader import Dataset
 from robot_rl.data.writer import DatasetWriter
 
@@ -137,12 +140,48 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
     spec = with_task(spec, task_text)
     report.task_text = spec.task_text
     with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
-                       image_compression=image_compression) as writer:
+                       image_compression=image_compression) as writer, _StoredLabels(src, target) as stored_labels:
         for ep in src.iterate_episodes():  # one episode in memory at a time
-            episode = _episode(ep, keys, cams, is_dict, spec, target)
+            episode = _episode(ep, keys, cams, is_dict, spec, target, stored_labels)
             writer.add_episode(episode)
             report.count(episode.length)
     return report
+
+
+class _StoredLabels:
+    """Reward labels an in-place relabel wrote into the episodes of Minari's ``main_data.hdf5``
+    (``episode_<i>/reward_labels/<id>``), and whether its ``rewards`` are its own (``reward_provenance``)."""
+
+    def __init__(self, src: Any, target: str) -> None:
+        self.file: h5py.File | None = None
+        self.own_rewards = True
+        self.target = target
+        path = Path(src.storage.data_path) / MAIN_FILE
+        if src.storage.metadata.get("data_format", "hdf5") == "hdf5" and path.is_file():
+            self.file = h5py.File(path, "r")
+            raw = self.file.attrs.get(PROVENANCE_ATTR)
+            label = json_attr(raw, f"{path}: attr '{PROVENANCE_ATTR}'") if raw is not None else None
+            self.own_rewards = not isinstance(label, dict) or label.get("label") in (None, GROUND_TRUTH)
+
+    def __enter__(self) -> _StoredLabels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def of(self, episode_id: int, length: int) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        group = self.file.get(f"episode_{episode_id}/{LABEL_GROUP}") if self.file is not None else None
+        if not isinstance(group, h5py.Group):
+            return {}
+        where = f"minari:{self.target}: episode {episode_id}: {LABEL_GROUP}"
+        out = {}
+        for lid, ds in group.items():
+            values = np.asarray(ds[()], np.float32).reshape(-1)
+            if len(values) != length:
+                raise InteropError(f"{where}/{lid}: {len(values)} values, the episode has {length} steps")
+            out[lid] = (values, json_attr(ds.attrs.get("provenance", "{}"), f"{where}/{lid} provenance"))
+        return out
 
 
 def _stored(target: str) -> EnvSpec | None:
@@ -191,7 +230,8 @@ def _cam_space(space: Any, name: str) -> Any:
     return space
 
 
-def _episode(ep: Any, keys: list[StateKey], cams: list[str], is_dict: bool, spec: EnvSpec, target: str) -> Episode:
+def _episode(ep: Any, keys: list[StateKey], cams: list[str], is_dict: bool, spec: EnvSpec, target: str,
+             stored: _StoredLabels) -> Episode:
     t = len(ep.actions)
     where = f"minari:{target}: episode {ep.id}"
     if t < 1:
@@ -215,10 +255,38 @@ def _episode(ep: Any, keys: list[StateKey], cams: list[str], is_dict: bool, spec
         flags = np.asarray(infos["success"]).reshape(-1).astype(bool)
         successes = flags[-t:] if len(flags) >= t else None
     images = {c: _get(ep.observations, c, False)[:t].astype(np.uint8) for c in cams}
-    labels = {GROUND_TRUTH: (rewards.copy(), {"labeler": GROUND_TRUTH, "source": f"{SCHEME}:{target}"})}
+    labels = {GROUND_TRUTH: (rewards.copy(), {"labeler": GROUND_TRUTH, "source": f"{SCHEME}:{target}"})} \
+        if stored.own_rewards else {}
+    labels.update(stored.of(int(ep.id), t))
     return Episode(states=obs[:-1], actions=actions, rewards=rewards, next_states=obs[1:], terminals=terminals,
                    dones=dones, successes=successes, images=images, reward_labels=labels,
                    attrs={"source_episode": int(ep.id)})
+
+
+# ---- relabel in place (robot_rl.data.interop.inplace) --------------------------------------------------------
+
+MAIN_FILE = "main_data.hdf5"
+"""Minari's HDF5 storage: one file, one ``episode_<i>`` group per episode (its root holds nothing else: Minari
+counts the root's keys as episodes)."""
+PROVENANCE_GROUP = "/"
+
+
+def relabel_file(target: str) -> str:
+    """The ``main_data.hdf5`` of the local Minari dataset ``target`` that ``relabel minari:ID`` writes into."""
+    src = _load(_minari(), target)
+    fmt = src.storage.metadata.get("data_format", "hdf5")
+    if fmt != "hdf5":
+        raise InteropError(f"minari:{target}: stored as {fmt}; relabel in place needs Minari's hdf5 storage (import "
+                           "it, relabel the import, export it back)")
+    path = Path(src.storage.data_path) / MAIN_FILE
+    if not path.is_file():
+        raise InteropError(f"minari:{target}: no {path}")
+    return str(path)
+
+
+def episode_group(attrs: dict[str, Any]) -> str:
+    """The ``episode_<i>`` group of an imported episode (its ``source_episode`` attr)."""
+    return f"episode_{int(attrs['source_episode'])}"
 
 
 # ---- export -----------------------------------------------------------------------------------------------------

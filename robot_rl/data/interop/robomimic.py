@@ -53,6 +53,7 @@ from robot_rl.data.interop.common import (
     state_keys,
     with_task,
 )
+from robot_rl.data.interop.inplace import PROVENANCE_ATTR
 from robot_rl.data.labels import active_label
 from robot_rl.data.layout import GROUND_TRUTH, LABEL_GROUP, demo_index, open_hdf5, plain, provenance_json
 from robot_rl.data.reader import Dataset
@@ -89,10 +90,11 @@ def import_dataset(target: str, out: str, *, obs_keys: Sequence[str] | None = No
         renamed: dict[str, str] = {}
         spec = with_task(spec, task_text)
         report.task_text = spec.task_text
+        own_rewards = _own_rewards(data)
         with DatasetWriter(out, spec, source=report.source, task_text=spec.task_text,
                            image_compression=image_compression) as writer:
             for name in demos:
-                episode = _episode(path, data[name], name, spec, keys, cameras, report)
+                episode = _episode(path, data[name], name, spec, keys, cameras, report, own_rewards)
                 renamed[name] = writer.add_episode(episode)
                 report.count(episode.length)
             if "train" in masks and "valid" in masks:
@@ -181,8 +183,18 @@ def _read(group: h5py.Group, key: str, where: str, length: int) -> np.ndarray:
     return values
 
 
+def _own_rewards(data: h5py.Group) -> bool:
+    """Whether the demos' ``rewards`` are the file's own (not a label an export or an in-place relabel put there,
+    which ``data`` attr ``reward_provenance`` names)."""
+    raw = data.attrs.get(PROVENANCE_ATTR)
+    if raw is None:
+        return True
+    label = json_attr(raw, "/data attr 'reward_provenance'")
+    return not isinstance(label, dict) or label.get("label") in (None, GROUND_TRUTH)
+
+
 def _episode(path: str, group: h5py.Group, name: str, spec: EnvSpec, keys: list[StateKey], cams: list[str],
-             report: ConvertReport) -> Episode:
+             report: ConvertReport, own_rewards: bool = True) -> Episode:
     where = f"{path}: data/{name}"
     t = int(group["actions"].shape[0])
     if t < 1:
@@ -220,7 +232,8 @@ def _episode(path: str, group: h5py.Group, name: str, spec: EnvSpec, keys: list[
     rewards = np.full(t, np.nan, dtype=np.float32)
     if "rewards" in group:
         rewards = _read(group, "rewards", where, t).reshape(t).astype(np.float32)
-        labels[GROUND_TRUTH] = (rewards.copy(), {"labeler": "ground_truth", "source": f"{SCHEME}:{path}"})
+        if own_rewards:  # else the stored reward_labels say what they are (ground_truth among them, if kept)
+            labels[GROUND_TRUTH] = (rewards.copy(), {"labeler": "ground_truth", "source": f"{SCHEME}:{path}"})
     stored = group.get(LABEL_GROUP)
     if isinstance(stored, h5py.Group):
         for lid, ds in stored.items():
@@ -240,6 +253,27 @@ def _read_masks(f: h5py.File) -> dict[str, list[str]]:
         return {}
     return {m: [plain(n) for n in np.asarray(ds[()]).reshape(-1)] for m, ds in group.items()
             if isinstance(ds, h5py.Dataset)}
+
+
+# ---- relabel in place (robot_rl.data.interop.inplace) --------------------------------------------------------
+
+PROVENANCE_GROUP = "data"
+"""The group whose attr ``reward_provenance`` names the label ``rewards`` hold (as the export writes it)."""
+
+
+def relabel_file(target: str) -> str:
+    """The robomimic HDF5 file ``target`` that ``relabel robomimic:PATH`` writes into, checked to be one."""
+    path = require_path(target, "robomimic HDF5 file")
+    with open_hdf5(path, "r") as f:
+        data = f.get("data")
+        if not isinstance(data, h5py.Group) or not any(demo_index(n) is not None for n in data):
+            raise InteropError(f"{path}: no /data/demo_<i> groups (not a robomimic HDF5 file)")
+    return path
+
+
+def episode_group(attrs: dict[str, Any]) -> str:
+    """The demo group of an imported episode (its ``source_demo`` attr)."""
+    return f"data/{attrs['source_demo']}"
 
 
 # ---- export -----------------------------------------------------------------------------------------------------

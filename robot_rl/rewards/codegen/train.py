@@ -210,6 +210,27 @@ def _relabel(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, chunk: int =
 
 
 def _train_iql(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, deadline: float) -> dict[str, Any]:
+    if job.dataset is None or job.task is None:
+        raise ValueError("the iql trainer needs a sim task and an offline dataset")
+    b = job.budget
+    t, dataset_terms = _relabel(job, spec, reward_fn)
+    tracker = StatsTracker()
+
+    def at_mark(env: Any, policy: Callable[[dict[str, Any]], Any], step: int) -> None:
+        _rollout(env, policy, reward_fn, tracker, b.seed + step)
+        tracker.flush(step)
+
+    result = train_iql(job.task, spec, t, b, deadline, at_mark)
+    return {"steps": b.iql_steps, "stats": tracker.points, "dataset_stats": dataset_terms, **result}
+
+
+def train_iql(task: str, spec: EnvSpec, transitions: dict[str, np.ndarray], budget: TrainBudget,
+              deadline: float = math.inf,
+              at_mark: Callable[[Any, Callable[[dict[str, Any]], Any], int], None] | None = None) -> dict[str, Any]:
+    """The iql trainer on ``transitions`` with the rewards they carry (a candidate's, or the simulator's for a
+    baseline): reward scale and state normalization from the data, ``budget.iql_steps`` updates, then
+    ``budget.eval_episodes`` episodes on the fixed evaluation layouts (``rl.evaluate``'s seed), so that rewards
+    are compared on the same episodes. ``at_mark(env, policy, step)`` runs at ``budget.stat_points`` points."""
     import torch
 
     from robot_rl.data import TransitionSampler
@@ -218,10 +239,8 @@ def _train_iql(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, deadline: 
     from robot_rl.rl.policy import Policy
     from robot_rl.rl.train import TrainConfig, make_agent
 
-    if job.dataset is None or job.task is None:
-        raise ValueError("the iql trainer needs a sim task and an offline dataset")
-    b = job.budget
-    t, dataset_terms = _relabel(job, spec, reward_fn)
+    b = budget
+    t = transitions
     returns = np.bincount(t["episode_index"], weights=t["rewards"].astype(np.float64))
     scale = reward_scale(returns, float(spec.max_episode_steps))
     norm = ObsNormalizer.fit(t["states"])
@@ -229,11 +248,10 @@ def _train_iql(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, deadline: 
     arrays = {"obs": (t["states"] - mean) / std, "actions": t["actions"], "rewards": t["rewards"] * scale,
               "next_obs": (t["next_states"] - mean) / std, "terminals": t["terminals"]}
     torch.manual_seed(b.seed)
-    cfg = TrainConfig(dataset=job.dataset, steps=b.iql_steps, seed=b.seed, device="cpu")
+    cfg = TrainConfig(dataset="", steps=b.iql_steps, seed=b.seed, device="cpu")
     agent = make_agent(cfg, spec.state_dim, spec.action.dim)
     sampler = TransitionSampler(arrays, "cpu", seed=b.seed)
-    env = make_env(job.task, num_envs=min(b.eval_episodes, 5))
-    tracker = StatsTracker()
+    env = make_env(task, num_envs=min(b.eval_episodes, 5))
     marks = {max(1, round(b.iql_steps * (p + 1) / b.stat_points)) for p in range(b.stat_points)}
     try:
         policy = Policy(agent.actor, norm, spec)
@@ -242,10 +260,9 @@ def _train_iql(job: CandidateJob, spec: EnvSpec, reward_fn: RewardFn, deadline: 
             agent.update(sampler.sample(cfg.iql.batch_size))
             if step in marks:
                 _check_deadline(deadline)
-                _rollout(env, policy, reward_fn, tracker, b.seed + step)
-                tracker.flush(step)
-        return {"steps": b.iql_steps, "stats": tracker.points, "dataset_stats": dataset_terms,
-                **_evaluate(Policy(agent.actor, norm, spec), env, b.eval_episodes)}
+                if at_mark is not None:
+                    at_mark(env, policy, step)
+        return _evaluate(Policy(agent.actor, norm, spec), env, b.eval_episodes)
     finally:
         env.close()
 

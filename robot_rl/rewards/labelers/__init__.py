@@ -31,6 +31,10 @@ class LabelerOptions:
     deadline: float = 120.0
     cache_path: str | None = None
     """``vlm``: the client's response cache (SQLite)."""
+    requests_per_minute: float | None = None
+    """``vlm``: evenly spaced requests, at most this many a minute (None: no rate limit)."""
+    limiter: Any = None
+    """``vlm``: request slots shared with other processes (``robot_rl.scale.label``); overrides the rate above."""
 
 
 def _scripted(o: LabelerOptions) -> Labeler:
@@ -49,7 +53,8 @@ def _vlm(o: LabelerOptions) -> Labeler:
     from robot_rl.rewards.labelers.vlm import VLMLabeler
 
     client = LLMClient(LLMConfig(base_url=o.vlm_url, model=o.model, api_key_env=o.api_key_env,
-                                 max_concurrency=o.concurrency, deadline_s=o.deadline, cache_path=o.cache_path))
+                                 max_concurrency=o.concurrency, deadline_s=o.deadline, cache_path=o.cache_path,
+                                 requests_per_minute=o.requests_per_minute), limiter=o.limiter)
     return VLMLabeler(client, prompt_version=o.prompt_version, frames_identity=o.frames_identity)
 
 

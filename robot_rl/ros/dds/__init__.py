@@ -9,7 +9,9 @@ where ROS 2 runs with ``RMW_IMPLEMENTATION=rmw_cyclonedds_cpp`` on the same ``RO
 - ``qos``: ``dds_topic``, the ``SENSOR_DATA`` / ``DEFAULT`` / ``LATCHED`` profiles, ``loopback_config``;
 - ``participant.Participant``: a domain participant making readers and writers by ROS topic name;
 - ``transport.DdsTransport``: the ``RosTransport`` of ``robot_rl.envs.ros_env.RosEnv``;
-- ``echo_robot.EchoRobot``: a stand-in robot (joint states at a rate, commanded positions echoed back, resets).
+- ``echo_robot.EchoRobot``: a stand-in robot (joint states at a rate, commanded positions echoed back, resets);
+- ``learning``: the actor/learner link (transitions spooled until acked, latched weights) of ``robot-rl actor`` /
+  ``robot-rl learner``.
 
 Needs the ``cyclonedds`` wheel (``pip install 'robot-rl[dds]'``); importing a submodule without it raises one
 ``ImportError`` line saying so. This package sits under ``robot_rl.ros`` (it uses ``robot_rl.ros.convert``,

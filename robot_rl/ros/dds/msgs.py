@@ -24,7 +24,7 @@ from robot_rl.ros.dds import MISSING
 try:
     from cyclonedds.idl import IdlStruct
     from cyclonedds.idl._machinery import PlainCdrV2SequenceOfPrimitiveMachine
-    from cyclonedds.idl.types import array, float64, int32, int64, uint8, uint32
+    from cyclonedds.idl.types import array, float32, float64, int32, int64, uint8, uint32
 
     if TYPE_CHECKING:  # for mypy a sequence[T] field is a Sequence[T] (a list, or bytes for uint8)
         from collections.abc import Sequence as sequence
@@ -184,6 +184,15 @@ class CameraInfo(IdlStruct, typename=_dds("sensor_msgs/msg/CameraInfo")):
     roi: RegionOfInterest = field(default_factory=RegionOfInterest)
 
 
+@dataclass
+class Joy(IdlStruct, typename=_dds("sensor_msgs/msg/Joy")):
+    """A gamepad or SpaceMouse (``joy``/``spacenav`` drivers): teleop input, ``robot_rl.ros.teleop``."""
+
+    header: Header = field(default_factory=Header)
+    axes: sequence[float32] = field(default_factory=list)
+    buttons: sequence[int32] = field(default_factory=list)
+
+
 # --- geometry_msgs, trajectory_msgs -------------------------------------------------------------------------------
 @dataclass
 class Vector3(IdlStruct, typename=_dds("geometry_msgs/msg/Vector3")):
@@ -228,7 +237,7 @@ MESSAGES: dict[str, type[Any]] = {
     "std_msgs/msg/Float64MultiArray": Float64MultiArray,
     "sensor_msgs/msg/JointState": JointState, "sensor_msgs/msg/Image": Image,
     "sensor_msgs/msg/CompressedImage": CompressedImage, "sensor_msgs/msg/RegionOfInterest": RegionOfInterest,
-    "sensor_msgs/msg/CameraInfo": CameraInfo,
+    "sensor_msgs/msg/CameraInfo": CameraInfo, "sensor_msgs/msg/Joy": Joy,
     "geometry_msgs/msg/Vector3": Vector3, "geometry_msgs/msg/Twist": Twist,
     "geometry_msgs/msg/TwistStamped": TwistStamped,
     "trajectory_msgs/msg/JointTrajectoryPoint": JointTrajectoryPoint,
@@ -261,3 +270,18 @@ def dds_types() -> MessageTypes:
         joint_trajectory_point=JointTrajectoryPoint, twist_stamped=TwistStamped, twist=Twist, vector3=Vector3,
         sequence=lambda a: [float(x) for x in np.asarray(a, dtype=np.float64).reshape(-1)],
     )
+
+
+# --- the actor/learner link (robot_rl.ros.dds.learning) -----------------------------------------------------------
+@dataclass
+class Blob(IdlStruct, typename="robot_rl_msgs::msg::dds_::Blob_"):
+    """The actor/learner link's one message type (``robot_rl_msgs/msg/Blob``: no ROS 2 package ships it; a ROS 2
+    node would need a ``.msg`` with these four fields): a batch of transitions, an ack, or the policy weights."""
+
+    sender: str = ""
+    seq: int64 = 0
+    kind: str = ""
+    data: sequence[uint8] = b""
+
+
+_bytes_field(Blob, "data")

@@ -39,7 +39,7 @@ from robot_rl.ros.dds.msgs import (
     ros_type_name,
 )
 from robot_rl.ros.dds.participant import Participant
-from robot_rl.ros.dds.qos import DEFAULT, LATCHED, SENSOR_DATA
+from robot_rl.ros.dds.qos import DEFAULT, LATCHED, SENSOR_DATA, QosProfile
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,12 @@ class DdsTransport:
                            f"{self.reset_timeout_s} s: is the robot's reset handler running on {what}?")
 
     # --- extras ---------------------------------------------------------------------------------------------------
+    def subscribe(self, key: str, topic: str, cls: type[Any], qos: QosProfile = SENSOR_DATA) -> None:
+        """Also deliver ``topic`` (messages of ``cls``) from ``spin``/``poll`` under ``key``: a teleop input
+        (``robot_rl.ros.teleop.TELEOP``), a success detector's ``std_msgs/Bool``. ``RosEnv`` caches them beside the
+        observation; ``build_observation`` ignores keys it does not read."""
+        self._readers.append((key, self.participant.reader(topic, cls, qos)))
+
     def poll(self, timeout_s: float) -> list[tuple[str, Any]]:
         """Return as soon as anything arrived (or after ``timeout_s`` with nothing): for event-driven loops."""
         out = self._take()

@@ -55,3 +55,22 @@ def test_budgets_are_checked() -> None:
         TrainBudget(trainer="sac")
     with pytest.raises(ValueError, match="iql_steps must be >= 1"):
         TrainBudget(iql_steps=0)
+
+
+def test_train_iql_learns_from_the_rewards_it_is_given_and_evaluates(spec_json: str) -> None:
+    """The iql trainer's core on a dataset's own (simulator) rewards, as a true-reward baseline uses it."""
+    from robot_rl.core.specs import EnvSpec
+    from robot_rl.data import GROUND_TRUTH, Dataset
+    from robot_rl.rewards.codegen.train import train_iql
+
+    with Dataset(TINY_DATA) as ds:
+        t = ds.transitions(reward_key=GROUND_TRUTH)
+    marks: list[int] = []
+    budget = TrainBudget(iql_steps=6, eval_episodes=2, stat_points=3)
+    result = train_iql(TASK, EnvSpec.from_json(spec_json), t, budget,
+                       at_mark=lambda env, policy, step: marks.append(step))
+    assert marks == [2, 4, 6]
+    assert result["eval_episodes"] == 2 and result["success_rate"] in (0.0, 0.5, 1.0)
+    assert result["eval_return"] > 0  # MetaWorld's reward is positive on every step
+    with pytest.raises(Exception, match="wall-clock budget"):
+        train_iql(TASK, EnvSpec.from_json(spec_json), t, budget, deadline=0.0)
