@@ -220,7 +220,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     loaded = load_for_finetuning(checkpoint_dir, env.spec, total_updates, cfg.algo, cfg.train_overrides)
     payload, train_cfg, agent, normalizer, offline, device = (
         loaded.payload, loaded.train_cfg, loaded.agent, loaded.normalizer, loaded.offline, loaded.device)
-    learner = learner or FixedReward()
+    learner = learner or FixedReward(cfg.online_labels)
     ratio = algorithm(train_cfg.algo).offline_ratio if cfg.offline_ratio is None else cfg.offline_ratio
     cfg = dataclasses.replace(cfg, algo=train_cfg.algo, offline_ratio=ratio)  # as resolved, for the checkpoint
     torch.manual_seed(cfg.seed)

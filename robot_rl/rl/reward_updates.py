@@ -38,6 +38,11 @@ class FixedReward:
 
     relabels_offline = False
 
+    def __init__(self, online_labels: int = 0) -> None:
+        if online_labels:
+            raise ValueError(f"online_labels={online_labels} needs a reward that learns online: pass the online "
+                             "preference loop (robot_rl.rewards.online.OnlinePreferences) as the learner")
+
     def observe(self, *args: Any) -> None:
         pass
 

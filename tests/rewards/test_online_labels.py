@@ -197,6 +197,16 @@ def test_finetune_cli_refuses_online_labels_without_a_learned_reward(offline, tm
         capsys.readouterr().err
 
 
+def test_finetune_refuses_online_labels_without_a_learner(offline, tmp_path):
+    env = make_env(TASK, episode_length=30)
+    try:
+        with pytest.raises(ValueError, match="online_labels=3 needs a reward that learns online"):
+            finetune(offline / "iql", env, resolve_reward_source("dataset", str(offline / "d.h5")),
+                     FinetuneConfig(env_steps=10, online_labels=3, label_every=5), tmp_path / "x")
+    finally:
+        env.close()
+
+
 def test_pipeline_config_takes_the_online_keys_and_refuses_a_misspelled_one():
     from robot_rl.cli.pipeline_config import check_config
 
