@@ -7,19 +7,25 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robot_rl.cli.config_flags import add_config_flags, build_config
 from robot_rl.cli.help_text import command_help
+from robot_rl.cli.label_cmd import add_labeler_flags, labeler_from_args
 from robot_rl.cli.outputs import check_output
 from robot_rl.cli.progress import Progress
+from robot_rl.core import EnvSpec
 from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
+if TYPE_CHECKING:
+    from robot_rl.rewards.online import OnlinePreferences
+
 FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every", "threads",
-                  "eval_episodes", "seed", "algo")
+                  "eval_episodes", "seed", "algo", "online_labels", "label_every")
 """FinetuneConfig fields with a flag (reset-free fine-tuning reads the same flags)."""
 FINETUNE_RENAME = {"env_steps": "steps", "updates_per_env_step": "updates_per_step", "warmup_env_steps": "warmup"}
 
@@ -43,6 +49,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="override a field of the checkpoint's training config, e.g. --set rlpd.utd=4 (repeatable)")
     p.add_argument("--reward", default="dataset",
                    help=f"reward of new transitions (default: dataset): {source_help(online=True)}")
+    g = p.add_argument_group("online preference labels (--online-labels N)")
+    g.add_argument("--label-selection", choices=("disagreement", "entropy", "uniform"), default="disagreement",
+                   help="how each round's pairs are picked from recent rollouts (default: the reward ensemble's "
+                        "disagreement)")
+    g.add_argument("--label-segment-length", type=int, default=None,
+                   help="steps per segment (default: the offline labels', else 50; 1 for vlm)")
+    g.add_argument("--label-store", default=None,
+                   help="label store (default: the one the reward model was trained from)")
+    g.add_argument("--reward-steps", type=int, default=None,
+                   help="training steps of each warm-started retraining of the reward (default: the model's own)")
+    add_labeler_flags(p)
     g = p.add_argument_group("reset-free (--reset-free)")
     g.add_argument("--reset-free", action="store_true",
                    help="alternate a forward and a backward policy in one world without resets")
@@ -96,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.out or Path(f"{args.checkpoint}-finetune"), "--out", "folder")
     payload, _ = load_checkpoint(args.checkpoint)
     dataset = payload["config"]["dataset"]
-    from robot_rl.core import EnvSpec
-
     task = args.task or EnvSpec.from_json(payload["env_spec"]).name
     reward = resolve_reward_source(args.reward, dataset)
     console.print(f"fine-tuning {args.checkpoint} on {task}; new transitions rewarded by '{reward.name}'")
@@ -106,6 +121,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"rendering camera '{frames[0]}' at {frames[1]}x{frames[1]} px every step for the reward")
     env = make_env(task, num_envs=args.num_envs, workers=args.env_workers,
                    cameras=(frames[0],) if frames else (), image_size=(frames[1],) * 2 if frames else (128, 128))
+    learner = None
+    try:
+        if cfg.online_labels:
+            learner = online_labels(args, reward, cfg.online_labels, cfg.label_every, args.steps, cfg.seed, out,
+                                    env.spec, payload["config"])
+            reward = learner
+            console.print(f"online labels: {cfg.online_labels} queries by '{args.labeler}' every "
+                          f"{cfg.label_every} env steps, store {learner.store}")
+    except BaseException:
+        env.close()
+        raise
     start = time.time()
     columns = (TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
@@ -119,16 +145,42 @@ def run(args: argparse.Namespace) -> int:
                     info += f", eval success {m['eval/success_rate']:.0%}"
                 progress.update(bar, completed=step, info=info)
 
-            finetune(args.checkpoint, env, reward, cfg, out, on_log=on_log)
+            finetune(args.checkpoint, env, reward, cfg, out, on_log=on_log, learner=learner)
     finally:
         env.close()
+        if learner is not None:
+            learner.close()
     console.print(f"fine-tuned for {args.steps} env steps in {time.time() - start:.0f} s -> {out}")
     algo = load_checkpoint(out)[0]["algo"]
     evaluate_run(out, task, args.eval_episodes, console,
                  title=f"{algo.upper()} fine-tuned online from {args.checkpoint}",
                  extra={"checkpoint": str(args.checkpoint), "reward": reward.name, "env steps": args.steps,
-                        "algo": algo})
+                        "algo": algo, **({} if learner is None else learner.summary())})
     return 0
+
+
+def online_labels(args: argparse.Namespace, reward: object, budget: int, every: int, steps: int, seed: int,
+                  out: Path, spec: EnvSpec, train_config: dict) -> OnlinePreferences:
+    """The online preference loop of ``--online-labels`` around the learned reward ``reward``, its labeler from
+    the labeler flags (those of ``robot-rl label``); ``train_config``: the offline run's training config."""
+    from robot_rl.rewards.online import OnlineLabelsConfig, OnlinePreferences, label_store_of, rewards_came_from
+    from robot_rl.rewards.sources import LearnedReward
+
+    if not isinstance(reward, LearnedReward):
+        raise ValueError(f"--online-labels retrains a learned reward; the reward here is "
+                         f"'{getattr(reward, 'name', reward)}': pass --reward reward-model:RUN_DIR (or fine-tune a "
+                         "run whose dataset a reward model relabeled)")
+    store = args.label_store or label_store_of(reward)
+    if store is None:
+        raise ValueError(f"{reward.path}: no reward_config.yaml says which label store it was trained from; pass "
+                         "--label-store FILE")
+    dataset = str(train_config["dataset"])
+    cfg = OnlineLabelsConfig(budget=budget, label_every=every, env_steps=steps, seed=seed,
+                             segment_length=args.label_segment_length, selection=args.label_selection,
+                             reward_steps=args.reward_steps, camera=args.camera, image_size=args.image_size)
+    labeler = labeler_from_args(args, dataset, store)
+    relabels = rewards_came_from(dataset, str(train_config.get("reward_key", "rewards")), reward)
+    return OnlinePreferences(reward, labeler, cfg, out, spec, store, relabels_offline=relabels)
 
 
 def run_reset_free(args: argparse.Namespace) -> int:
@@ -157,7 +209,19 @@ def run_reset_free(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.forward}-reset-free")
     backend = make_pair_backend(args.task_pair, seed=args.seed)
     start = time.time()
+    learner = None
     try:
+        if args.online_labels:  # the forward direction's learned reward, labeled online
+            from robot_rl.nn.checkpoint import load_checkpoint
+            from robot_rl.rewards.sources import resolve_reward_source
+
+            train_config = load_checkpoint(args.forward)[0]["config"]
+            learner = online_labels(args, resolve_reward_source(args.reward, train_config["dataset"]),
+                                    args.online_labels, args.label_every, args.steps, args.seed,
+                                    Path(out) / "online_labels", backend.specs[0], train_config)
+            learner.relabels_offline = True  # the forward direction's offline data is relabeled with it too
+            console.print(f"online labels: forward rewards from '{args.reward}', {args.online_labels} queries by "
+                          f"'{args.labeler}' every {args.label_every} env steps, store {learner.store}")
         specs = (args.forward_success or args.success, args.backward_success or args.success)
         signals = (resolve_success_signal(specs[0], "forward", backend.specs[0], args.threshold),
                    resolve_success_signal(specs[1], "backward", backend.specs[1], args.threshold))
@@ -179,9 +243,11 @@ def run_reset_free(args: argparse.Namespace) -> int:
                 progress.update(bar, completed=step, info=info)
 
             result = reset_free_finetune(args.forward, args.backward, backend, signals, cfg, out,
-                                         on_progress=on_progress)
+                                         on_progress=on_progress, rewards=(learner, None))
     finally:
         backend.close()
+        if learner is not None:
+            learner.close()
     report = write_report(out, f"Reset-free fine-tuning: {args.forward} / {args.backward}",
                           {"forward checkpoint": str(args.forward), "backward checkpoint": str(args.backward),
                            "task pair": args.task_pair, "seed": args.seed,

@@ -294,11 +294,30 @@ class Pipeline:
                 "--seed", str(ft.get("seed", self.seed)), "--reward", "dataset"]
         from robot_rl.cli.finetune_cmd import FINETUNE_RENAME
 
-        for key in ("offline_ratio", "updates_per_env_step", "threads", "num_envs", "algo"):
+        for key in ("offline_ratio", "updates_per_env_step", "threads", "num_envs", "algo", "online_labels",
+                    "label_every"):
             if key in ft:
                 argv += ["--" + FINETUNE_RENAME.get(key, key).replace("_", "-"), str(ft[key])]
+        if ft.get("online_labels"):
+            argv += self._labeler_flags()
         self._call("finetune", argv)
         return {}
+
+    def _labeler_flags(self) -> list[str]:
+        """The label section's labeler as ``robot-rl finetune`` flags (online labels: same labeler, same store)."""
+        lab = self.section("label")
+        vlm = dict(lab.get("vlm") or {})
+        argv = ["--labeler", str(lab.get("labeler", "scripted")), "--label-store", str(self.out / "labels.sqlite"),
+                "--label-selection", "disagreement"]
+        teacher = dict(lab.get("teacher") or {})
+        for key, value in teacher.items():
+            if value is not None:
+                argv += ["--" + key.replace("_", "-"), str(value)]
+        for key, flag in (("url", "--vlm-url"), ("model", "--model"), ("api_key_env", "--api-key-env"),
+                          ("concurrency", "--concurrency"), ("image_size", "--image-size"), ("camera", "--camera")):
+            if vlm.get(key) is not None:
+                argv += [flag, str(vlm[key])]
+        return argv
 
     def _report(self) -> Path:
         from robot_rl.rl.report import write_report

@@ -7,7 +7,7 @@ to the fine-tuning loop.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -39,6 +39,40 @@ class SuccessSignal(Protocol):
     threshold: float
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class RewardLearner(Protocol):
+    """A reward that keeps learning during fine-tuning: it sees every transition, now and then updates itself (the
+    online preference loop, ``robot_rl.rewards.online``: new labels on fresh rollouts, the reward ensemble retrained),
+    and then the learner relabels its replay buffers with ``rewards``.
+
+    The fine-tuning loops call ``observe`` after every env step, ``update`` after it, and ``restart`` when they reset
+    the envs themselves (after an evaluation): episodes in progress then end unfinished and are dropped."""
+
+    relabels_offline: bool
+    """The offline data's rewards came from this reward too: relabel them after an update as well."""
+
+    def observe(self, obs: dict[str, torch.Tensor], info: dict[str, Any], action: torch.Tensor,
+                next_obs: dict[str, torch.Tensor], env_reward: torch.Tensor, terminated: torch.Tensor,
+                truncated: torch.Tensor, step_info: dict[str, Any]) -> None:
+        """One env step of all ``N`` envs: ``obs`` and its ``info`` (from the reset or the step before, with
+        ``sim_state``), the action, ``next_obs`` (pre-reset observation for rows that ended), the backend's reward,
+        the episode ends and the step's own ``info`` (``success``)."""
+        ...
+
+    def update(self, env_steps: int) -> bool:
+        """Learn if due at ``env_steps`` (env steps so far); True when the reward changed (relabel now)."""
+        ...
+
+    def rewards(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[M]`` current rewards of raw ``states [M, D]`` and ``actions [M, A]`` (dataset units, unscaled)."""
+        ...
+
+    def restart(self) -> None: ...
+
+    def metrics(self) -> dict[str, float]:
+        """Counters to log (labels asked, reused, rounds...)."""
+        ...
 
 
 def camera_input(source: object) -> tuple[str, int] | None:

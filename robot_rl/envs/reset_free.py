@@ -76,6 +76,12 @@ class _SimPair:
         """float64 ``[1, S]``: the world's sim state, in the layout of the env that holds it."""
         return self.envs[self._holder].get_sim_state()
 
+    def sim_state(self, direction: int) -> torch.Tensor:
+        """float64 ``[1, S]``: the world's sim state in ``direction``'s layout (what its next step starts from; frames
+        of online preference queries are rendered from it)."""
+        self._sync(direction)  # type: ignore[attr-defined]
+        return self.envs[direction].get_sim_state()
+
     def make_eval_env(self, direction: int) -> RobotEnv:
         """A standard (resetting) env of ``direction``'s task with its card's episode length, for evaluation."""
         if direction not in self._eval_envs:
@@ -146,7 +152,8 @@ class MetaWorldPairBackend(_SimPair):
         return obs
 
     def step(self, direction: int, action: torch.Tensor) -> tuple[Obs, dict[str, Any]]:
-        """One control step of ``direction``'s env; ``info["success"]`` bool ``[1]`` is that task's ground truth."""
+        """One control step of ``direction``'s env; ``info["success"]`` bool ``[1]`` is that task's ground truth
+        (``info["reward"]`` its reward, for the scripted teacher only)."""
         self._sync(direction)
         env = self.envs[direction]
         before = env.get_sim_state()[0].numpy()
@@ -155,7 +162,7 @@ class MetaWorldPairBackend(_SimPair):
         self._holder = direction
         self._synced = [direction == 0, direction == 1]
         self._obs[direction] = res.obs
-        return res.obs, {"success": res.info["success"], "sim_state": res.info["sim_state"]}
+        return res.obs, {"success": res.info["success"], "sim_state": res.info["sim_state"], "reward": res.reward}
 
     def ground_truth_success(self, direction: int) -> bool:
         """Whether ``direction``'s task is solved in the current world (the simulator's success flag)."""
@@ -251,7 +258,7 @@ class MjxPairBackend(_SimPair):
         self._sync(direction)
         res = self.envs[direction].step(action)
         self._obs = res.obs
-        return res.obs, {"success": res.info["success"], "sim_state": res.info["sim_state"]}
+        return res.obs, {"success": res.info["success"], "sim_state": res.info["sim_state"], "reward": res.reward}
 
     def ground_truth_success(self, direction: int) -> bool:
         return bool(self.observe(direction)["privileged"][0, self._success_index] > 0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from robot_rl.rewards.base import Label, Labeler, Query, query_key
 from robot_rl.rewards.store import LabelStore
@@ -27,13 +28,15 @@ class LabelingResult:
 
 
 def label_queries(queries: Sequence[Query], labeler: Labeler, store: LabelStore, dataset: str,
-                  progress: Progress | None = None) -> LabelingResult:
+                  progress: Progress | None = None, provenance: dict[str, Any] | None = None) -> LabelingResult:
     """Answer every query once: from ``store`` if it holds the answer, else from ``labeler`` (each new answer is
     stored the moment the labeler yields it, so a run killed at any point loses no answer it got).
 
     Duplicate queries (same key) are asked once. Errors the labeler raises (a VLM refusing the API key, say)
     propagate after the answers before them are stored. The stored provenance records the query's ``task_text``
-    (the sentence is part of the query's digest: ``preference_data`` needs it to recognise the pair again).
+    (the sentence is part of the query's digest: ``preference_data`` needs it to recognise the pair again), and
+    ``provenance`` where given (e.g. the fine-tuning round that asked it); a stored answer keeps the provenance of
+    the time it was asked.
     """
     keys = [query_key(labeler, q) for q in queries]
     answers: dict[str, Label] = {}
@@ -56,7 +59,7 @@ def label_queries(queries: Sequence[Query], labeler: Labeler, store: LabelStore,
     for j, label in labeler.label([queries[i] for i in todo]):
         i = todo[j]
         q = queries[i]
-        stored = Label(label.value, {**label.provenance, "task_text": q.task_text})
+        stored = Label(label.value, {**label.provenance, **(provenance or {}), "task_text": q.task_text})
         store.put(keys[i], stored, labeler=labeler.name, identity=ident, dataset=dataset,
                   digest=q.digest(labeler.uses_images), first=q.first.ref, second=q.second.ref)
         answers[keys[i]] = label

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from robot_rl.core import EnvSpec, RewardSource, RobotEnv
+from robot_rl.core import EnvSpec, RewardLearner, RewardSource, RobotEnv
 from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -36,6 +36,7 @@ from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.graphed import UpdateRunner
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy, require_fit
+from robot_rl.rl.reward_updates import FixedReward, update_and_relabel
 from robot_rl.rl.train import (
     OfflineData,
     TrainConfig,
@@ -82,6 +83,13 @@ class FinetuneConfig:
     critic_warmup: int = bounded(0, ge=0)
     """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
     other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
+    online_labels: int = bounded(0, ge=0)
+    """Preference queries to ask during fine-tuning, in total (0: none, the reward stays as it is). Needs a learned
+    reward: every ``label_every`` env steps, pairs of segments of recent rollouts (the reward ensemble's disagreement
+    picks them) are labeled through the label store, the ensemble is retrained from where it was on all labels so far
+    and the replay buffer relabeled (``robot_rl.rewards.online``)."""
+    label_every: int = bounded(5000, ge=1)
+    """Env steps between two rounds of online preference labels (with ``online_labels``)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Changes to the checkpoint's training config, nested by section, e.g. ``{"rlpd": {"utd": 4}}``
     (``robot-rl finetune --set rlpd.utd=4``)."""
@@ -203,13 +211,16 @@ def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_
 
 
 def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
-             on_log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[Agent, dict[str, float]]:
+             on_log: Callable[[int, dict[str, float]], None] | None = None,
+             learner: RewardLearner | None = None) -> tuple[Agent, dict[str, float]]:
     """Fine-tune the agent of ``checkpoint_dir`` (or ``cfg.algo`` started from it) online in ``env``; write
-    checkpoints and metrics to ``run_dir``."""
+    checkpoints and metrics to ``run_dir``. ``learner`` (usually ``reward`` itself): a reward that learns online;
+    when it changes, the new transitions (and the offline ones, where it labeled those) are relabeled."""
     total_updates = max(int((cfg.env_steps - cfg.warmup_env_steps) * cfg.updates_per_env_step), 1)
     loaded = load_for_finetuning(checkpoint_dir, env.spec, total_updates, cfg.algo, cfg.train_overrides)
     payload, train_cfg, agent, normalizer, offline, device = (
         loaded.payload, loaded.train_cfg, loaded.agent, loaded.normalizer, loaded.offline, loaded.device)
+    learner = learner or FixedReward(cfg.online_labels)
     ratio = algorithm(train_cfg.algo).offline_ratio if cfg.offline_ratio is None else cfg.offline_ratio
     cfg = dataclasses.replace(cfg, algo=train_cfg.algo, offline_ratio=ratio)  # as resolved, for the checkpoint
     torch.manual_seed(cfg.seed)
@@ -221,7 +232,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     gen.manual_seed(cfg.seed)
     batch, parts = agent.config.batch_size, sample_rows(agent.config) // agent.config.batch_size
     n_off = int(round(batch * ratio))
-    obs, _ = env.reset(seed=cfg.seed)
+    obs, info = env.reset(seed=cfg.seed)
     env_steps, updates, episode_return = 0, 0, torch.zeros(env.num_envs)
     returns: list[float] = []
     sums: dict[str, torch.Tensor] = {}
@@ -263,12 +274,15 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                         "rewards": (r * offline.reward_scale).to(device),
                         "next_obs": normalizer(next_obs["state"].to(device).float()),
                         "terminals": res.terminated.to(device)})
+            learner.observe(obs, info, action, next_obs, res.reward, res.terminated, res.truncated, res.info)
             episode_return += r.cpu()
             for i in torch.nonzero(done).flatten().tolist():
                 returns.append(float(episode_return[i]))
                 episode_return[i] = 0.0
-            obs = res.obs
+            obs, info = res.obs, res.info
             env_steps += env.num_envs
+            update_and_relabel(learner, env_steps, (replay.data, replay.size),
+                               (offline_sampler.data, len(offline_sampler)), normalizer, offline.reward_scale)
             log_due = env_steps >= next_log or env_steps >= cfg.env_steps
             eval_due = log_due and (env_steps >= next_eval or env_steps >= cfg.env_steps)
             if overlap and env_steps < cfg.env_steps and not eval_due:
@@ -291,12 +305,14 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
                                            f"last checkpoint kept in {run_dir}")
                 recent = returns[-20:]
                 means.update({"updates": float(updates), "train/return_mean": sum(recent) / max(len(recent), 1)})
+                means.update(learner.metrics())
                 if eval_due:
                     next_eval += cfg.eval_every
                     agent.actor.eval()
                     means.update(evaluate(policy, env, cfg.eval_episodes, seed=10_000).as_metrics())
-                    obs, _ = env.reset(seed=cfg.seed + env_steps)
+                    obs, info = env.reset(seed=cfg.seed + env_steps)
                     episode_return.zero_()
+                    learner.restart()
                 logger.log(env_steps, means)
                 last, sums = means, {}
                 settings = {"finetune": dataclasses.asdict(cfg)}

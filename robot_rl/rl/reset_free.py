@@ -52,6 +52,7 @@ from robot_rl.rl.finetune import LoadedAgent, OnlineReplay, finetune_payload, lo
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.rl.policy import Policy
 from robot_rl.rl.reset_free_report import DIRECTIONS, EVENTS_FILE
+from robot_rl.rl.reward_updates import relabel_rows, update_and_relabel
 from robot_rl.rl.train import TrainingDiverged
 
 
@@ -228,6 +229,10 @@ class _Learner:
     replay: OnlineReplay
     signal: SuccessSignal
     scale: float
+    reward: Any = None
+    """A learned reward that learns online (a ``RewardSource`` and ``RewardLearner``, e.g. the online preference loop):
+    the direction's rewards come from it (scaled like its offline run's) instead of the success signal, which still
+    ends attempts and marks terminal steps."""
     new_transitions: int = 0
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counted: int = 0
@@ -260,7 +265,7 @@ def offline_success(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 409
 
 
 def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: int, signal: SuccessSignal,
-                  cfg: ResetFreeConfig) -> _Learner:
+                  cfg: ResetFreeConfig, reward: Any = None) -> _Learner:
     target = backend.specs[direction]
     updates = max(int(cfg.steps * cfg.updates_per_step), 1)
     loaded = load_iql_for_finetuning(checkpoint_dir, target, updates)
@@ -276,22 +281,27 @@ def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: in
     arrays = {**loaded.offline.arrays, "rewards": (success * scale).astype(np.float32), "terminals": success.copy()}
     device = loaded.device
     seed = cfg.seed * 2 + direction
-    return _Learner(loaded, Policy(loaded.agent.actor, loaded.normalizer, loaded.offline.spec),
-                    TransitionSampler(arrays, device, seed=seed),
+    sampler = TransitionSampler(arrays, device, seed=seed)
+    if reward is not None:  # the learned reward labels the offline data too
+        relabel_rows(reward, sampler.data, len(sampler), loaded.normalizer, loaded.offline.reward_scale)
+    return _Learner(loaded, Policy(loaded.agent.actor, loaded.normalizer, loaded.offline.spec), sampler,
                     OnlineReplay(cfg.capacity, target.state_dim, target.action.dim, device, seed + 100),
-                    signal, scale)
+                    signal, scale, reward)
 
 
 def reset_free_finetune(forward: Path, backward: Path, backend: ResetFreeBackend,
                         signals: tuple[SuccessSignal, SuccessSignal], cfg: ResetFreeConfig, run_dir: Path,
-                        on_progress: Callable[[int, dict[str, float]], None] | None = None) -> ResetFreeResult:
+                        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+                        rewards: tuple[Any, Any] = (None, None)) -> ResetFreeResult:
     """Fine-tune the IQL agents of ``forward`` and ``backward`` in ``backend``, taking turns without resets.
 
     Writes ``run_dir/forward`` and ``run_dir/backward`` (checkpoints, loadable by ``robot-rl eval``),
     ``metrics.jsonl``, ``events.jsonl`` (one line per attempt, intervention and evaluation) and ``summary.json``.
-    ``on_progress(step, metrics)`` is called after every attempt and log step.
+    ``on_progress(step, metrics)`` is called after every attempt and log step. ``rewards[i]``: a learned reward that
+    learns online (``_Learner.reward``) for direction ``i``, or None (the success reward).
     """
-    learners = tuple(_make_learner(d, backend, i, signals[i], cfg) for i, d in enumerate((forward, backward)))
+    learners = tuple(_make_learner(d, backend, i, signals[i], cfg, rewards[i])
+                     for i, d in enumerate((forward, backward)))
     run = _Run(learners, backend, cfg, Path(run_dir), on_progress)  # type: ignore[arg-type]
     try:
         run.loop()
@@ -351,6 +361,7 @@ class _Run:
         claimed_start = self.claims(learner.signal, obs)
         start, length, claimed, gt_ever = self.steps, 0, False, False
         gt: bool | None = None
+        before = {"sim_state": backend.sim_state(direction)} if hasattr(backend, "sim_state") else {}
         while not (claimed or length >= self.limits[direction] or self.steps >= self.cfg.steps):
             action = learner.policy(obs, deterministic=False, generator=self.gen)
             next_obs, info = backend.step(direction, action)
@@ -364,6 +375,10 @@ class _Run:
             self.steps += 1
             length += 1
             st.steps += 1
+            if learner.reward is not None:
+                _observe(learner, obs, before, action, next_obs, info, claimed, length >= self.limits[direction],
+                         self.steps)
+                before = info
             _update(learner, st, self.cfg)
             obs = next_obs
             self.on_step()
@@ -435,6 +450,8 @@ class _Run:
                 raise TrainingDiverged(f"reset-free fine-tuning diverged at step {self.steps} ({DIRECTIONS[i]}): "
                                        f"{means}; last checkpoints kept in {self.run_dir}")
             m.update(means)
+            if learner.reward is not None:
+                m.update({f"{DIRECTIONS[i]}/{k}": v for k, v in learner.reward.metrics().items()})
             learner.sums, learner.counted = {}, self.stats[i].updates
         if self.evals and self.evals[-1]["step"] == self.steps:
             m.update({f"eval/{d}/success_rate": self.evals[-1][d] for d in DIRECTIONS})
@@ -471,12 +488,29 @@ class _Run:
 
 def _add(learner: _Learner, obs: Obs, action: torch.Tensor, next_obs: Obs, claimed: bool) -> None:
     device, norm = learner.loaded.device, learner.loaded.normalizer
+    if learner.reward is None:
+        reward = torch.full((1,), learner.scale if claimed else 0.0, device=device)
+    else:
+        nan = torch.full((1,), float("nan"))
+        reward = learner.reward(obs, action, next_obs, nan).to(device).float() * learner.loaded.offline.reward_scale
     learner.replay.add({
         "obs": norm(obs["state"].to(device).float()), "actions": action.to(device),
-        "rewards": torch.full((1,), learner.scale if claimed else 0.0, device=device),
+        "rewards": reward,
         "next_obs": norm(next_obs["state"].to(device).float()),
         "terminals": torch.full((1,), claimed, dtype=torch.bool, device=device)})
     learner.new_transitions += 1
+
+
+def _observe(learner: _Learner, obs: Obs, before: dict[str, Any], action: torch.Tensor, next_obs: Obs,
+             info: dict[str, Any], claimed: bool, time_up: bool, steps: int) -> None:
+    """Show the direction's learned reward the step (an attempt is its episode: it ends by a claim, terminal, or at
+    the time limit) and let it update at ``steps``; relabel the direction's data when it changed."""
+    reward = info.get("reward", torch.full((1,), float("nan")))
+    learner.reward.observe(obs, before, action, next_obs, reward, torch.tensor([claimed]),
+                           torch.tensor([time_up and not claimed]), info)
+    loaded, replay = learner.loaded, learner.replay
+    update_and_relabel(learner.reward, steps, (replay.data, replay.size), (learner.offline.data, len(learner.offline)),
+                       loaded.normalizer, loaded.offline.reward_scale)
 
 
 def _update(learner: _Learner, st: DirectionStats, cfg: ResetFreeConfig) -> None:

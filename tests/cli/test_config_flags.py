@@ -47,7 +47,7 @@ def config_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action
     ("train", TrainConfig, {"dataset", "algo", "steps", "seed", "device", "reward_key", "obs", "camera",
                             "image_size"}),
     ("finetune", FinetuneConfig, {"env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "threads",
-                                  "eval_every", "eval_episodes", "seed", "algo"}),
+                                  "eval_every", "eval_episodes", "seed", "algo", "online_labels", "label_every"}),
     ("train-reward", RewardModelConfig, {"obs", "steps"}),
     ("train-success", SuccessConfig, {"obs", "camera", "image_size", "steps", "threshold", "preference_negatives"}),
 ])

@@ -174,6 +174,21 @@ def _build_model(config: RewardModelConfig, state_dim: int, action_dim: int, mea
         return RewardModel(config, state_dim, action_dim, mean, std)
 
 
+def _warm_start(init: RewardModel, config: RewardModelConfig, state_dim: int, action_dim: int) -> RewardModel:
+    """A copy of ``init`` (weights and normalization) that trains with ``config``'s settings; its architecture must
+    be ``init``'s (``RewardModelError`` otherwise)."""
+    if (init.state_dim, init.action_dim) != (state_dim, action_dim):
+        raise RewardModelError(f"warm start: the model takes {init.state_dim} state and {init.action_dim} action "
+                               f"features, the pairs have {state_dim} and {action_dim}")
+    fields = ("members", "hidden", "activation", "obs", "use_actions", "image_size")
+    changed = [f for f in fields if hasattr(config, f) and getattr(config, f) != getattr(init.config, f)]
+    if changed:
+        raise RewardModelError(f"warm start: config changes the model's architecture ({', '.join(changed)})")
+    model = RewardModel(config, state_dim, action_dim).to(init.device)
+    model.load_state_dict(init.state_dict())
+    return model
+
+
 def pair_logits(model: RewardModel, vector: torch.Tensor | None, frames: torch.Tensor | None, index: torch.Tensor,
                 shift_pad: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Bradley-Terry logits R(second) - R(first) ``[E, B]`` of the pairs ``index [E, B]`` (each member its own
@@ -284,8 +299,12 @@ class RewardTrainer:
 def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = None,
                        device: str | torch.device = "cpu",
                        progress: Callable[[int, dict[str, float]], None] | None = None,
-                       ) -> tuple[RewardModel, dict[str, Any]]:
+                       init: RewardModel | None = None) -> tuple[RewardModel, dict[str, Any]]:
     """Fit a Bradley-Terry ensemble to ``data``; returns the model (eval mode, on ``device``) and its metrics.
+
+    ``init``: warm start, a copy of this model (its architecture, input normalization and weights; ``init`` itself
+    is left untouched) trained further with ``config``'s training settings (steps, lr, batch, seed...), as the
+    online preference loop retrains its ensemble on all labels so far.
 
     ``config.valid_fraction`` of the pairs (a seeded permutation) is held out. Each step every member draws its
     own bootstrap minibatch of ``batch_size`` training pairs; all members run in one vectorized forward and
@@ -307,8 +326,11 @@ def train_reward_model(data: PreferenceData, config: RewardModelConfig | None = 
     valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
     states = np.concatenate([_numpy(data.first_states)[train_idx], _numpy(data.second_states)[train_idx]])
     states = states.reshape(-1, states.shape[-1]).astype(np.float64)
-    mean, std = states.mean(0), np.maximum(states.std(0), 1e-3)
-    model = _build_model(config, states.shape[-1], int(np.shape(data.first_actions)[-1]), mean, std).to(dev)
+    if init is None:
+        mean, std = states.mean(0), np.maximum(states.std(0), 1e-3)
+        model = _build_model(config, states.shape[-1], int(np.shape(data.first_actions)[-1]), mean, std).to(dev)
+    else:
+        model = _warm_start(init, config, states.shape[-1], int(np.shape(data.first_actions)[-1])).to(dev)
 
     everything = _to_device(data, image, dev)
     train = everything.subset(torch.as_tensor(train_idx, device=dev))
