@@ -13,8 +13,11 @@ cd "$(dirname "$0")/.."
 VENV=${ISAACLAB_VENV:-.venv-isaaclab}
 PY=${PYTHON312:-}
 if [ -z "$PY" ]; then
-  for cand in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12"; do
-    if command -v "$cand" >/dev/null 2>&1; then PY=$cand; break; fi
+  # A pyenv shim answers `command -v python3.12` even where 3.12 is not the active version, and then fails when
+  # run: try each candidate by running it, pyenv's installed 3.12 interpreters included.
+  pyenv_root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
+  for cand in python3.12 "$pyenv_root"/versions/3.12*/bin/python3.12; do
+    if "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then PY=$cand; break; fi
   done
 fi
 if [ -z "$PY" ]; then

@@ -25,69 +25,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
+from robot_rl.apps.learning_config import ActorConfig
 from robot_rl.core import EnvSpec
-from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.data import DatasetWriter, Episode
 from robot_rl.envs.ros_env import RosEnv
-from robot_rl.envs.sim_robot import SUCCESS_TOPIC, state_joint_names
+from robot_rl.envs.sim_robot import state_joint_names
 from robot_rl.ros.control import ControlConfig, ObservationConfig
 from robot_rl.ros.dds.learning import HOLD, HUMAN, POLICY, ActorLink, RowLayout, Spool
 from robot_rl.ros.dds.msgs import Bool, Joy, Twist, dds_types
 from robot_rl.ros.dds.qos import DEFAULT, SENSOR_DATA
 from robot_rl.ros.dds.transport import DdsTopics, DdsTransport
 from robot_rl.ros.safety import SafetyConfig
-from robot_rl.ros.teleop import TELEOP, Teleop, TeleopConfig
+from robot_rl.ros.teleop import TELEOP, Teleop
 
 SUCCESS = "success"
 """Cache key of the success signal."""
-
-
-@dataclass(frozen=True)
-class ActorConfig:
-    """The actor's settings (``robot-rl actor`` flags)."""
-
-    rate_hz: float = bounded(10.0, gt=0, le=1000)
-    """Control rate."""
-    episode_steps: int = bounded(50, ge=1)
-    """Steps per episode, then the robot's reset."""
-    episodes: int = bounded(0, ge=0)
-    """Stop after this many episodes (0: run until stopped)."""
-    seed: int = bounded(0, ge=0)
-    batch_rows: int = bounded(32, ge=1)
-    """Transitions per batch sent to the learner (a batch is also sealed at an episode's end)."""
-    resend_s: float = bounded(2.0, gt=0)
-    """Re-send a batch not acked after this long."""
-    max_obs_age_s: float = bounded(0.5, gt=0)
-    """Watchdog of the safety gate."""
-    deterministic: bool = False
-    """Act with the policy's mean (default: sample, to explore)."""
-    teleop: Literal["none", "twist", "joy"] = "none"
-    """Teleop input type (see robot_rl/ros/teleop.py for the deadman / nonzero-input rule)."""
-    teleop_topic: str = "teleop"
-    teleop_axes: tuple[int, ...] = ()
-    """Per action dimension, the teleop input index it follows (-1: none); empty: input i -> action i."""
-    teleop_scale: tuple[float, ...] = ()
-    deadman_button: int = bounded(-1, ge=-1)
-    """Joy button that must be held to intervene (-1: the nonzero-input rule)."""
-    teleop_deadzone: float = bounded(0.05, ge=0)
-    teleop_timeout_s: float = bounded(0.25, gt=0)
-    success_topic: str = SUCCESS_TOPIC
-    """``std_msgs/Bool`` success signal, the reward of each step."""
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-    def teleop_config(self) -> TeleopConfig | None:
-        if self.teleop == "none":
-            return None
-        return TeleopConfig(self.teleop, self.teleop_topic, self.teleop_axes, self.teleop_scale,
-                            None if self.deadman_button < 0 else self.deadman_button, self.teleop_deadzone,
-                            self.teleop_timeout_s)
 
 
 def robot_spec(spec: EnvSpec) -> EnvSpec:

@@ -22,54 +22,23 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from robot_rl.apps.learning_config import LearnerConfig
 from robot_rl.apps.policy_weights import encode_weights
 from robot_rl.core import EnvSpec
-from robot_rl.core.config_check import bounded, check_fields
 from robot_rl.data import TransitionSampler
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from robot_rl.rl.agent import sample_rows
-from robot_rl.rl.algorithms import ALGORITHMS, algorithm
+from robot_rl.rl.algorithms import algorithm
 from robot_rl.rl.finetune import OnlineReplay, finetune_payload, load_for_finetuning
 from robot_rl.rl.logger import MetricsLogger
 from robot_rl.ros.dds.learning import HOLD, HUMAN, LearnerLink, RowLayout
 from robot_rl.ros.dds.participant import Participant
-
-
-@dataclass(frozen=True)
-class LearnerConfig:
-    """The learner's settings (``robot-rl learner`` flags)."""
-
-    algo: str | None = None
-    """Learner: the checkpoint's own (default), or rlpd (from an IQL or BC checkpoint)."""
-    updates_per_transition: float = bounded(1.0, ge=0)
-    """Gradient updates per trainable transition received."""
-    warmup_transitions: int = bounded(32, ge=1)
-    """Trainable transitions received before the first update."""
-    offline_ratio: float | None = bounded(None, ge=0, le=1)
-    """Share of each batch from the offline data plus interventions (default: the learner's, as finetune)."""
-    push_every_s: float = bounded(1.0, gt=0)
-    """Seconds between weight pushes (only when there were updates since the last one)."""
-    checkpoint_every_s: float = bounded(10.0, gt=0)
-    schedule_updates: int = bounded(1_000_000, ge=1)
-    """Length of the learning-rate schedule (the run is open-ended)."""
-    capacity: int = bounded(1_000_000, ge=1)
-    seed: int = bounded(0, ge=0)
-    max_updates: int = bounded(0, ge=0)
-    """Stop after this many updates (0: run until stopped)."""
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-    """Changes to the checkpoint's training config, nested by section (``robot-rl learner --set rlpd.utd=4``)."""
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.algo is not None and self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algo '{self.algo}'; choose one of: {', '.join(ALGORITHMS)}")
 
 
 class Learner:

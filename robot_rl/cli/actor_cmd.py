@@ -13,7 +13,7 @@ from robot_rl.cli.robot_learning import add_dds_flags, load_spec, stop_signal
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from robot_rl.apps.actor import ActorConfig
+    from robot_rl.apps.learning_config import ActorConfig
 
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
     p.add_argument("--spec", type=Path, required=True,
@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from robot_rl.apps.actor import Actor, ActorConfig
+    from robot_rl.apps.actor import Actor
+    from robot_rl.apps.learning_config import ActorConfig
 
     cfg = build_config(ActorConfig, args.config_flags, args, "actor")
     if args.threads:

@@ -13,7 +13,7 @@ from robot_rl.cli.robot_learning import add_dds_flags, stop_signal
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from robot_rl.apps.learner import LearnerConfig
+    from robot_rl.apps.learning_config import LearnerConfig
     from robot_rl.rl.algorithms import ALGORITHMS
 
     p = sub.add_parser(name, help=command_help(__doc__), description=command_help(__doc__))
@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from robot_rl.apps.learner import Learner, LearnerConfig
+    from robot_rl.apps.learner import Learner
+    from robot_rl.apps.learning_config import LearnerConfig
     from robot_rl.cli.outputs import check_output
     from robot_rl.cli.overrides import apply_overrides
 

@@ -34,12 +34,11 @@ import numpy as np
 import torch
 
 from robot_rl.envs import make_env
+from robot_rl.ros.dds import SUCCESS_TOPIC
 from robot_rl.ros.dds.msgs import Bool, Float64MultiArray, Header, Image, Int64, JointState, stamp
 from robot_rl.ros.dds.participant import Participant
 from robot_rl.ros.dds.qos import DEFAULT, SENSOR_DATA, loopback_config
 from robot_rl.ros.dds.transport import DdsTopics
-
-SUCCESS_TOPIC = "success"
 
 
 def state_joint_names(dim: int) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ import torch
 
 pytest.importorskip("cyclonedds", reason="needs the dds extra")
 
-from robot_rl.apps.learner import Learner, LearnerConfig  # noqa: E402
+from robot_rl.apps.learner import Learner  # noqa: E402
+from robot_rl.apps.learning_config import LearnerConfig  # noqa: E402
 from robot_rl.apps.policy_weights import decode_weights  # noqa: E402
 from robot_rl.cli.main import main  # noqa: E402
 from robot_rl.nn.checkpoint import load_checkpoint  # noqa: E402

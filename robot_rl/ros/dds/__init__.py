@@ -21,3 +21,7 @@ Needs the ``cyclonedds`` wheel (``pip install 'robot-rl[dds]'``); importing a su
 MISSING = ("robot_rl.ros.dds needs the Eclipse Cyclone DDS Python binding: pip install 'robot-rl[dds]' "
            "(the cyclonedds wheel)")
 """The one-line error when ``cyclonedds`` is not installed."""
+
+SUCCESS_TOPIC = "success"
+"""Topic of a robot's ``std_msgs/Bool`` success signal (``robot_rl.envs.sim_robot`` publishes its ground truth there;
+``robot-rl actor`` reads it as each step's reward by default)."""
