@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_rl.core import SuccessSignal
+from robot_rl.core import EnvSpec, SuccessSignal
 from robot_rl.core.env import Obs, StepResult
 from robot_rl.data import DatasetWriter, Episode
 from robot_rl.envs.reset_free import RobotEnvBackend
 from robot_rl.envs.ros_env import RosEnv
 from robot_rl.rl.reset_free import ResetFreeConfig, ResetFreeResult, reset_free_finetune
-from robot_rl.ros.teleop import TELEOP, Teleop
+from robot_rl.ros.teleop import TELEOP, Teleop, TeleopConfig
 
 
 class RecordingEnv:
@@ -131,11 +131,54 @@ class TeleopReset:
             self.env.intervening = False
 
 
+def robot_backend(env: RecordingEnv, teleop: Teleop, settle_s: float = 0.5, timeout_s: float = 120.0
+                  ) -> tuple[RobotEnvBackend, TeleopReset]:
+    """The reset-free backend of the robot of ``env``, the person's teleop (``TeleopReset``) as its interventions."""
+    on_intervention = TeleopReset(env, teleop, settle_s, timeout_s)
+    return RobotEnvBackend(env, on_intervention, control_hz=env.env.config.control_rate_hz), on_intervention
+
+
 def robot_reset_free(forward: Path, backward: Path, env: RecordingEnv, teleop: Teleop,
                      signals: tuple[SuccessSignal, SuccessSignal], cfg: ResetFreeConfig, run_dir: Path,
                      settle_s: float = 0.5, timeout_s: float = 120.0) -> tuple[ResetFreeResult, TeleopReset]:
     """Run ``reset_free_finetune`` on the robot of ``env`` with the person's teleop as its interventions; close
     ``env`` after (its recorder commits the last steps then)."""
-    on_intervention = TeleopReset(env, teleop, settle_s, timeout_s)
-    backend = RobotEnvBackend(env, on_intervention, control_hz=env.env.config.control_rate_hz)
+    backend, on_intervention = robot_backend(env, teleop, settle_s, timeout_s)
     return reset_free_finetune(forward, backward, backend, signals, cfg, run_dir), on_intervention
+
+
+class RobotLink:
+    """The robot of ``finetune --reset-free --robot``: one DDS participant speaking ROS 2's wire conventions
+    (``robot_rl.ros.dds``), the policy's ``RosEnv`` behind the safety gate, the teleop subscription and the
+    recorder, set up as ``robot-rl actor`` sets up its robot. ``close()`` commits the recorder and leaves the
+    participant."""
+
+    def __init__(self, spec: EnvSpec, record: Path, teleop: TeleopConfig, rate_hz: float, max_obs_age_s: float,
+                 domain_id: int | None = None, namespace: str = "", joints: tuple[str, ...] = ()) -> None:
+        from robot_rl.apps.actor import robot_spec
+        from robot_rl.envs.sim_robot import state_joint_names
+        from robot_rl.ros.control import ControlConfig, ObservationConfig
+        from robot_rl.ros.dds.msgs import Joy, Twist, dds_types
+        from robot_rl.ros.dds.qos import SENSOR_DATA
+        from robot_rl.ros.dds.transport import DdsTopics, DdsTransport
+        from robot_rl.ros.safety import SafetyConfig
+
+        spec = robot_spec(spec)
+        self.transport = DdsTransport(DdsTopics(), "float64_array", domain_id=domain_id, namespace=namespace,
+                                      reset_timeout_s=30.0, discovery_timeout_s=30.0)
+        try:
+            self.transport.subscribe(TELEOP, teleop.topic, Twist if teleop.source == "twist" else Joy, SENSOR_DATA)
+            control = ControlConfig(ObservationConfig(joints or state_joint_names(spec.state_dim)),
+                                    command_kind="float64_array", control_rate_hz=rate_hz,
+                                    safety=SafetyConfig(max_obs_age_s=max_obs_age_s))
+            self.env = RecordingEnv(RosEnv(spec, self.transport, control, dds_types(), reset_timeout_s=30.0), record)
+        except BaseException:
+            self.transport.close()
+            raise
+        self.teleop = Teleop(teleop, spec.action.dim)
+
+    def close(self) -> None:
+        try:
+            self.env.close()
+        finally:
+            self.transport.close()

@@ -5,6 +5,7 @@ rlpd``: RLPD started from the run's data and actor);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,20 +18,26 @@ from robot_rl.cli.help_text import command_help
 from robot_rl.cli.label_cmd import add_labeler_flags, labeler_from_args
 from robot_rl.cli.outputs import check_output
 from robot_rl.cli.progress import Progress
+from robot_rl.cli.robot_learning import load_spec
 from robot_rl.core import EnvSpec
 from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
 if TYPE_CHECKING:
+    from robot_rl.apps.robot_reset_free import RobotLink
     from robot_rl.rewards.online import OnlinePreferences
 
 FINETUNE_FLAGS = ("env_steps", "offline_ratio", "updates_per_env_step", "warmup_env_steps", "eval_every", "threads",
                   "eval_episodes", "seed", "algo", "online_labels", "label_every")
 """FinetuneConfig fields with a flag (reset-free fine-tuning reads the same flags)."""
 FINETUNE_RENAME = {"env_steps": "steps", "updates_per_env_step": "updates_per_step", "warmup_env_steps": "warmup"}
+ROBOT_FLAGS = ("rate_hz", "max_obs_age_s", "teleop", "teleop_topic", "teleop_axes", "teleop_scale", "deadman_button",
+               "teleop_deadzone", "teleop_timeout_s")
+"""``robot-rl actor``'s robot and teleop settings that ``finetune --reset-free --robot`` shares."""
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from robot_rl.apps.learning_config import ActorConfig
     from robot_rl.rl.algorithms import ALGORITHMS
     from robot_rl.rl.finetune import FinetuneConfig
 
@@ -86,9 +93,28 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "updates on the offline data of --algo rlpd started from another learner's checkpoint")
     g.add_argument("--control-hz", type=float, default=None,
                    help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
+    g = p.add_argument_group("reset-free on a robot (--reset-free --robot), over DDS with ROS 2's wire conventions")
+    g.add_argument("--robot", action="store_true",
+                   help="act on the robot behind ROS 2 topics (JointState in, commands out, through the safety "
+                        "gate) instead of a simulated --task-pair; when the loop is stuck a person puts the scene "
+                        "right with the --teleop input, and every executed step goes to --record (needs the dds "
+                        "extra)")
+    g.add_argument("--record", type=Path, default=None,
+                   help="HDF5 file that every step the robot executed is appended to (--robot; required)")
+    g.add_argument("--joints", default="", help="comma-separated joint names of the state, in order (default: "
+                   "s0..s{D-1}, what robot_rl.envs.sim_robot publishes)")
+    g.add_argument("--domain", type=int, default=None, help="DDS domain id (default: ROS_DOMAIN_ID, else 0)")
+    g.add_argument("--namespace", default="", help="ROS 2 namespace of the robot's topics")
+    g.add_argument("--settle-s", type=float, default=0.5,
+                   help="the person has let go of the teleop input this long: the loop resumes (default 0.5)")
+    g.add_argument("--takeover-timeout-s", type=float, default=120.0,
+                   help="nobody took over within this long after a call for help: stop with an error (default 120)")
+    p.set_defaults(robot_flags=add_config_flags(g, ActorConfig, ROBOT_FLAGS))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.robot and not args.reset_free:
+        raise ValueError("--robot works with --reset-free (fine-tuning with resets runs in simulation)")
     if args.reset_free:
         return run_reset_free(args)
     if args.checkpoint is None:
@@ -183,10 +209,41 @@ def online_labels(args: argparse.Namespace, reward: object, budget: int, every: 
     return OnlinePreferences(reward, labeler, cfg, out, spec, store, relabels_offline=relabels)
 
 
+def check_robot_flags(args: argparse.Namespace) -> None:
+    """``--robot``'s flags, checked before anything is opened (one line each)."""
+    if args.record is None:
+        raise ValueError("--reset-free --robot needs --record FILE.h5: every step the robot executes is kept")
+    check_output(args.record, "--record", "file")
+    if args.robot_flags.values(args)["teleop"] == "none":
+        raise ValueError("--reset-free --robot needs --teleop twist|joy: a person's teleop input is how the scene is "
+                         "put right when the loop is stuck")
+    specs = [load_spec(getattr(args, k)) for k in ("forward", "backward")]
+    if (specs[0].state_dim, specs[0].action.dim) != (specs[1].state_dim, specs[1].action.dim):
+        raise ValueError(f"--forward {args.forward} and --backward {args.backward} act on different robots: state "
+                         f"{specs[0].state_dim} / {specs[1].state_dim} values, action {specs[0].action.dim} / "
+                         f"{specs[1].action.dim}")
+    joints = [j for j in args.joints.split(",") if j]
+    if joints and len(joints) != specs[0].state_dim:
+        raise ValueError(f"--joints names {len(joints)} joints, the policy's state has {specs[0].state_dim} values")
+
+
+def open_robot(args: argparse.Namespace) -> RobotLink:
+    """The robot of ``--robot``: DDS participant, ``RosEnv`` behind the gate, teleop, recorder."""
+    from robot_rl.apps.learning_config import ActorConfig
+    from robot_rl.apps.robot_reset_free import RobotLink
+
+    cfg = build_config(ActorConfig, args.robot_flags, args, "robot")
+    teleop = cfg.teleop_config()
+    assert teleop is not None  # check_robot_flags
+    return RobotLink(load_spec(args.forward), args.record, teleop, cfg.rate_hz, cfg.max_obs_age_s, args.domain,
+                     args.namespace, tuple(j for j in args.joints.split(",") if j))
+
+
 def run_reset_free(args: argparse.Namespace) -> int:
+    from robot_rl.apps.robot_reset_free import robot_backend
     from robot_rl.envs.reset_free import make_pair_backend
     from robot_rl.rewards.signals import resolve_success_signal
-    from robot_rl.rl.reset_free import ResetFreeConfig, reset_free_finetune
+    from robot_rl.rl.reset_free import ResetFreeBackend, ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import DIRECTIONS, write_report
 
     if args.algo not in (None, "iql"):
@@ -198,6 +255,8 @@ def run_reset_free(args: argparse.Namespace) -> int:
         if not Path(getattr(args, k)).is_dir():
             raise FileNotFoundError(f"--{k} {getattr(args, k)}: no such run folder")
     check_output(args.out or Path(f"{args.forward}-reset-free"), "--out", "folder")
+    if args.robot:
+        check_robot_flags(args)
     console = Console(stderr=True)
     cfg = ResetFreeConfig(steps=args.steps, attempt_time_limit=args.attempt_steps, stuck_attempts=args.stuck_attempts,
                           offline_ratio=ResetFreeConfig.offline_ratio if args.offline_ratio is None
@@ -207,7 +266,15 @@ def run_reset_free(args: argparse.Namespace) -> int:
                           eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,
                           critic_warmup_updates=args.critic_warmup)
     out = args.out or Path(f"{args.forward}-reset-free")
-    backend = make_pair_backend(args.task_pair, seed=args.seed)
+    link = None
+    backend: ResetFreeBackend
+    if args.robot:
+        link = open_robot(args)
+        backend, _ = robot_backend(link.env, link.teleop, args.settle_s, args.takeover_timeout_s)
+        if args.attempt_steps is None:  # the robot's env never ends an episode: the offline task's length
+            cfg = dataclasses.replace(cfg, attempt_time_limit=load_spec(args.forward).max_episode_steps)
+    else:
+        backend = make_pair_backend(args.task_pair, seed=args.seed)
     start = time.time()
     learner = None
     try:
@@ -246,12 +313,16 @@ def run_reset_free(args: argparse.Namespace) -> int:
                                          on_progress=on_progress, rewards=(learner, None))
     finally:
         backend.close()
+        if link is not None:
+            link.close()
         if learner is not None:
             learner.close()
+    where = {"robot": f"over DDS (domain {args.domain if args.domain is not None else 'ROS_DOMAIN_ID or 0'}, "
+                      f"namespace '{args.namespace}'), every step in {args.record}"} if args.robot else {
+        "task pair": args.task_pair}
     report = write_report(out, f"Reset-free fine-tuning: {args.forward} / {args.backward}",
                           {"forward checkpoint": str(args.forward), "backward checkpoint": str(args.backward),
-                           "task pair": args.task_pair, "seed": args.seed,
-                           "wall time": f"{time.time() - start:.0f} s"})
+                           **where, "seed": args.seed, "wall time": f"{time.time() - start:.0f} s"})
     s = result.summary
     before, after = s.get("eval_before") or {}, s.get("eval_after") or {}
 
