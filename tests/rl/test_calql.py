@@ -217,6 +217,26 @@ def test_train_algo_calql_through_the_cli_resumes_bit_identical_evaluates_and_fi
     assert not torch.equal(tuned["agent"][key], straight["agent"][key])
 
 
+def test_finetune_algo_calql_starts_from_an_iql_run_with_new_critics_and_a_critic_warmup(metaworld_data, tmp_path,
+                                                                                         capsys):
+    iql = tmp_path / "iql"
+    assert main(["train", "--dataset", str(metaworld_data), "--steps", "20", "--out", str(iql), "--device", "cpu",
+                 "--set", "iql.hidden=[32,32]", "--set", "log_every=20", "--eval-episodes", "0"]) == 0
+    ft = tmp_path / "ft"
+    assert main(["finetune", "--checkpoint", str(iql), "--algo", "calql", "--steps", "50", "--warmup", "40",
+                 "--eval-episodes", "0", "--threads", "1", "--out", str(ft), "--critic-warmup", "5",
+                 "--set", "calql.hidden=[32,32]", "--set", "calql.batch_size=16", "--set", "calql.actions=2"]) == 0
+    err = capsys.readouterr().err
+    assert "calql from the iql checkpoint's offline data: actor loaded from the checkpoint" in err
+    assert "5 critic-only updates on the offline data first" in err and "batches 8/16 offline" in err
+    payload, _ = load_checkpoint(ft)
+    assert payload["algo"] == "calql" and payload["config"]["calql"]["hidden"] == [32, 32]
+    # a Cal-QL run cannot go back to IQL (no way to start IQL's value network from it): one line, exit 2
+    assert main(["finetune", "--checkpoint", str(ft), "--algo", "iql", "--steps", "20", "--eval-episodes", "0",
+                 "--out", str(tmp_path / "back")]) == 2
+    assert "cannot fine-tune a calql checkpoint with iql" in capsys.readouterr().err
+
+
 def test_calql_refuses_bad_settings_and_images_in_one_line(metaworld_data):
     with pytest.raises(ValueError, match="calql needs critics >= 1"):
         CalQLConfig(actions=0)
