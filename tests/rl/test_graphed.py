@@ -32,11 +32,13 @@ from robot_rl.rl.train import TrainConfig, train
 OBS, ACT = 5, 3
 
 
-def _data(n: int = 2000, image: int | None = None) -> dict[str, torch.Tensor]:
+def _data(n: int = 2000, image: int | None = None, mc_return: bool = False) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     data = {"obs": torch.randn(n, OBS, generator=g), "actions": torch.rand(n, ACT, generator=g) * 2 - 1,
             "rewards": torch.randn(n, generator=g), "next_obs": torch.randn(n, OBS, generator=g),
-            "terminals": torch.rand(n, generator=g) < 0.05, "mc_return": torch.randn(n, generator=g)}  # Cal-QL's
+            "terminals": torch.rand(n, generator=g) < 0.05}
+    if mc_return:  # Cal-QL's batches
+        data["mc_return"] = torch.randn(n, generator=g)
     if image:
         data["image"] = torch.randint(0, 255, (n, image, image, 3), generator=g, dtype=torch.uint8)
         data["next_image"] = torch.randint(0, 255, (n, image, image, 3), generator=g, dtype=torch.uint8)
@@ -98,7 +100,8 @@ def _run_compare(device: torch.device, name: str, path: str, k: int, n_calls: li
     steps = sum(n_calls)
     make = AGENTS.get(name) or (lambda: ImageIQL(OBS, ACT, image or 16, IQLConfig(hidden=(32, 32), steps=steps),
                                                  EncoderConfig(feature_dim=8, channels=4)))
-    eager, s_eager, other, runner = _pair(make, device, _data(image=image), path, k, steps)
+    eager, s_eager, other, runner = _pair(make, device, _data(image=image, mc_return=name == "calql"), path,
+                                             k, steps)
     sums_eager: dict[str, torch.Tensor] = {}
     sums_other: dict[str, torch.Tensor] = {}
     rng = _DefaultRng(device)  # dropout and augmentation draw from the default generator: one stream per side
