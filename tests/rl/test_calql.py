@@ -32,11 +32,11 @@ def one_thread():
 
 
 def test_mc_returns_are_discounted_sums_per_episode_and_truncated_sums_at_time_limits():
-    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0], np.float32)
-    episode = np.array([0, 0, 0, 1, 1])
-    terminals = np.array([False, False, True, False, False])  # episode 1 is truncated (time limit)
+    rewards = np.array([10.0, 20.0, 1.0, 2.0, 3.0], np.float32)
+    episode = np.array([0, 0, 1, 1, 1])
+    terminals = np.array([False, False, False, False, True])  # episode 0 is truncated (time limit), 1 terminates
     g = 0.9
-    expected = [1 + g * 2 + g * g * 3, 2 + g * 3, 3.0, 10 + g * 20, 20.0]
+    expected = [10 + g * 20, 20.0, 1 + g * 2 + g * g * 3, 2 + g * 3, 3.0]
     np.testing.assert_allclose(mc_returns(rewards, episode, terminals, g), expected, rtol=1e-6)
 
 
@@ -45,7 +45,7 @@ def test_offline_data_carries_mc_return_only_for_calql(tmp_path):
                    action=ActionSpec(1, "ee_delta", scale=(1.0,), offset=(0.0,)), max_episode_steps=3)
     path = tmp_path / "two.h5"
     with DatasetWriter(path, spec, source="test") as w:
-        for rewards, terminal in (([1.0, 0.0, 2.0], True), ([0.5, 4.0], False)):  # terminated, then truncated
+        for rewards, terminal in (([0.5, 4.0], False), ([1.0, 0.0, 2.0], True)):  # truncated, then terminated
             n = len(rewards)
             dones = np.zeros(n, bool)
             dones[-1] = True
@@ -55,9 +55,9 @@ def test_offline_data_carries_mc_return_only_for_calql(tmp_path):
     cfg = TrainConfig(dataset=str(path), algo="calql", normalize_rewards=False, normalize_obs=False,
                       calql=CalQLConfig(discount=0.5))
     data = load_offline_data(cfg)
-    np.testing.assert_allclose(data.arrays["mc_return"], [1 + 0.25 * 2, 1.0, 2.0, 0.5 + 0.5 * 4, 4.0])
+    np.testing.assert_allclose(data.arrays["mc_return"], [0.5 + 0.5 * 4, 4.0, 1 + 0.25 * 2, 1.0, 2.0])
     scaled = load_offline_data(TrainConfig(dataset=str(path), algo="calql", calql=CalQLConfig(discount=0.5)))
-    np.testing.assert_allclose(scaled.arrays["mc_return"], np.array([1.5, 1.0, 2.0, 2.5, 4.0]) * scaled.reward_scale,
+    np.testing.assert_allclose(scaled.arrays["mc_return"], np.array([2.5, 4.0, 1.5, 1.0, 2.0]) * scaled.reward_scale,
                                rtol=1e-6)  # of the rewards train learns from (scaled)
     assert "mc_return" not in load_offline_data(TrainConfig(dataset=str(path), algo="rlpd")).arrays
 
