@@ -81,8 +81,8 @@ class FinetuneConfig:
     (benchmarks/finetune_speed.md): set it there."""
 
     algo: str | None = None
-    """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` (from an IQL or BC checkpoint: its
-    offline data and, where the layout matches, its actor; new critics)."""
+    """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` / ``calql`` (from another learner's
+    checkpoint: its offline data and, where the layout matches, its actor; new critics)."""
     critic_warmup: int = bounded(0, ge=0)
     """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
     other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
