@@ -1,5 +1,5 @@
 """``robot-rl finetune``: continue an offline IQL run online in a sim task, mixing offline and new data (``--algo
-rlpd``: RLPD started from the run's data and actor);
+rlpd`` or ``calql``: that learner started from the run's data and actor);
 ``--reset-free``: fine-tune a forward and a backward policy in turns without resets."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--critic-warmup", type=int, default=2000,
                    help="value/critic updates on the success-relabeled offline data before acting (default 2000; "
                         "0 let forward success fall 60%% -> 20-25%% on the drawer pair); also the critic-only "
-                        "updates on the offline data of --algo rlpd started from another learner's checkpoint")
+                        "updates on the offline data of --algo rlpd / calql started from another learner's checkpoint")
     g.add_argument("--control-hz", type=float, default=None,
                    help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
     g = p.add_argument_group("reset-free on a robot (--reset-free --robot), over DDS with ROS 2's wire conventions")

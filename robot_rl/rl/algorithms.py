@@ -14,6 +14,7 @@ from typing import Any
 from robot_rl.nn.networks import GaussianActor, TanhGaussianActor
 from robot_rl.rl.agent import Agent
 from robot_rl.rl.bc import BC
+from robot_rl.rl.calql import CalQL
 from robot_rl.rl.image_iql import EncoderConfig, ImageBC, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
 from robot_rl.rl.rlpd import RLPD
@@ -37,6 +38,9 @@ class Algorithm:
     """The ``TrainConfig`` field holding its hyperparameters (``--set <section>.<field>=...``)."""
     actor: type[GaussianActor] = GaussianActor
     """Class of its ``actor`` (``Policy`` rebuilds it from checkpoints)."""
+    needs_mc_return: bool = False
+    """Its batches carry ``mc_return``: the offline rows' discounted return-to-go (``calql.mc_returns``), computed
+    once at load time; online rows get ``calql.NO_MC_RETURN``."""
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -44,6 +48,9 @@ ALGORITHMS: dict[str, Algorithm] = {
     "bc": Algorithm("behaviour cloning baseline (the same Gaussian actor, every weight 1)", BC, ImageBC),
     "rlpd": Algorithm("RLPD: SAC with a LayerNorm critic ensemble, random-subset targets, several critic steps per "
                       "update", RLPD, online=True, offline_ratio=0.5, section="rlpd", actor=TanhGaussianActor),
+    "calql": Algorithm("Cal-QL: CQL (SAC, twin critics, conservative logsumexp term) calibrated by Monte-Carlo "
+                       "returns, offline pretraining that fine-tunes", CalQL, online=True, offline_ratio=0.5,
+                       section="calql", actor=TanhGaussianActor, needs_mc_return=True),
 }
 
 

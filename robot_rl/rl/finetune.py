@@ -4,7 +4,9 @@ Each env step, the (stochastic) policy acts in ``num_envs`` envs; new transition
 ``RewardSource``, scaled like the offline rewards, and stored in a device-resident ring buffer. Every
 update draws ``offline_ratio`` of the batch from the offline data and the rest from the new transitions.
 ``algo`` = ``rlpd`` fine-tunes with RLPD instead (``rl/rlpd.py``): from an IQL or BC checkpoint it starts from that
-run's offline data and actor (fresh critics); its batches are half offline, half new by default.
+run's offline data and actor (fresh critics); its batches are half offline, half new by default. ``algo`` =
+``calql`` (``rl/calql.py``) likewise, or continues a Cal-QL run; new transitions carry ``mc_return`` = -inf, which
+turns its calibration off on those rows.
 
 With an env that steps in worker processes (``make_env(..., workers=W)``: it has ``step_async``), the next
 action is sent before the updates of the current step, so the envs step while the learner updates; the
@@ -32,6 +34,7 @@ from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.agent import Agent, optimizer_state, sample_rows
 from robot_rl.rl.algorithms import ALGORITHMS, algorithm
+from robot_rl.rl.calql import NO_MC_RETURN
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.graphed import UpdateRunner
 from robot_rl.rl.logger import MetricsLogger
@@ -78,8 +81,8 @@ class FinetuneConfig:
     (benchmarks/finetune_speed.md): set it there."""
 
     algo: str | None = None
-    """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` (from an IQL or BC checkpoint: its
-    offline data and, where the layout matches, its actor; new critics)."""
+    """Learner to fine-tune with: the checkpoint's own (default), or ``rlpd`` / ``calql`` (from another learner's
+    checkpoint: its offline data and, where the layout matches, its actor; new critics)."""
     critic_warmup: int = bounded(0, ge=0)
     """Critic-only updates on the offline data before the first env step, when the critics start new (``algo``
     other than the checkpoint's, e.g. RLPD from IQL): the actor then first sees a critic of its own behaviour."""
@@ -101,9 +104,11 @@ class FinetuneConfig:
 
 
 class OnlineReplay:
-    """Ring buffer of normalized transitions on the training device."""
+    """Ring buffer of normalized transitions on the training device (with ``mc_return``: a column that stays
+    ``NO_MC_RETURN``, for learners whose offline rows carry one)."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int,
+                 mc_return: bool = False):
         self.capacity, self.size, self.pos = capacity, 0, 0
         self.data = {
             "obs": torch.zeros(capacity, obs_dim, device=device),
@@ -112,6 +117,8 @@ class OnlineReplay:
             "next_obs": torch.zeros(capacity, obs_dim, device=device),
             "terminals": torch.zeros(capacity, dtype=torch.bool, device=device),
         }
+        if mc_return:  # Cal-QL's batches: online rows have no Monte-Carlo return, so no calibration on them
+            self.data["mc_return"] = torch.full((capacity,), NO_MC_RETURN, device=device)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self._filled = torch.zeros((), dtype=torch.int64, device=device)
@@ -172,7 +179,7 @@ def load_for_finetuning(checkpoint_dir: Path, target: EnvSpec, total_updates: in
     if not algorithm(algo).online:
         online = ", ".join(name for name, entry in ALGORITHMS.items() if entry.online)
         raise ValueError(f"{checkpoint_dir}: online fine-tuning continues a learner with a critic ({online}); this "
-                         f"checkpoint is {source} (--algo rlpd starts RLPD from its data and actor)")
+                         f"checkpoint is {source} (--algo rlpd or calql starts that learner from its data and actor)")
     config = {**payload["config"], "algo": algo, "device": "auto"}
     for key, value in (overrides or {}).items():  # one level deep: sections such as rlpd.utd
         config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
@@ -225,7 +232,8 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     cfg = dataclasses.replace(cfg, algo=train_cfg.algo, offline_ratio=ratio)  # as resolved, for the checkpoint
     torch.manual_seed(cfg.seed)
     offline_sampler = TransitionSampler(offline.arrays, device, seed=cfg.seed)
-    replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1)
+    replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1,
+                          mc_return="mc_return" in offline.arrays)
     policy = Policy(agent.actor, normalizer, offline.spec)
     logger = MetricsLogger(run_dir)
     gen = torch.Generator(device=device)

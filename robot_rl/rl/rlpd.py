@@ -160,17 +160,22 @@ class RLPD(nn.Module):
         return [(self.target_critic, self.critic)]
 
     def load_actor(self, actor_state: dict[str, torch.Tensor]) -> str:
-        """Start from another run's actor (IQL and BC actors share this layout): copy it when every tensor's name and
-        shape match, its ``log_std`` clamped into the trainable range. Returns what was done, in words."""
-        own = self.actor.state_dict()
-        shapes = {k: tuple(v.shape) for k, v in actor_state.items()}
-        if shapes != {k: tuple(v.shape) for k, v in own.items()}:
-            return "actor started fresh (the checkpoint's actor layout differs: hidden sizes or dropout)"
-        state = dict(actor_state)
-        low, high = self.actor.LOG_STD_MIN + 0.1, self.actor.LOG_STD_MAX
-        state["log_std"] = state["log_std"].clamp(low, high)  # a clamped log_std gets no gradient: keep it inside
-        self.actor.load_state_dict(state)
-        return "actor loaded from the checkpoint (same mean network; its log_std as the pre-tanh one)"
+        """Start from another run's actor (IQL and BC actors share this layout): see ``load_actor_into``."""
+        return load_actor_into(self.actor, actor_state)
+
+
+def load_actor_into(actor: TanhGaussianActor, actor_state: dict[str, torch.Tensor]) -> str:
+    """Copy another run's actor into ``actor`` when every tensor's name and shape match, its ``log_std`` clamped into
+    the trainable range. Returns what was done, in words."""
+    own = actor.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in actor_state.items()}
+    if shapes != {k: tuple(v.shape) for k, v in own.items()}:
+        return "actor started fresh (the checkpoint's actor layout differs: hidden sizes or dropout)"
+    state = dict(actor_state)
+    low, high = actor.LOG_STD_MIN + 0.1, actor.LOG_STD_MAX
+    state["log_std"] = state["log_std"].clamp(low, high)  # a clamped log_std gets no gradient: keep it inside
+    actor.load_state_dict(state)
+    return "actor loaded from the checkpoint (same mean network; its log_std as the pre-tanh one)"
 
 
 def split_minibatches(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:

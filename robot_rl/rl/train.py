@@ -1,4 +1,4 @@
-"""Offline training (IQL, BC or RLPD) from an HDF5 dataset into a run folder.
+"""Offline training (IQL, BC, RLPD or Cal-QL) from an HDF5 dataset into a run folder.
 
 ``RUN_DIR`` gets ``config.yaml``, ``metrics.jsonl`` and TensorBoard events, ``checkpoints/``, ``curves.png``
 and ``report.md``. The dataset and the sampler live on the training device; the hot loop accumulates
@@ -28,6 +28,7 @@ from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer, reward_scale
 from robot_rl.rl import algorithms
 from robot_rl.rl.agent import Agent, optimizer_state, sample_rows, single_step
+from robot_rl.rl.calql import CalQLConfig, mc_returns
 from robot_rl.rl.compiled import compile_losses
 from robot_rl.rl.graphed import UpdateRunner, choose_path
 from robot_rl.rl.image_data import FrameSampler, RenderProgress, next_frame_rows, step_frames
@@ -46,7 +47,7 @@ class TrainConfig:
     dataset: str
     """Path of the HDF5 dataset."""
     algo: str = "iql"
-    """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``, ``rlpd``)."""
+    """The learner, a name in ``rl.algorithms.ALGORITHMS`` (``iql``, ``bc``, ``rlpd``, ``calql``)."""
     steps: int = bounded(30_000, ge=1)
     """Gradient updates."""
     seed: int = bounded(0, ge=0)
@@ -85,6 +86,8 @@ class TrainConfig:
     iql: IQLConfig = field(default_factory=IQLConfig)
     rlpd: RLPDConfig = field(default_factory=RLPDConfig)
     """RLPD's hyperparameters (``algo`` = ``rlpd``), e.g. ``--set rlpd.utd=20``."""
+    calql: CalQLConfig = field(default_factory=CalQLConfig)
+    """Cal-QL's hyperparameters (``algo`` = ``calql``), e.g. ``--set calql.cql_alpha=1``."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """The image encoder (``obs`` = ``image`` / ``image_only``)."""
 
@@ -98,6 +101,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["iql"]["hidden"] = list(self.iql.hidden)
         d["rlpd"]["hidden"] = list(self.rlpd.hidden)
+        d["calql"]["hidden"] = list(self.calql.hidden)
         return d
 
     @staticmethod
@@ -120,7 +124,8 @@ class OfflineData:
     spec: EnvSpec
     task_text: str
     arrays: dict[str, np.ndarray]
-    """``obs``, ``actions``, ``rewards`` (scaled), ``next_obs``, ``terminals`` (normalized obs); with images also
+    """``obs``, ``actions``, ``rewards`` (scaled), ``next_obs``, ``terminals`` (normalized obs); ``mc_return`` for
+    learners that ask for it (``Algorithm.needs_mc_return``); with images also
     ``frame`` and ``next_frame`` (int64 rows of ``frames``)."""
     normalizer: ObsNormalizer
     reward_scale: float
@@ -163,6 +168,9 @@ def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
         "next_obs": (t["next_states"] - mean) / std,
         "terminals": t["terminals"],
     }
+    if algorithms.algorithm(cfg.algo).needs_mc_return:  # Cal-QL: return-to-go of the scaled rewards, once
+        arrays["mc_return"] = mc_returns(arrays["rewards"], t["episode_index"], t["terminals"],
+                                         learner_config(cfg).discount)
     if frames is None:
         return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns)
     arrays["frame"] = np.arange(len(t["episode_index"]), dtype=np.int64)

@@ -21,6 +21,7 @@ from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
 from robot_rl.rl import algorithms
 from robot_rl.rl.agent import optimizer_state
 from robot_rl.rl.bc import BC
+from robot_rl.rl.calql import CalQL, CalQLConfig
 from robot_rl.rl.graphed import UpdateRunner, lr_table
 from robot_rl.rl.image_iql import EncoderConfig, ImageIQL
 from robot_rl.rl.iql import IQL, IQLConfig
@@ -31,11 +32,13 @@ from robot_rl.rl.train import TrainConfig, train
 OBS, ACT = 5, 3
 
 
-def _data(n: int = 2000, image: int | None = None) -> dict[str, torch.Tensor]:
+def _data(n: int = 2000, image: int | None = None, mc_return: bool = False) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     data = {"obs": torch.randn(n, OBS, generator=g), "actions": torch.rand(n, ACT, generator=g) * 2 - 1,
             "rewards": torch.randn(n, generator=g), "next_obs": torch.randn(n, OBS, generator=g),
             "terminals": torch.rand(n, generator=g) < 0.05}
+    if mc_return:  # Cal-QL's batches
+        data["mc_return"] = torch.randn(n, generator=g)
     if image:
         data["image"] = torch.randint(0, 255, (n, image, image, 3), generator=g, dtype=torch.uint8)
         data["next_image"] = torch.randint(0, 255, (n, image, image, 3), generator=g, dtype=torch.uint8)
@@ -88,6 +91,7 @@ AGENTS = {
     "bc": lambda: BC(OBS, ACT, IQLConfig(hidden=(32, 32), steps=40)),
     "rlpd": lambda: RLPD(OBS, ACT, RLPDConfig(hidden=(32, 32), critics=3, utd=1)),  # actor noise, subset: default RNG
     "rlpd-utd2": lambda: RLPD(OBS, ACT, RLPDConfig(hidden=(32, 32), critics=3, utd=2, batch_size=32)),
+    "calql": lambda: CalQL(OBS, ACT, CalQLConfig(hidden=(32, 32), actions=4)),  # random and policy actions: default RNG
 }
 
 
@@ -96,7 +100,8 @@ def _run_compare(device: torch.device, name: str, path: str, k: int, n_calls: li
     steps = sum(n_calls)
     make = AGENTS.get(name) or (lambda: ImageIQL(OBS, ACT, image or 16, IQLConfig(hidden=(32, 32), steps=steps),
                                                  EncoderConfig(feature_dim=8, channels=4)))
-    eager, s_eager, other, runner = _pair(make, device, _data(image=image), path, k, steps)
+    eager, s_eager, other, runner = _pair(make, device, _data(image=image, mc_return=name == "calql"), path,
+                                             k, steps)
     sums_eager: dict[str, torch.Tensor] = {}
     sums_other: dict[str, torch.Tensor] = {}
     rng = _DefaultRng(device)  # dropout and augmentation draw from the default generator: one stream per side
@@ -116,12 +121,12 @@ def _run_compare(device: torch.device, name: str, path: str, k: int, n_calls: li
         assert torch.allclose(sums_eager[key], sums_other[key], rtol=1e-4, atol=1e-5), key
 
 
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd-utd2"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd-utd2", "calql"])
 def test_eager_runner_is_bit_identical_to_update_calls(name):
     _run_compare(torch.device("cpu"), name, "eager", 1, [1, 5, 3], exact=True)
 
 
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd", "calql"])
 def test_graph_body_on_cpu_equals_eager_updates(name):
     """The body the graph records (device-side schedule, warm-up undone, remainder graph) equals eager updates."""
     _run_compare(torch.device("cpu"), name, "cuda-graph", 4, [8, 3, 4, 1], exact=False)
@@ -198,7 +203,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd"])
+@pytest.mark.parametrize("name", ["iql", "iql-dropout", "bc", "rlpd", "calql"])
 def test_cuda_graph_updates_equal_eager_updates(name):
     _run_compare(torch.device("cuda"), name, "cuda-graph", 8, [16, 5, 8, 1], exact=False)
 
