@@ -14,7 +14,9 @@ with ``robot-rl finetune`` (same seed, one env) and evaluated every ``--eval-eve
 - ``iql-true`` / ``iql-learned``: IQL continues, new transitions rewarded by the true / the learned reward;
 - ``iql-learned-labels``: as ``iql-learned``, plus ``--online-labels`` queries to the scripted teacher on fresh
   rollouts every ``--label-every`` steps (reward ensemble retrained, buffer relabeled);
-- ``rlpd-learned``: ``finetune --algo rlpd`` from the learned-reward IQL run.
+- ``rlpd-learned``: ``finetune --algo rlpd`` from the learned-reward IQL run;
+- ``calql-learned``: offline Cal-QL (``train --algo calql``, same updates) on the learned reward, fine-tuned as
+  Cal-QL.
 
 Prints a markdown table (success before and at every evaluation; mean over seeds) and writes
 ``summary-n<env steps>.json`` under ``--root``; paste the table into benchmarks/finetune_gain.md with the
@@ -34,7 +36,7 @@ from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-VARIANTS = ("iql-true", "iql-learned", "iql-learned-labels", "rlpd-learned")
+VARIANTS = ("iql-true", "iql-learned", "iql-learned-labels", "rlpd-learned", "calql-learned")
 
 
 def _offline(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -60,14 +62,23 @@ def _offline(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                      device="cpu", overwrite=True)
         assert cli(["relabel", str(copy), "--source", f"reward-model:{reward_run}", "--activate"]) == 0
     out = {}
-    for name, dataset, extra in (("learned", copy, []), ("true", data, ["--reward-key", "ground_truth"])):
-        run = root / f"{task}-iql-{name}-s{seed}"
+    runs = [("iql-learned", copy, []), ("iql-true", data, ["--reward-key", "ground_truth"])]
+    if "calql-learned" in args.variants:
+        runs.append(("calql-learned", copy, ["--algo", "calql"]))
+    for name, dataset, extra in runs:
+        run = root / f"{task}-{name}-s{seed}"
         if not (run / "eval.json").exists():
             assert cli(["train", "--dataset", str(dataset), "--steps", str(args.pretrain_steps), "--seed", str(seed),
                         "--out", str(run), "--eval-episodes", str(args.eval_episodes), "--device", "cpu",
                         "--set", f"threads={args.threads}", *extra]) == 0
         out[name] = _offline_eval(run, task, args.eval_episodes)
     return out
+
+
+def _offline_key(variant: str) -> str:
+    """The offline run a variant starts from: Cal-QL's own, else IQL's on the variant's reward."""
+    algo, reward = variant.split("-")[:2]
+    return f"{'calql' if algo == 'calql' else 'iql'}-{reward}"
 
 
 def _offline_eval(run: Path, task: str, episodes: int) -> dict[str, float]:
@@ -110,7 +121,7 @@ def _finetune(task: str, seed: int, variant: str, args: argparse.Namespace) -> d
 
     root = Path(args.root)
     algo, reward = variant.split("-")[:2]
-    offline = root / f"{task}-iql-{reward}-s{seed}"
+    offline = root / f"{task}-{_offline_key(variant)}-s{seed}"
     run = root / f"{task}-{variant}-s{seed}-n{args.env_steps}"
     result = run / "result.json"
     if not result.exists():
@@ -165,15 +176,15 @@ def main() -> None:
         offline = dict(zip(pairs, pool.map(_offline, *zip(*pairs, strict=True), [args] * len(pairs)), strict=True))
         results = list(pool.map(_finetune, *zip(*runs, strict=True), [args] * len(runs)))
     for r in results:
-        r["before"] = offline[(r["task"], r["seed"])]["learned" if "learned" in r["variant"] else "true"]
+        r["before"] = offline[(r["task"], r["seed"])][_offline_key(r["variant"])]
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": results}
     (args.root / f"summary-n{args.env_steps}.json").write_text(json.dumps(summary, indent=1))
     steps = sorted({s for r in results for s in r["curve"]})
     print(f"\n{args.episodes}-episode suboptimal datasets; {args.pairs} scripted pairs; offline IQL "
           f"{args.pretrain_steps} updates; {args.env_steps} fine-tuning env steps (1 env, 1 update per step); "
           f"{args.eval_episodes} eval episodes; seeds {args.seeds}; {time.time() - start:.0f} s in all\n")
-    print("| task | variant | offline | " + " | ".join(f"{s // 1000}k steps" for s in steps) + " | gain at "
-          f"{steps[-1] // 1000}k | eval return, offline → {steps[-1] // 1000}k | fine-tuning time |")
+    print("| task | variant | offline | " + " | ".join(f"{s / 1000:g}k steps" for s in steps) + " | gain at "
+          f"{steps[-1] / 1000:g}k | eval return, offline → {steps[-1] / 1000:g}k | fine-tuning time |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in steps) + " | --- | --- | --- |")
     for task in args.tasks:
         for variant in args.variants:
