@@ -38,9 +38,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from robot_rl.nn.networks import Critic, TanhGaussianActor
-from robot_rl.rl.agent import gradient_step, polyak_update
-from robot_rl.rl.rlpd import load_actor_into
+from robot_rl.rl.agent import gradient_step
+from robot_rl.rl.rlpd import SACAgent
 
 NO_MC_RETURN = float("-inf")
 """``mc_return`` of rows without a Monte-Carlo return (online transitions): disables the calibration there."""
@@ -86,9 +85,6 @@ class CalQLConfig:
             raise ValueError(f"calql needs critics >= 1, actions >= 1 and cql_alpha >= 0, got critics={self.critics}, "
                              f"actions={self.actions}, cql_alpha={self.cql_alpha}")
 
-
-def _constant(step: int) -> float:
-    return 1.0
 
 
 def mc_returns(rewards: np.ndarray, episode_index: np.ndarray, terminals: np.ndarray, discount: float
@@ -179,26 +175,13 @@ def calql_losses(agent: CalQL, batch: dict[str, torch.Tensor]) -> dict[str, torc
             "temperature": alpha.detach()}
 
 
-class CalQL(nn.Module):
+class CalQL(SACAgent):
     """Cal-QL agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]; batches carry ``mc_return [B]``."""
 
+    config: CalQLConfig
+
     def __init__(self, obs_dim: int, act_dim: int, config: CalQLConfig | None = None):
-        super().__init__()
-        config = config or CalQLConfig()
-        self.config = config
-        self.critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
-        self.target_critic = Critic(obs_dim, act_dim, config.hidden, config.critics)
-        self.target_critic.load_state_dict(self.critic.state_dict())
-        self.target_critic.requires_grad_(False)
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden, config.actor_dropout)
-        self.log_alpha = nn.Parameter(torch.tensor(float(config.init_temperature)).log())
-        self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
-        self.optimizer = torch.optim.Adam([
-            {"params": self.critic.parameters(), "lr": config.critic_lr},
-            {"params": [self.log_alpha], "lr": config.temperature_lr},
-            {"params": self.actor.parameters(), "lr": config.actor_lr},  # last: train logs its lr as actor_lr
-        ], fused=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [_constant] * 3)
+        super().__init__(obs_dim, act_dim, config or CalQLConfig(), layer_norm=False)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Critic, actor and temperature losses on one minibatch (one update is one joint step on them)."""
@@ -207,19 +190,9 @@ class CalQL(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return gradient_step(self, self.losses(batch))
 
-    def critic_step(self, batch: dict[str, torch.Tensor]) -> None:
-        """One critic-only step (TD + CQL) and target update: ``finetune``'s warm-up of new critics."""
-        self.optimizer.zero_grad(set_to_none=True)
-        critic_losses(self, batch)["critic_loss"].backward()
-        self.optimizer.step()
-        polyak_update(self)
-
-    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.target_critic, self.critic)]
-
-    def load_actor(self, actor_state: dict[str, torch.Tensor]) -> str:
-        """Start from another run's actor (IQL, BC, RLPD share this layout); see ``rlpd.load_actor_into``."""
-        return load_actor_into(self.actor, actor_state)
+    def critic_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """TD + CQL: the loss of ``critic_step`` (``finetune``'s warm-up of new critics)."""
+        return critic_losses(self, batch)["critic_loss"]
 
 
 def config_dict(config: CalQLConfig) -> dict[str, Any]:

@@ -116,15 +116,17 @@ def rlpd_losses(agent: RLPD, batch: dict[str, torch.Tensor]) -> dict[str, torch.
             "temperature": alpha.detach()}
 
 
-class RLPD(nn.Module):
-    """RLPD agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
+class SACAgent(nn.Module):
+    """What RLPD and Cal-QL share: a tanh-Gaussian actor, a learned temperature, a critic ensemble with a Polyak
+    target, one fused Adam over the three (actor last: ``train`` logs its lr as ``actor_lr``) at constant learning
+    rates. ``config`` needs ``hidden``, ``critics``, ``actor_dropout``, ``init_temperature``, ``target_entropy``
+    and the three learning rates; a subclass gives ``critic_loss`` (its critics' loss on one minibatch)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: RLPDConfig | None = None):
+    def __init__(self, obs_dim: int, act_dim: int, config: Any, layer_norm: bool):
         super().__init__()
-        config = config or RLPDConfig()
         self.config = config
-        self.critic = Critic(obs_dim, act_dim, config.hidden, config.critics, layer_norm=True)
-        self.target_critic = Critic(obs_dim, act_dim, config.hidden, config.critics, layer_norm=True)
+        self.critic = Critic(obs_dim, act_dim, config.hidden, config.critics, layer_norm=layer_norm)
+        self.target_critic = Critic(obs_dim, act_dim, config.hidden, config.critics, layer_norm=layer_norm)
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)
         self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden, config.actor_dropout)
@@ -133,20 +135,49 @@ class RLPD(nn.Module):
         self.optimizer = torch.optim.Adam([
             {"params": self.critic.parameters(), "lr": config.critic_lr},
             {"params": [self.log_alpha], "lr": config.temperature_lr},
-            {"params": self.actor.parameters(), "lr": config.actor_lr},  # last: train logs its lr as actor_lr
+            {"params": self.actor.parameters(), "lr": config.actor_lr},
         ], fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [_constant] * 3)
+
+    def critic_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def critic_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """One critic-only step and target update (the actor and temperature get no gradient, so Adam skips them):
+        RLPD's extra critic steps and ``finetune``'s warm-up of new critics."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.critic_loss(batch).backward()
+        self.optimizer.step()
+        polyak_update(self)
+
+    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.target_critic, self.critic)]
+
+    def load_actor(self, actor_state: dict[str, torch.Tensor]) -> str:
+        """Start from another run's actor (IQL, BC and these share the layout): see ``load_actor_into``."""
+        return load_actor_into(self.actor, actor_state)
+
+
+class RLPD(SACAgent):
+    """RLPD agent for ``obs [B, D]`` and actions ``[B, A]`` in [-1, 1]."""
+
+    config: RLPDConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: RLPDConfig | None = None):
+        super().__init__(obs_dim, act_dim, config or RLPDConfig(), layer_norm=True)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Critic, actor and temperature losses on one minibatch (the joint step of ``update``)."""
         return rlpd_losses(self, batch)
 
-    def critic_step(self, batch: dict[str, torch.Tensor]) -> None:
-        """One critic-only step and target update (the actor and temperature get no gradient, so Adam skips them)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        critic_loss(self, batch)[0].backward()
-        self.optimizer.step()
-        polyak_update(self)
+    def critic_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return critic_loss(self, batch)[0]
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``utd - 1`` critic steps, then a joint critic / actor / temperature step, on the ``utd`` minibatches of
@@ -156,12 +187,6 @@ class RLPD(nn.Module):
             self.critic_step(minibatch)
         return gradient_step(self, self.losses(minibatches[-1]))
 
-    def polyak_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.target_critic, self.critic)]
-
-    def load_actor(self, actor_state: dict[str, torch.Tensor]) -> str:
-        """Start from another run's actor (IQL and BC actors share this layout): see ``load_actor_into``."""
-        return load_actor_into(self.actor, actor_state)
 
 
 def load_actor_into(actor: TanhGaussianActor, actor_state: dict[str, torch.Tensor]) -> str:
