@@ -8,6 +8,7 @@ layouts. Goal (issue 4): learned-reward IQL >= 0.9 x true-reward IQL success, an
 
     python benchmarks/reward_quality.py                      # 2 tasks x 3 seeds; --jobs N runs N at once
     python benchmarks/reward_quality.py --tasks drawer-open-v3 --seeds 0 --jobs 1
+    python benchmarks/reward_quality.py --tasks mjx/drawer-open mjx/push --root runs/reward_quality_mjx
     python benchmarks/reward_quality.py --mistake 0.25 --label-noise 0.25   # a teacher wrong on 25% of pairs
 
 Prints a markdown table (copy it into benchmarks/reward_quality.md) and writes summary-m<mistake>-n<noise>.json
@@ -30,6 +31,15 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def _task_id(task: str) -> str:
+    """``drawer-open-v3`` means MetaWorld's task; a full id (``mjx/drawer-open``) is taken as it is."""
+    return task if "/" in task else f"metaworld/{task}"
+
+
+def _stem(task: str) -> str:
+    return task.replace("/", "-")
+
+
 def _one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -39,6 +49,7 @@ def _one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from robot_rl.rewards.model import RewardModelConfig
 
     root = Path(args.root)
+    task = _stem(task)
     data = root / f"{task}.h5"
     tag = (f"-m{args.mistake:g}" if args.mistake else "") + (f"-n{args.label_noise:g}" if args.label_noise else "")
     copy = root / f"{task}-s{seed}{tag}.h5"
@@ -99,9 +110,9 @@ def main() -> None:
 
     start = time.time()
     for task in args.tasks:
-        data = args.root / f"{task}.h5"
+        data = args.root / f"{_stem(task)}.h5"
         if not data.exists():
-            assert cli(["collect", "--task", f"metaworld/{task}", "--preset", "suboptimal", "--episodes",
+            assert cli(["collect", "--task", _task_id(task), "--preset", "suboptimal", "--episodes",
                         str(args.episodes), "--num-envs", "4", "--seed", "0", "--out", str(data)]) == 0
     work = [(t, s) for t in args.tasks for s in args.seeds]
     if args.jobs > 1:
@@ -118,7 +129,7 @@ def main() -> None:
           "learned / true |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for task in args.tasks:
-        rs = [r for r in results if r["task"] == task]
+        rs = [r for r in results if r["task"] == _stem(task)]
 
         def col(key: str, pct: bool = True, rows: list[dict[str, Any]] = rs) -> str:
             vals = [r[key] for r in rows if r[key] is not None]

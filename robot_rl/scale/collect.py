@@ -5,8 +5,8 @@ Same episodes as one process: ``collect --num-envs N --seed S`` runs slots ``0..
 ``S + i``, behaviours from ``default_rng([S, i, k])``). Here worker ``w`` holds a contiguous range of those slots
 (``data.collect.rollouts(..., first_slot=a)``), so each slot sees the same seeds and draws wherever it runs. The
 actors advance in lock-step rounds of steps; after a round the driver knows every episode that ended before it,
-sorts them by (step, slot) as the single process writes them, and writes until it has the episodes asked for;
-the workers run the next round meanwhile.
+sorts them by (step, slot) as the single process writes them, and writes until it has the episodes asked for.
+Every actor has the next two rounds queued, so no worker waits for the slowest one or for the writer.
 
 A worker killed mid-round (node lost, OOM kill): Ray restarts the actor and retries the round; the new actor
 replays its slots from the start (seeded, so the same episodes) up to that round and returns only that round's
@@ -115,20 +115,28 @@ class RayCollector:
     def collect(self, writer: DatasetWriter, episodes: int, images: ImageOptions | None = None,
                 on_episode: Callable[[str, Episode], None] | None = None) -> list[str]:
         """Write the first ``episodes`` episodes (single-process order) to ``writer``."""
+        from collections import deque
+
         from robot_rl.scale.cluster import task_error
 
         names: list[str] = []
         chunk = max(1, int(self.spec.max_episode_steps))  # about one episode per slot per round
-        start = 0
-        pending = [a.run.remote(start, start + chunk, images) for a in self.actors]
+
+        def submit(r: int) -> list[Any]:
+            return [a.run.remote(r * chunk, (r + 1) * chunk, images) for a in self.actors]
+
+        # Two rounds queued on every actor: a worker that ends its round first starts the next one at once instead
+        # of idling until the slowest worker's round is in and written (the two rounds too many at the end are
+        # not written).
+        queued = deque([submit(0), submit(1)])
+        next_round = 2
         while len(names) < episodes:
             try:
-                rounds = self.ray.get(pending)
+                rounds = self.ray.get(queued.popleft())
             except Exception as e:  # a worker that raised (bad task, expert) or died more often than retried
                 raise ValueError(f"collect on Ray: {task_error(e)}") from None
-            start += chunk
-            # the next round runs while this one is written (one round too many at the end: not written)
-            pending = [a.run.remote(start, start + chunk, images) for a in self.actors]
+            queued.append(submit(next_round))
+            next_round += 1
             for _, _, ep in sorted((item for r in rounds for item in r), key=lambda item: (item[0], item[1])):
                 name = writer.add_episode(ep)
                 names.append(name)
