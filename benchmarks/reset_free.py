@@ -52,6 +52,9 @@ def main() -> None:
     p.add_argument("--critic-warmup", type=int, default=2000,
                    help="value/critic updates on the relabeled offline data before the online phase")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="classifier variant: fixed decision threshold for both classifiers (default: each classifier's "
+                        "own, max F1 on held-out frames)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     p.add_argument("--root", type=Path, default=Path("runs/reset_free_bench"))
     args = p.parse_args()
@@ -105,11 +108,14 @@ def main() -> None:
                             "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
         for variant in args.variants:
             tag = clf_tag if variant == "classifier" else ""
+            if variant == "classifier" and args.threshold is not None:
+                tag += f"-t{args.threshold:g}"
             out = args.root / f"rf-{variant}{tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
             if not (out / "summary.json").exists():
                 backend = MetaWorldPairBackend("drawer", seed=seed)
                 if variant == "classifier":
-                    signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}{clf_tag}") for t in TASKS)
+                    signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}{clf_tag}",
+                                                           threshold=args.threshold) for t in TASKS)
                 else:
                     signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
                 cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,
@@ -141,7 +147,8 @@ def main() -> None:
                        "sources": {k: {"positives": v.get("positives"), "negatives": v.get("negatives")}
                                    for k, v in m.get("sources", {}).items()}}
                    for t, m in classifier_metrics.items()}
-    (args.root / f"results{clf_tag}-n{args.steps}.json").write_text(json.dumps(
+    thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
+    (args.root / f"results{clf_tag}{thr_tag}-n{args.steps}.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "classifiers": classifiers,
          "label_jobs": label_jobs, "total_seconds": time.time() - start}, indent=1))
     print(f"\n{len(args.seeds)} seeds; {args.episodes}-episode suboptimal datasets; {args.pretrain_steps} offline "
