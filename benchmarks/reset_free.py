@@ -99,6 +99,7 @@ def main() -> None:
         if (clf / "success_metrics.json").exists():
             classifier_metrics[task] = json.loads((clf / "success_metrics.json").read_text())
     t_setup = time.time() - start
+    thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
         for task in TASKS:
@@ -107,9 +108,7 @@ def main() -> None:
                 assert cli(["train", "--dataset", str(args.root / f"{task}.h5"), "--steps", str(args.pretrain_steps),
                             "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
         for variant in args.variants:
-            tag = clf_tag if variant == "classifier" else ""
-            if variant == "classifier" and args.threshold is not None:
-                tag += f"-t{args.threshold:g}"
+            tag = clf_tag + thr_tag if variant == "classifier" else ""
             out = args.root / f"rf-{variant}{tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
             if not (out / "summary.json").exists():
                 backend = MetaWorldPairBackend("drawer", seed=seed)
@@ -147,7 +146,6 @@ def main() -> None:
                        "sources": {k: {"positives": v.get("positives"), "negatives": v.get("negatives")}
                                    for k, v in m.get("sources", {}).items()}}
                    for t, m in classifier_metrics.items()}
-    thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
     (args.root / f"results{clf_tag}{thr_tag}-n{args.steps}.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "classifiers": classifiers,
          "label_jobs": label_jobs, "total_seconds": time.time() - start}, indent=1))

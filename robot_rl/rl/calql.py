@@ -86,7 +86,6 @@ class CalQLConfig:
                              f"actions={self.actions}, cql_alpha={self.cql_alpha}")
 
 
-
 def mc_returns(rewards: np.ndarray, episode_index: np.ndarray, terminals: np.ndarray, discount: float
                ) -> np.ndarray:
     """Discounted return-to-go ``[N]`` float32 of every row: ``G_t = r_t + discount * G_{t+1}`` within an episode

@@ -139,6 +139,7 @@ class SACAgent(nn.Module):
         ], fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [_constant] * 3)
 
+    # Given by each subclass; declared here so that a SACAgent is an ``agent.Agent`` (polyak_update, gradient_step).
     def critic_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
@@ -186,7 +187,6 @@ class RLPD(SACAgent):
         for minibatch in minibatches[:-1]:
             self.critic_step(minibatch)
         return gradient_step(self, self.losses(minibatches[-1]))
-
 
 
 def load_actor_into(actor: TanhGaussianActor, actor_state: dict[str, torch.Tensor]) -> str:

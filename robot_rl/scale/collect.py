@@ -4,7 +4,7 @@ the one ``DatasetWriter`` of the driver, in the order a single-process collect w
 Same episodes as one process: ``collect --num-envs N --seed S`` runs slots ``0..N-1`` (slot ``i`` reset with
 ``S + i``, behaviours from ``default_rng([S, i, k])``). Here worker ``w`` holds a contiguous range of those slots
 (``data.collect.rollouts(..., first_slot=a)``), so each slot sees the same seeds and draws wherever it runs. The
-actors advance in lock-step rounds of steps; after a round the driver knows every episode that ended before it,
+actors advance in rounds of steps; after a round the driver knows every episode that ended before it,
 sorts them by (step, slot) as the single process writes them, and writes until it has the episodes asked for.
 Every actor has the next two rounds queued, so no worker waits for the slowest one or for the writer.
 
