@@ -55,6 +55,8 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="classifier variant: fixed decision threshold for both classifiers (default: each classifier's "
                         "own, max F1 on held-out frames)")
+    p.add_argument("--home", action="store_true",
+                   help="move the arm home between attempts (ResetFreeConfig.home); runs tagged '-home'")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     p.add_argument("--root", type=Path, default=Path("runs/reset_free_bench"))
     args = p.parse_args()
@@ -100,6 +102,7 @@ def main() -> None:
             classifier_metrics[task] = json.loads((clf / "success_metrics.json").read_text())
     t_setup = time.time() - start
     thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
+    home_tag = "-home" if args.home else ""
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
         for task in TASKS:
@@ -109,7 +112,7 @@ def main() -> None:
                             "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
         for variant in args.variants:
             tag = clf_tag + thr_tag if variant == "classifier" else ""
-            out = args.root / f"rf-{variant}{tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
+            out = args.root / f"rf-{variant}{tag}{home_tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
             if not (out / "summary.json").exists():
                 backend = MetaWorldPairBackend("drawer", seed=seed)
                 if variant == "classifier":
@@ -118,7 +121,7 @@ def main() -> None:
                 else:
                     signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
                 cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,
-                                      critic_warmup_updates=args.critic_warmup)
+                                      critic_warmup_updates=args.critic_warmup, home=args.home)
                 t0 = time.time()
                 columns = (TextColumn(f"[bold]{variant} s{seed}"), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
@@ -146,7 +149,7 @@ def main() -> None:
                        "sources": {k: {"positives": v.get("positives"), "negatives": v.get("negatives")}
                                    for k, v in m.get("sources", {}).items()}}
                    for t, m in classifier_metrics.items()}
-    (args.root / f"results{clf_tag}{thr_tag}-n{args.steps}.json").write_text(json.dumps(
+    (args.root / f"results{clf_tag}{thr_tag}{home_tag}-n{args.steps}.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "classifiers": classifiers,
          "label_jobs": label_jobs, "total_seconds": time.time() - start}, indent=1))
     print(f"\n{len(args.seeds)} seeds; {args.episodes}-episode suboptimal datasets; {args.pretrain_steps} offline "

@@ -93,6 +93,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "updates on the offline data of --algo rlpd / calql started from another learner's checkpoint")
     g.add_argument("--control-hz", type=float, default=None,
                    help="control rate for interventions per hour (default: the backend's; MetaWorld 80 Hz)")
+    g.add_argument("--home", action="store_true",
+                   help="between attempts, move the arm back to its start pose (objects stay where they are), so "
+                        "attempts start where evaluation does (simulated pairs)")
     g = p.add_argument_group("reset-free on a robot (--reset-free --robot), over DDS with ROS 2's wire conventions")
     g.add_argument("--robot", action="store_true",
                    help="act on the robot behind ROS 2 topics (JointState in, commands out, through the safety "
@@ -264,7 +267,7 @@ def run_reset_free(args: argparse.Namespace) -> int:
                           warmup_steps=args.warmup, log_every=min(1000, args.steps),
                           eval_every=args.eval_every if args.eval_every < args.steps else 0,
                           eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,
-                          critic_warmup_updates=args.critic_warmup)
+                          critic_warmup_updates=args.critic_warmup, home=args.home)
     out = args.out or Path(f"{args.forward}-reset-free")
     link = None
     backend: ResetFreeBackend

@@ -39,6 +39,8 @@ PAIRS: dict[str, tuple[str, str]] = {
 """Named task pairs: (forward task, backward task), MetaWorld v3 names."""
 MJX_PAIRS: dict[str, tuple[str, str]] = {"mjx-drawer": ("mjx/drawer-open", "mjx/drawer-close")}
 """Named MJX task pairs (``MjxPairBackend``)."""
+ROBOT_JOINT_PREFIXES = ("right_j", "r_close", "l_close")
+"""MetaWorld's Sawyer: the arm's seven joints and the two finger joints (every other joint is an object's)."""
 _NO_LIMIT = 2**31 - 1
 """Episode length of the harness envs: the loop, not the env, ends attempts; the envs never autoreset."""
 
@@ -54,15 +56,19 @@ def resolve_pair(pair: str) -> tuple[str, str]:
 
 
 class _SimPair:
-    """What both simulated pair backends share: the task names, the env that holds the world, evaluation envs."""
+    """What both simulated pair backends share: the task names, the env that holds the world, evaluation envs,
+    and the arm's move home between attempts."""
 
     names: tuple[str, str]
     envs: tuple[Any, ...]
     _holder: int
     _eval_envs: dict[int, RobotEnv]
+    homes = 0
+    """Times the arm was sent home (``home()``)."""
 
     def _reset(self, direction: int, seed: int | None) -> Obs:
         raise NotImplementedError
+
 
     def start(self, direction: int, seed: int | None = None) -> Obs:
         """Begin in a start state of ``direction``'s task (its standard reset; not an intervention)."""
@@ -142,6 +148,11 @@ class MetaWorldPairBackend(_SimPair):
         self._prev_row: np.ndarray | None = None
         self._eval_envs: dict[int, RobotEnv] = {}
         self.handoffs = 0
+        model = self.envs[0]._instances[0].model
+        robot = [j for j in range(model.njnt) if model.joint(j).name.startswith(ROBOT_JOINT_PREFIXES)]
+        self._robot_qpos = np.array([model.jnt_qposadr[j] for j in robot])
+        self._robot_dofs = np.array([model.jnt_dofadr[j] for j in robot])
+        self._home: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ---------------------------------------------------------------------------------- backend API
     def observe(self, direction: int) -> Obs:
@@ -187,7 +198,39 @@ class MetaWorldPairBackend(_SimPair):
         self._synced = [direction == 0, direction == 1]
         self._obs[direction] = obs
         self._prev_row = None
+        data = self.envs[direction]._instances[0].data
+        self._home = (data.qpos[self._robot_qpos].copy(), data.mocap_pos.copy(), data.mocap_quat.copy())
         return obs
+
+    def home(self) -> None:
+        """Put the robot (arm joints, gripper, mocap target) back in the pose of the last start state, at rest,
+        leaving every object where it is: the simulated stand-in for a robot moving home on its own between attempts
+        (on a real arm, a planned move that avoids the scene). A scripted path through the physics was tried first
+        and knocked MetaWorld's open drawer 5 cm shut on the way out of the handle."""
+        import mujoco
+
+        from robot_rl.envs.mujoco_batch import SIM_STATE_FLAGS
+
+        if self._home is None:
+            raise RuntimeError("home(): no start state yet (call start() first)")
+        env = self.envs[self._holder]
+        inst = env._instances[0]
+        qpos, mocap_pos, mocap_quat = self._home
+        inst.data.qpos[self._robot_qpos] = qpos
+        inst.data.qvel[self._robot_dofs] = 0.0
+        inst.data.mocap_pos[:], inst.data.mocap_quat[:] = mocap_pos, mocap_quat
+        mujoco.mj_forward(inst.model, inst.data)
+        row = np.zeros(env.get_sim_state().shape[1])
+        mujoco.mj_getState(inst.model, inst.data, row[:self._phys], SIM_STATE_FLAGS)
+        rest = env.get_sim_state()[0].numpy()
+        row[self._phys:] = rest[self._phys:]
+        row[-1] = 1
+        prev_obs = env.set_sim_state(torch.from_numpy(row[None].copy()))  # at rest: the previous frame is this one
+        row[self._phys:self._phys + 18] = prev_obs["state"][0, :18].double().numpy()
+        self._obs[self._holder] = env.set_sim_state(torch.from_numpy(row[None]))
+        self._synced = [self._holder == 0, self._holder == 1]
+        self._prev_row = None
+        self.homes += 1
 
     def _sync(self, direction: int) -> None:
         """Hand the world to ``direction``'s env if it does not hold the current state."""
@@ -249,6 +292,8 @@ class MjxPairBackend(_SimPair):
         self._synced = [True, False]
         self._eval_envs: dict[int, RobotEnv] = {}
         self.handoffs = 0
+        self._qpos, self._qvel = layout["qpos"][0], layout["qvel"][0]
+        self._home = first[0][1]["sim_state"][0, self._qpos:self._qpos + 3].clone()
 
     def observe(self, direction: int) -> Obs:
         self._sync(direction)
@@ -275,8 +320,18 @@ class MjxPairBackend(_SimPair):
         self._obs, _ = self.envs[direction].reset(seed=seed)
         self._holder = direction
         self._synced = [direction == 0, direction == 1]
+        self._home = self.envs[direction].get_sim_state()[0, self._qpos:self._qpos + 3].clone()
         return self._obs
 
+    def home(self) -> None:
+        """Put the hand (its three slide joints) back where the last start state had it, at rest, leaving the drawer
+        where it is (the simulated stand-in for a robot moving home between attempts)."""
+        env = self.envs[self._holder]
+        row = env.get_sim_state().clone()
+        row[0, self._qpos:self._qpos + 3] = self._home  # qpos: hand x, y, z, then the drawer
+        row[0, self._qvel:self._qvel + 3] = 0.0
+        self._obs = env.set_sim_state(row)
+        self.homes += 1
     def _sync(self, direction: int) -> None:
         if self._synced[direction]:
             return

@@ -134,6 +134,10 @@ class ResetFreeConfig:
     """Episodes per evaluation (0: no evaluation)."""
     control_hz: float | None = None
     """Control rate for "per hour" figures; default: the backend's."""
+    home: bool = False
+    """Between attempts (not after an intervention, which starts fresh anyway), move the arm to its home pose
+    (``backend.home()``: the hand where the last start state had it, objects left where they are), so each attempt
+    starts from the arm pose that evaluation starts from."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -331,6 +335,9 @@ class _Run:
         self.events = (run_dir / EVENTS_FILE).open("a", encoding="utf-8")
         self.evals: list[dict[str, float]] = []
         self.steps, self.interventions, self.unsolved_in_row, self.logged_at = 0, 0, 0, -1
+        if cfg.home and not callable(getattr(backend, "home", None)):
+            raise ValueError(f"reset-free config: home=True, but the backend for {' / '.join(backend.names)} cannot "
+                             "move the arm home on its own (a simulated pair backend can)")
         self.next_log = cfg.log_every
         self.next_eval = cfg.eval_every or math.inf
 
@@ -345,7 +352,8 @@ class _Run:
             if not self.attempt(direction):
                 break
             direction = 1 - direction
-            self.maybe_intervene(direction)
+            if not self.maybe_intervene(direction) and self.cfg.home:
+                self.backend.home()  # type: ignore[attr-defined]
             if self.on_progress is not None:
                 self.on_progress(self.steps, self.metrics())
         if self.cfg.eval_episodes and (not self.evals or self.evals[-1]["step"] != self.steps):
@@ -399,17 +407,19 @@ class _Run:
     def claims(signal: SuccessSignal, obs: Obs) -> bool:
         return bool(signal(obs).detach().float().cpu()[0] >= signal.threshold)
 
-    def maybe_intervene(self, direction: int) -> None:
-        """Call for help if the pair is stuck; the world is then put in a start state of ``direction``."""
+    def maybe_intervene(self, direction: int) -> bool:
+        """Call for help if the pair is stuck; the world is then put in a start state of ``direction``. Whether it
+        was."""
         reason = self.backend.stuck_reason()
         if reason is None and self.unsolved_in_row >= self.cfg.stuck_attempts:
             reason = f"{self.unsolved_in_row} attempts in a row made no progress"
         if reason is None:
-            return
+            return False
         self.interventions += 1
         self.unsolved_in_row = 0
         self.backend.intervene(direction, reason)
         self.event({"type": "intervention", "step": self.steps, "direction": DIRECTIONS[direction], "reason": reason})
+        return True
 
     def on_step(self) -> None:
         if self.steps >= self.next_eval:
@@ -472,6 +482,7 @@ class _Run:
             "can_save_state": self.backend.can_save_state,
             "has_ground_truth": [s.has_ground_truth for s in self.stats],
             "interventions": self.interventions, "self_resets": int(getattr(self.backend, "self_resets", 0)),
+            "homes": int(getattr(self.backend, "homes", 0)),
             "interventions_per_1k_steps": 1000.0 * self.interventions / n if n else None,
             "interventions_per_hour": self.interventions / hours if n else None,
             "control_hz": self.control_hz, "robot_hours": hours,

@@ -261,3 +261,26 @@ def test_reset_free_finetune_cli_on_the_mjx_drawer_pair(tmp_path: Path, capsys) 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 60 and (out / "report.md").exists()
     assert "interventions" in capsys.readouterr().err
+
+
+def test_reset_free_pair_home_puts_the_hand_back_and_leaves_the_drawer() -> None:
+    from robot_rl.envs.reset_free import make_pair_backend
+
+    backend = make_pair_backend("mjx-drawer", seed=0)
+    try:
+        expert = task_expert(backend.names[0])
+        obs = backend.start(0, seed=3)
+        start = obs["state"][0, :3].clone()
+        for _ in range(backend.episode_lengths[0]):
+            obs, _ = backend.step(0, torch.from_numpy(expert(obs["state"][0].numpy()))[None])
+            if backend.ground_truth_success(0):
+                break
+        assert backend.ground_truth_success(0) and torch.linalg.norm(obs["state"][0, :3] - start) > 0.05
+        backend.home()
+        after = backend.observe(1)["state"][0]
+        assert torch.allclose(after[:3], start, atol=1e-4) and backend.homes == 1
+        assert torch.allclose(after[3:6], torch.zeros(3))  # at rest
+        assert torch.equal(after[6:9], obs["state"][0, 6:9])  # the drawer stays open
+        assert backend.ground_truth_success(0)
+    finally:
+        backend.close()

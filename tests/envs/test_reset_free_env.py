@@ -139,3 +139,18 @@ def test_robot_backend_needs_one_env():
             RobotEnvBackend(env, on_intervention=lambda d, r: None)
     finally:
         env.close()
+
+
+def test_home_puts_the_arm_back_and_leaves_the_drawer_open(drawer):
+    start = drawer.observe(0)["state"][0].clone()
+    assert _run_expert(drawer, 0, 150)  # the drawer is open, the hand at the handle, far from its start pose
+    obs = drawer.observe(1)["state"][0].clone()
+    assert torch.linalg.norm(obs[:3] - start[:3]) > 0.05
+    drawer.home()
+    after = drawer.observe(1)["state"][0]
+    assert torch.allclose(after[:3], start[:3], atol=1e-3) and drawer.homes == 1  # the hand is where it started
+    assert torch.equal(after[4:7], obs[4:7])  # the drawer is exactly where the open attempt left it
+    assert torch.equal(after[:18], after[18:36])  # at rest: the previous frame is this one
+    assert drawer.ground_truth_success(0) and not drawer.ground_truth_success(1)
+    obs, _ = drawer.step(1, torch.zeros(1, 4))  # and the world steps on from there
+    assert torch.linalg.norm(obs["state"][0, :3] - start[:3]) < 0.01

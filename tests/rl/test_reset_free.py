@@ -203,6 +203,46 @@ def test_cli_reset_free_end_to_end(runs, tmp_path, capsys):
     assert "--checkpoint RUN_DIR is required" in capsys.readouterr().err
 
 
+class HomeRecorder(MetaWorldPairBackend):
+    """The drawer pair, noting where the hand is when each attempt after a move home begins."""
+
+    def __init__(self) -> None:
+        super().__init__("drawer", seed=0)
+        self.start_hand: torch.Tensor | None = None
+        self.after_home: list[torch.Tensor] = []
+        self._homed = False
+
+    def start(self, direction: int, seed: int | None = None):
+        obs = super().start(direction, seed)
+        self.start_hand = obs["state"][0, :3].clone()
+        return obs
+
+    def home(self) -> None:
+        super().home()
+        self._homed = True
+
+    def observe(self, direction: int):
+        obs = super().observe(direction)
+        if self._homed:
+            self.after_home.append(obs["state"][0, :3].clone())
+            self._homed = False
+        return obs
+
+
+def test_home_starts_every_attempt_from_the_arm_start_pose(runs, tmp_path):
+    out = tmp_path / "home"
+    backend = HomeRecorder()
+    res = _run(runs, out, backend=backend, steps=150, attempt_time_limit=30, home=True)
+    finished = [a for a in _attempts(out) if a["ended_by"] != "budget"]
+    assert res.summary["homes"] == backend.homes == len(finished) - res.interventions > 0  # not after a person's fix
+    assert len(backend.after_home) == backend.homes
+    assert all(torch.allclose(h, backend.start_hand, atol=1e-3) for h in backend.after_home)
+    with pytest.raises(ValueError, match="cannot move the arm home on its own"):
+        _run(runs, tmp_path / "robot-home", signals=(ConstantSuccess(0.0), ConstantSuccess(0.0)),
+             backend=RobotEnvBackend(HiddenStateRobot(episode_length=50), on_intervention=lambda d, r: None),
+             steps=10, home=True)
+
+
 def test_critic_warmup_moves_critics_not_the_actor(runs, tmp_path):
     out = tmp_path / "cw"
     res = _run(runs, out, steps=5, warmup_steps=10, critic_warmup_updates=20, attempt_time_limit=5)
