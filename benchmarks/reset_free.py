@@ -57,6 +57,8 @@ def main() -> None:
                         "own, max F1 on held-out frames)")
     p.add_argument("--home", action="store_true",
                    help="move the arm home between attempts (ResetFreeConfig.home); runs tagged '-home'")
+    p.add_argument("--soft-reward", action="store_true",
+                   help="reward = scale * the signal's probability (ResetFreeConfig.soft_reward); runs tagged '-soft'")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     p.add_argument("--root", type=Path, default=Path("runs/reset_free_bench"))
     args = p.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
             classifier_metrics[task] = json.loads((clf / "success_metrics.json").read_text())
     t_setup = time.time() - start
     thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
-    home_tag = "-home" if args.home else ""
+    home_tag = ("-home" if args.home else "") + ("-soft" if args.soft_reward else "")
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
         for task in TASKS:
@@ -121,7 +123,8 @@ def main() -> None:
                 else:
                     signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
                 cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,
-                                      critic_warmup_updates=args.critic_warmup, home=args.home)
+                                      critic_warmup_updates=args.critic_warmup, home=args.home,
+                                      soft_reward=args.soft_reward)
                 t0 = time.time()
                 columns = (TextColumn(f"[bold]{variant} s{seed}"), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"))

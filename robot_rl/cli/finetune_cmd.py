@@ -96,6 +96,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--home", action="store_true",
                    help="between attempts, move the arm back to its start pose (objects stay where they are), so "
                         "attempts start where evaluation does (simulated pairs)")
+    g.add_argument("--soft-reward", action="store_true",
+                   help="reward each step with the success signal's probability (times the success reward) instead "
+                        "of 1[p >= threshold]; attempts still end on claims")
     g = p.add_argument_group("reset-free on a robot (--reset-free --robot), over DDS with ROS 2's wire conventions")
     g.add_argument("--robot", action="store_true",
                    help="act on the robot behind ROS 2 topics (JointState in, commands out, through the safety "
@@ -267,7 +270,8 @@ def run_reset_free(args: argparse.Namespace) -> int:
                           warmup_steps=args.warmup, log_every=min(1000, args.steps),
                           eval_every=args.eval_every if args.eval_every < args.steps else 0,
                           eval_episodes=args.eval_episodes, control_hz=args.control_hz, seed=args.seed,
-                          critic_warmup_updates=args.critic_warmup, home=args.home)
+                          critic_warmup_updates=args.critic_warmup, home=args.home,
+                          soft_reward=args.soft_reward)
     out = args.out or Path(f"{args.forward}-reset-free")
     link = None
     backend: ResetFreeBackend

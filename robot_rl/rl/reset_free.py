@@ -6,7 +6,8 @@ policy takes over from wherever the world is. Each policy learns online from its
 mix its offline data (``offline_ratio``) with its new transitions, as ``robot_rl.rl.finetune`` does.
 
 Reward of each direction (offline data relabeled the same way, so the two agree): ``scale * 1[p >= threshold]``
-with ``p`` the direction's :class:`SuccessSignal` on the state after the step; that transition is terminal.
+with ``p`` the direction's :class:`SuccessSignal` on the state after the step; that transition is terminal
+(``soft_reward``: ``scale * p`` on every step, terminal still only where ``p >= threshold``).
 ``scale`` defaults to the task's episode length (the project's reward normalization, episode length / return
 range, with returns in {0, 1}).
 
@@ -138,6 +139,11 @@ class ResetFreeConfig:
     """Between attempts (not after an intervention, which starts fresh anyway), move the arm to its home pose
     (``backend.home()``: the hand where the last start state had it, objects left where they are), so each attempt
     starts from the arm pose that evaluation starts from."""
+    soft_reward: bool = False
+    """Reward each step with ``scale * p`` (the success signal's probability on the state after it) instead of
+    ``scale * 1[p >= threshold]``, offline data relabeled the same way; attempts still end, and steps are still
+    terminal, only on claims (``p >= threshold``). For a classifier whose threshold sits near 1, which online fires
+    on few truly solved states."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -242,8 +248,9 @@ class _Learner:
     counted: int = 0
 
 
-def offline_success(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 4096) -> np.ndarray:
-    """bool ``[N]``: the signal's verdict on the post-step state of every offline transition (dataset order).
+def offline_probability(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 4096) -> np.ndarray:
+    """float32 ``[N]``: the signal's success probability on the post-step state of every offline transition
+    (dataset order).
 
     ``GroundTruthSuccess`` reads the dataset's per-step ``successes``; any other signal sees ``{"state": ...}``.
     """
@@ -256,7 +263,7 @@ def offline_success(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 409
                 if ep.successes is None:
                     raise ValueError(f"{dataset}: episode {name} has no per-step success; the 'ground_truth' "
                                      "signal cannot label it (use a success classifier)")
-                parts.append(ep.successes.astype(bool))
+                parts.append(ep.successes.astype(np.float32))
         return np.concatenate(parts)
     mean = np.asarray(loaded.normalizer.mean, np.float32)
     std = np.asarray(loaded.normalizer.std, np.float32)
@@ -264,8 +271,8 @@ def offline_success(signal: SuccessSignal, loaded: LoadedAgent, chunk: int = 409
     out = []
     for i in range(0, len(states), chunk):
         p = signal({"state": torch.from_numpy(states[i:i + chunk])})
-        out.append(p.detach().float().cpu().numpy() >= signal.threshold)
-    return np.concatenate(out) if out else np.zeros(0, bool)
+        out.append(p.detach().float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: int, signal: SuccessSignal,
@@ -278,11 +285,13 @@ def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: in
         raise ValueError(f"{checkpoint_dir}: the {DIRECTIONS[direction]} checkpoint was trained on '{trained}', "
                          f"but the {DIRECTIONS[direction]} task of this pair is '{target.name}'")
     scale = float(cfg.reward_scale if cfg.reward_scale is not None else loaded.offline.spec.max_episode_steps)
-    success = offline_success(signal, loaded)
+    prob = offline_probability(signal, loaded)
     n = len(loaded.offline.arrays["rewards"])
-    if len(success) != n:
-        raise ValueError(f"{loaded.train_cfg.dataset}: {len(success)} success labels for {n} transitions")
-    arrays = {**loaded.offline.arrays, "rewards": (success * scale).astype(np.float32), "terminals": success.copy()}
+    if len(prob) != n:
+        raise ValueError(f"{loaded.train_cfg.dataset}: {len(prob)} success labels for {n} transitions")
+    success = prob >= signal.threshold
+    arrays = {**loaded.offline.arrays, "rewards": ((prob if cfg.soft_reward else success) * scale).astype(np.float32),
+              "terminals": success}
     device = loaded.device
     seed = cfg.seed * 2 + direction
     sampler = TransitionSampler(arrays, device, seed=seed)
@@ -366,20 +375,21 @@ class _Run:
         learner, st, backend = self.learners[direction], self.stats[direction], self.backend
         obs = backend.observe(direction)
         gt_start = backend.ground_truth_success(direction)
-        claimed_start = self.claims(learner.signal, obs)
+        claimed_start = self.probability(learner.signal, obs) >= learner.signal.threshold
         start, length, claimed, gt_ever = self.steps, 0, False, False
         gt: bool | None = None
         before = {"sim_state": backend.sim_state(direction)} if hasattr(backend, "sim_state") else {}
         while not (claimed or length >= self.limits[direction] or self.steps >= self.cfg.steps):
             action = learner.policy(obs, deterministic=False, generator=self.gen)
             next_obs, info = backend.step(direction, action)
-            claimed = self.claims(learner.signal, next_obs)
+            p = self.probability(learner.signal, next_obs)
+            claimed = p >= learner.signal.threshold
             gt = bool(info["success"][0]) if "success" in info else None
             if gt is not None:
                 st.has_ground_truth = True
                 gt_ever |= gt
                 st.confusion[("t" if claimed == gt else "f") + ("p" if claimed else "n")] += 1
-            _add(learner, obs, action, next_obs, claimed)
+            _add(learner, obs, action, next_obs, claimed, p if self.cfg.soft_reward else float(claimed))
             self.steps += 1
             length += 1
             st.steps += 1
@@ -404,8 +414,8 @@ class _Run:
         return finished
 
     @staticmethod
-    def claims(signal: SuccessSignal, obs: Obs) -> bool:
-        return bool(signal(obs).detach().float().cpu()[0] >= signal.threshold)
+    def probability(signal: SuccessSignal, obs: Obs) -> float:
+        return float(signal(obs).detach().float().cpu()[0])
 
     def maybe_intervene(self, direction: int) -> bool:
         """Call for help if the pair is stuck; the world is then put in a start state of ``direction``. Whether it
@@ -497,10 +507,12 @@ class _Run:
         self.events.close()
 
 
-def _add(learner: _Learner, obs: Obs, action: torch.Tensor, next_obs: Obs, claimed: bool) -> None:
+def _add(learner: _Learner, obs: Obs, action: torch.Tensor, next_obs: Obs, claimed: bool, success: float) -> None:
+    """Store one transition; without a learned reward its reward is ``scale * success`` (1/0 by the claim, or the
+    signal's probability with ``soft_reward``)."""
     device, norm = learner.loaded.device, learner.loaded.normalizer
     if learner.reward is None:
-        reward = torch.full((1,), learner.scale if claimed else 0.0, device=device)
+        reward = torch.full((1,), learner.scale * success, device=device)
     else:
         nan = torch.full((1,), float("nan"))
         reward = learner.reward(obs, action, next_obs, nan).to(device).float() * learner.loaded.offline.reward_scale

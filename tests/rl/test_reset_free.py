@@ -17,6 +17,7 @@ from robot_rl.envs import make_env
 from robot_rl.envs.reset_free import MetaWorldPairBackend, RobotEnvBackend
 from robot_rl.nn.checkpoint import load_checkpoint
 from robot_rl.rewards.success import ConstantSuccess
+from robot_rl.rl import reset_free as reset_free_module
 from robot_rl.rl.policy import load_policy
 from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
 from robot_rl.rl.reset_free_report import read_events, write_report
@@ -241,6 +242,33 @@ def test_home_starts_every_attempt_from_the_arm_start_pose(runs, tmp_path):
         _run(runs, tmp_path / "robot-home", signals=(ConstantSuccess(0.0), ConstantSuccess(0.0)),
              backend=RobotEnvBackend(HiddenStateRobot(episode_length=50), on_intervention=lambda d, r: None),
              steps=10, home=True)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_soft_reward_is_the_signal_probability_offline_and_online(runs, tmp_path, monkeypatch, soft):
+    """p = 0.3 under threshold 0.5: the claim reward is 0 everywhere, the soft one 0.3 * scale; never terminal."""
+    signal = ConstantSuccess(0.3)
+    backend = MetaWorldPairBackend("drawer", seed=0)
+    cfg = ResetFreeConfig(**{**TINY, "steps": 40, "attempt_time_limit": 20, "soft_reward": soft})
+    try:
+        learner = reset_free_module._make_learner(runs / "drawer-open-v3", backend, 0, signal, cfg)
+    finally:
+        backend.close()
+    rewards = learner.offline.data["rewards"][:len(learner.offline)]
+    assert torch.allclose(rewards, torch.full_like(rewards, 0.3 * learner.scale if soft else 0.0))
+    assert not learner.offline.data["terminals"][:len(learner.offline)].any()
+    stored: list[tuple[float, bool]] = []
+    add = reset_free_module._add
+
+    def recording_add(learner, obs, action, next_obs, claimed, success):
+        add(learner, obs, action, next_obs, claimed, success)
+        stored.append((float(learner.replay.data["rewards"][learner.replay.pos - 1]), claimed))
+
+    monkeypatch.setattr(reset_free_module, "_add", recording_add)
+    _run(runs, tmp_path / "soft", signals=(signal, signal), steps=40, attempt_time_limit=20, soft_reward=soft)
+    assert len(stored) == 40
+    assert {claimed for _, claimed in stored} == {False}
+    assert {round(r / learner.scale, 4) for r, _ in stored} == {0.3 if soft else 0.0}
 
 
 def test_critic_warmup_moves_critics_not_the_actor(runs, tmp_path):
