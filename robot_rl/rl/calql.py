@@ -14,8 +14,8 @@ Batches therefore carry ``mc_return [B]``: ``train`` computes it once when loadi
 episode gives its truncated sum, as Cal-QL's code does). Online transitions in ``finetune`` have no known return:
 their ``mc_return`` is ``-inf`` (``NO_MC_RETURN``), so ``max(Q, -inf) = Q`` and the calibration is off on those
 rows; it stays on the offline rows of each mixed batch. Fine-tuning thus continues with the same losses (CQL term
-included, as the reference does). When an online reward learner relabels the offline rewards, the offline
-``mc_return`` keeps the values computed at load time.
+included, as the reference does). When an online reward learner relabels the offline rewards, ``finetune``
+recomputes the offline ``mc_return`` from the new rewards (``refresh_mc_return``).
 
 Deviations from the reference (JaxCQL / Cal-QL): no Lagrange-tuned alpha, no max-target backup and no
 infinite-horizon return option; actor and critic learning rates both 3e-4 (the reference scripts use 1e-4 for the
@@ -99,6 +99,16 @@ def mc_returns(rewards: np.ndarray, episode_index: np.ndarray, terminals: np.nda
         following = rewards[i] + (0.0 if last else discount * following)
         out[i] = following
     return out.astype(np.float32)
+
+
+def refresh_mc_return(data: dict[str, torch.Tensor], episode_index: np.ndarray, discount: float) -> None:
+    """Recompute ``data["mc_return"]`` in place (a view of a sampler's packed columns stays one) from
+    ``data["rewards"]`` and ``data["terminals"]``, after the rewards were relabeled; ``episode_index [N]`` as
+    ``mc_returns`` takes it."""
+    rewards = data["rewards"].detach().cpu().numpy()
+    terminals = data["terminals"].detach().cpu().numpy()
+    fresh = mc_returns(rewards, episode_index, terminals, discount)
+    data["mc_return"].copy_(torch.from_numpy(fresh).to(data["mc_return"].device))
 
 
 def calibrated_logsumexp_terms(q_random: torch.Tensor, q_current: torch.Tensor, logp_current: torch.Tensor,

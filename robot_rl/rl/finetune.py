@@ -16,6 +16,7 @@ policy then acts one step's updates behind (with in-process envs the order is as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -34,7 +35,7 @@ from robot_rl.nn.device import resolve_device
 from robot_rl.nn.normalize import ObsNormalizer
 from robot_rl.rl.agent import Agent, optimizer_state, sample_rows
 from robot_rl.rl.algorithms import ALGORITHMS, algorithm
-from robot_rl.rl.calql import NO_MC_RETURN
+from robot_rl.rl.calql import NO_MC_RETURN, refresh_mc_return
 from robot_rl.rl.evaluate import evaluate
 from robot_rl.rl.graphed import UpdateRunner
 from robot_rl.rl.logger import MetricsLogger
@@ -217,6 +218,14 @@ def mixed_batch(offline: TransitionSampler, replay: OnlineReplay, batch: int, n_
     return {k: torch.cat([p[k].unflatten(0, (parts, -1)) for p in pieces], dim=1).flatten(0, 1) for k in pieces[0]}
 
 
+def _mc_return_refresh(offline: OfflineData, sampler: TransitionSampler, agent: Agent) -> Callable[[], None] | None:
+    """Cal-QL: after an online relabel of the offline rewards, recompute their Monte-Carlo returns
+    (``refresh_mc_return``); None for learners without them."""
+    if "mc_return" not in offline.arrays or offline.episode_index is None:
+        return None
+    return functools.partial(refresh_mc_return, sampler.data, offline.episode_index, float(agent.config.discount))
+
+
 def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: FinetuneConfig, run_dir: Path,
              on_log: Callable[[int, dict[str, float]], None] | None = None,
              learner: RewardLearner | None = None) -> tuple[Agent, dict[str, float]]:
@@ -234,6 +243,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
     offline_sampler = TransitionSampler(offline.arrays, device, seed=cfg.seed)
     replay = OnlineReplay(cfg.capacity, offline.spec.state_dim, offline.spec.action.dim, device, cfg.seed + 1,
                           mc_return="mc_return" in offline.arrays)
+    refresh = _mc_return_refresh(offline, offline_sampler, agent)
     policy = Policy(agent.actor, normalizer, offline.spec)
     logger = MetricsLogger(run_dir)
     gen = torch.Generator(device=device)
@@ -290,7 +300,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
             obs, info = res.obs, res.info
             env_steps += env.num_envs
             update_and_relabel(learner, env_steps, (replay.data, replay.size),
-                               (offline_sampler.data, len(offline_sampler)), normalizer, offline.reward_scale)
+                               (offline_sampler.data, len(offline_sampler)), normalizer, offline.reward_scale, refresh)
             log_due = env_steps >= next_log or env_steps >= cfg.env_steps
             eval_due = log_due and (env_steps >= next_eval or env_steps >= cfg.env_steps)
             if overlap and env_steps < cfg.env_steps and not eval_due:

@@ -7,6 +7,7 @@ keep their units). Writes in place, so a sampler or a captured CUDA graph that r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,12 +61,16 @@ class FixedReward:
 
 
 def update_and_relabel(learner: RewardLearner, env_steps: int, online: tuple[dict[str, torch.Tensor], int],
-                       offline: tuple[dict[str, torch.Tensor], int], normalizer: ObsNormalizer, scale: float) -> bool:
+                       offline: tuple[dict[str, torch.Tensor], int], normalizer: ObsNormalizer, scale: float,
+                       after_offline: Callable[[], None] | None = None) -> bool:
     """Let ``learner`` update at ``env_steps``; when its reward changed, relabel the ``online`` replay rows
-    (``(data, size)``), and the ``offline`` ones where the learner labeled those too. True when it changed."""
+    (``(data, size)``), and the ``offline`` ones where the learner labeled those too, then call ``after_offline()``
+    (e.g. Cal-QL's ``refresh_mc_return``: columns derived from the offline rewards). True when it changed."""
     if not learner.update(env_steps):
         return False
     relabel_rows(learner, *online, normalizer, scale)
     if learner.relabels_offline:
         relabel_rows(learner, *offline, normalizer, scale)
+        if after_offline is not None:
+            after_offline()
     return True

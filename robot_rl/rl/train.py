@@ -134,6 +134,8 @@ class OfflineData:
     """uint8 ``[N, S, S, 3]`` frame before every step (image observations only)."""
     camera: str | None = None
     image_size: int | None = None
+    episode_index: np.ndarray | None = None
+    """int ``[N]``: the episode of every row (rows in step order, episodes contiguous)."""
 
 
 def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None, scale: float | None = None,
@@ -172,11 +174,12 @@ def load_offline_data(cfg: TrainConfig, normalizer: ObsNormalizer | None = None,
         arrays["mc_return"] = mc_returns(arrays["rewards"], t["episode_index"], t["terminals"],
                                          learner_config(cfg).discount)
     if frames is None:
-        return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns)
+        return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns,
+                           episode_index=t["episode_index"])
     arrays["frame"] = np.arange(len(t["episode_index"]), dtype=np.int64)
     arrays["next_frame"] = next_frame_rows(t["episode_index"])
     return OfflineData(spec, task_text, arrays, normalizer, float(scale), returns, frames.frames, frames.camera,
-                       frames.image_size)
+                       frames.image_size, t["episode_index"])
 
 
 def learner_config(cfg: TrainConfig) -> Any:

@@ -14,11 +14,20 @@ import torch
 from robot_rl.cli.main import main
 from robot_rl.core import ActionSpec, ArraySpec, EnvSpec
 from robot_rl.data import DatasetWriter, Episode, TransitionSampler
+from robot_rl.envs import make_env
 from robot_rl.nn.checkpoint import checkpoint_paths, load_checkpoint
 from robot_rl.nn.networks import TanhGaussianActor
+from robot_rl.rl import finetune as finetune_module
 from robot_rl.rl.agent import gradient_step
-from robot_rl.rl.calql import NO_MC_RETURN, CalQL, CalQLConfig, calibrated_logsumexp_terms, mc_returns
-from robot_rl.rl.finetune import OnlineReplay, mixed_batch
+from robot_rl.rl.calql import (
+    NO_MC_RETURN,
+    CalQL,
+    CalQLConfig,
+    calibrated_logsumexp_terms,
+    mc_returns,
+    refresh_mc_return,
+)
+from robot_rl.rl.finetune import FinetuneConfig, OnlineReplay, finetune, mixed_batch
 from robot_rl.rl.policy import load_policy
 from robot_rl.rl.train import TrainConfig, load_offline_data, make_agent
 
@@ -164,6 +173,86 @@ def test_finetuning_batches_carry_no_mc_return_for_online_rows():
     batch = mixed_batch(offline, replay, 8, 4)
     assert batch["mc_return"][:4].eq(7.0).all() and batch["mc_return"][4:].eq(NO_MC_RETURN).all()
     assert "mc_return" not in OnlineReplay(8, 2, 1, torch.device("cpu"), seed=0).data
+
+
+def test_refresh_mc_return_follows_relabeled_rewards_into_the_samplers_batches():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    episode = np.array([0, 0, 1, 1])
+    terminals = torch.tensor([False, False, False, True])
+    sampler = TransitionSampler({"obs": torch.zeros(4, 2), "rewards": rewards.clone(), "terminals": terminals,
+                                 "mc_return": torch.from_numpy(mc_returns(rewards.numpy(), episode,
+                                                                          terminals.numpy(), 0.5))}, "cpu", seed=0)
+    sampler.data["rewards"].copy_(torch.tensor([10.0, 20.0, 30.0, 40.0]))  # an online reward relabeled the rows
+    refresh_mc_return(sampler.data, episode, 0.5)
+    want = [10 + 0.5 * 20, 20.0, 30 + 0.5 * 40, 40.0]
+    np.testing.assert_allclose(sampler.data["mc_return"].numpy(), want)
+    batch = sampler.sample(64)  # batches read the packed columns, so they carry the new returns
+    by_reward = dict(zip(batch["rewards"].tolist(), batch["mc_return"].tolist(), strict=True))
+    assert by_reward == {r: g for r, g in zip([10.0, 20.0, 30.0, 40.0], want, strict=True) if r in by_reward}
+    assert len(by_reward) == 4
+
+
+class _Doubling:
+    """A reward that learns online (``RewardLearner`` and ``RewardSource``): at env step 40 it changes from the
+    simulator's reward to a constant 2.0, which it also uses for the offline rows."""
+
+    name, relabels_offline = "doubling", True
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def __call__(self, obs, action, next_obs, env_reward):
+        return torch.full((len(action),), 2.0) if self.changed else env_reward.float()
+
+    def observe(self, *args) -> None:
+        pass
+
+    def update(self, env_steps: int) -> bool:
+        if env_steps == 40 and not self.changed:
+            self.changed = True
+            return True
+        return False
+
+    def rewards(self, states, actions):
+        return torch.full((len(states),), 2.0)
+
+    def restart(self) -> None:
+        pass
+
+    def metrics(self):
+        return {}
+
+
+def test_finetune_recomputes_calql_mc_returns_after_an_online_relabel_of_the_offline_rows(metaworld_data, tmp_path,
+                                                                                         monkeypatch):
+    run = tmp_path / "calql"
+    assert main(["train", "--dataset", str(metaworld_data), "--algo", "calql", "--steps", "10", "--out", str(run),
+                 "--device", "cpu", "--eval-episodes", "0", "--set", "calql.hidden=[16,16]",
+                 "--set", "calql.batch_size=16", "--set", "calql.actions=2", "--set", "log_every=10"]) == 0
+    seen = []
+
+    def spy(data, episode_index, discount):
+        refresh_mc_return(data, episode_index, discount)
+        seen.append((data["rewards"].clone(), data["mc_return"].clone(), episode_index, discount))
+
+    monkeypatch.setattr(finetune_module, "refresh_mc_return", spy)
+    env = make_env("metaworld/drawer-open-v3", num_envs=1, episode_length=30)
+    reward = _Doubling()
+    try:
+        finetune(run, env, reward, FinetuneConfig(env_steps=60, warmup_env_steps=20, log_every=60, eval_every=0,
+                                                  eval_episodes=0), tmp_path / "ft", learner=reward)
+    finally:
+        env.close()
+    assert len(seen) == 1
+    rewards, returns, episode_index, discount = seen[0]
+    payload, _ = load_checkpoint(run)
+    assert discount == payload["config"]["calql"]["discount"] and len(episode_index) == 90  # 3 episodes of 30
+    scale = rewards[0].item() / 2.0
+    assert torch.allclose(rewards, torch.full_like(rewards, 2.0 * scale))  # relabeled to the new reward
+    ends = np.r_[episode_index[1:] != episode_index[:-1], True]
+    first = 2.0 * scale * sum(discount ** k for k in range(30))  # return-to-go from each episode's first row
+    assert returns[ends].tolist() == pytest.approx([2.0 * scale] * 3)
+    assert returns[np.r_[True, ends[:-1]]].tolist() == pytest.approx([first] * 3, rel=1e-5)
 
 
 @pytest.fixture(scope="module")
