@@ -59,6 +59,10 @@ def main() -> None:
                    help="move the arm home between attempts (ResetFreeConfig.home); runs tagged '-home'")
     p.add_argument("--soft-reward", action="store_true",
                    help="reward = scale * the signal's probability (ResetFreeConfig.soft_reward); runs tagged '-soft'")
+    p.add_argument("--verify-claims", type=int, default=0, metavar="N",
+                   help="classifier variant: a scripted teacher checks up to N claims per direction "
+                        "(VerifiedSuccess); runs tagged '-vN'")
+    p.add_argument("--claim-mistake", type=float, default=0.0, help="the claim teacher's mistake rate")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     p.add_argument("--root", type=Path, default=Path("runs/reset_free_bench"))
     args = p.parse_args()
@@ -70,6 +74,7 @@ def main() -> None:
     from robot_rl.envs.reset_free import MetaWorldPairBackend
     from robot_rl.rewards.success import ClassifierSuccess, SuccessConfig, train_success
     from robot_rl.rewards.success.labels import ScriptedSuccessTeacher, label_success
+    from robot_rl.rewards.success.verify import ScriptedClaimTeacher, VerifiedSuccess, VerifyConfig
     from robot_rl.rl.reset_free import GroundTruthSuccess, ResetFreeConfig, reset_free_finetune
     from robot_rl.rl.reset_free_report import write_report
 
@@ -105,6 +110,8 @@ def main() -> None:
     t_setup = time.time() - start
     thr_tag = "" if args.threshold is None else f"-t{args.threshold:g}"
     home_tag = ("-home" if args.home else "") + ("-soft" if args.soft_reward else "")
+    verify_tag = (f"-v{args.verify_claims}" + (f"m{args.claim_mistake:g}" if args.claim_mistake else "")
+                  if args.verify_claims else "")
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
         for task in TASKS:
@@ -113,13 +120,17 @@ def main() -> None:
                 assert cli(["train", "--dataset", str(args.root / f"{task}.h5"), "--steps", str(args.pretrain_steps),
                             "--seed", str(seed), "--out", str(run), "--eval-episodes", "0", "--device", "cpu"]) == 0
         for variant in args.variants:
-            tag = clf_tag + thr_tag if variant == "classifier" else ""
+            tag = clf_tag + thr_tag + verify_tag if variant == "classifier" else ""
             out = args.root / f"rf-{variant}{tag}{home_tag}-cw{args.critic_warmup}-n{args.steps}-s{seed}"
             if not (out / "summary.json").exists():
                 backend = MetaWorldPairBackend("drawer", seed=seed)
                 if variant == "classifier":
                     signals: Any = tuple(ClassifierSuccess(args.root / f"success-{t}{clf_tag}",
                                                            threshold=args.threshold) for t in TASKS)
+                    if args.verify_claims:
+                        signals = tuple(VerifiedSuccess(sig, ScriptedClaimTeacher(args.claim_mistake, seed=seed),
+                                                        VerifyConfig(budget=args.verify_claims, seed=seed), t)
+                                        for sig, t in zip(signals, TASKS, strict=True))
                 else:
                     signals = (GroundTruthSuccess(backend.specs[0]), GroundTruthSuccess(backend.specs[1]))
                 cfg = ResetFreeConfig(steps=args.steps, eval_episodes=args.eval_episodes, log_every=500, seed=seed,

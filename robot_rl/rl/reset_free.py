@@ -244,6 +244,8 @@ class _Learner:
     the direction's rewards come from it (scaled like its offline run's) instead of the success signal, which still
     ends attempts and marks terminal steps."""
     new_transitions: int = 0
+    answers: dict[int, bool] = field(default_factory=dict)
+    """Replay rows whose success a teacher answered (verified claims): relabels keep the answer."""
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counted: int = 0
 
@@ -383,13 +385,15 @@ class _Run:
             action = learner.policy(obs, deterministic=False, generator=self.gen)
             next_obs, info = backend.step(direction, action)
             p = self.probability(learner.signal, next_obs)
-            claimed = p >= learner.signal.threshold
             gt = bool(info["success"][0]) if "success" in info else None
+            verdict = self.verify(direction, next_obs, info, p, gt) if p >= learner.signal.threshold else None
+            claimed = p >= learner.signal.threshold and verdict not in ("rejected", "held")
             if gt is not None:
                 st.has_ground_truth = True
                 gt_ever |= gt
                 st.confusion[("t" if claimed == gt else "f") + ("p" if claimed else "n")] += 1
-            _add(learner, obs, action, next_obs, claimed, p if self.cfg.soft_reward else float(claimed))
+            _add(learner, obs, action, next_obs, claimed,
+                 0.0 if verdict in ("rejected", "held") else p if self.cfg.soft_reward else float(claimed))
             self.steps += 1
             length += 1
             st.steps += 1
@@ -412,6 +416,23 @@ class _Run:
             progress = (gt and not gt_start) if gt is not None else (claimed and not claimed_start)
             self.unsolved_in_row = 0 if progress else self.unsolved_in_row + 1
         return finished
+
+    def verify(self, direction: int, obs: Obs, info: dict[str, Any], p: float, gt: bool | None) -> str | None:
+        """A verified signal's verdict on a claim (``VerifiedSuccess.check``; None: a signal without a teacher);
+        after a retrained classifier, the direction's data is relabeled."""
+        learner = self.learners[direction]
+        check = getattr(learner.signal, "check", None)
+        if check is None:
+            return None
+        row = learner.replay.pos  # where this step's transition goes
+        verdict = str(check(obs, info, self.steps + 1))
+        if verdict in ("confirmed", "rejected"):
+            learner.answers[row] = verdict == "confirmed"
+            self.event({"type": "verify", "direction": DIRECTIONS[direction], "step": self.steps + 1, "p": p,
+                        "answer": verdict == "confirmed", "truth": gt})
+        if learner.signal.update():  # type: ignore[attr-defined]
+            _relabel_success(learner, self.cfg)
+        return verdict
 
     @staticmethod
     def probability(signal: SuccessSignal, obs: Obs) -> float:
@@ -454,6 +475,10 @@ class _Run:
 
     def metrics(self) -> dict[str, float]:
         m = {**self.stats[0].metrics("forward/"), **self.stats[1].metrics("backward/")}
+        for i, learner in enumerate(self.learners):  # a verified signal's verdict counts
+            signal_metrics = getattr(learner.signal, "metrics", None)
+            if signal_metrics is not None:
+                m.update({f"{DIRECTIONS[i]}/{k}": float(v) for k, v in signal_metrics().items()})
         n, hours = self.steps, self.steps / self.control_hz / 3600.0
         m.update({"interventions": float(self.interventions),
                   "self_resets": float(getattr(self.backend, "self_resets", 0)),
@@ -534,6 +559,29 @@ def _observe(learner: _Learner, obs: Obs, before: dict[str, Any], action: torch.
     loaded, replay = learner.loaded, learner.replay
     update_and_relabel(learner.reward, steps, (replay.data, replay.size), (learner.offline.data, len(learner.offline)),
                        loaded.normalizer, loaded.offline.reward_scale)
+
+
+def _relabel_success(learner: _Learner, cfg: ResetFreeConfig) -> None:
+    """The success signal changed (a retrained classifier): recompute terminals, and success rewards where the
+    success signal gives them, of the offline rows and of the replay's (rows a teacher answered keep the answer)."""
+    loaded, replay, signal = learner.loaded, learner.replay, learner.signal
+    mean = torch.as_tensor(loaded.normalizer.mean, dtype=torch.float32, device=loaded.device)
+    std = torch.as_tensor(loaded.normalizer.std, dtype=torch.float32, device=loaded.device)
+    parts = [(learner.offline.data, torch.as_tensor(offline_probability(signal, loaded), device=loaded.device))]
+    if replay.size:
+        with torch.no_grad():
+            states = replay.data["next_obs"][:replay.size] * std + mean
+            prob = torch.cat([signal({"state": states[i:i + 4096]}).float().to(loaded.device)
+                              for i in range(0, replay.size, 4096)])
+        for row, answer in learner.answers.items():
+            if row < replay.size:  # the row of the step being verified is stored after this, with its answer
+                prob[row] = 1.0 if answer else 0.0
+        parts.append((replay.data, prob))
+    for data, prob in parts:
+        success = prob >= signal.threshold
+        data["terminals"][:len(prob)] = success
+        if learner.reward is None:
+            data["rewards"][:len(prob)] = (prob if cfg.soft_reward else success.float()) * learner.scale
 
 
 def _update(learner: _Learner, st: DirectionStats, cfg: ResetFreeConfig) -> None:

@@ -254,3 +254,49 @@ def test_preference_losers_are_weighted_negatives_and_their_noise_is_measured(dr
     info = record["sources"]["preference"]
     assert info["negatives"] == strict and info["positives"] == 0 and 0.0 <= info["true_success_rate"] <= 1.0
     assert record["preference_store"] == str(prefs.resolve())
+
+
+def test_a_rejected_claim_retrains_the_state_classifier_against_that_state(state_run, drawer):
+    from robot_rl.rewards.success.verify import ScriptedClaimTeacher, VerifiedSuccess, VerifyConfig
+
+    out, _ = state_run
+    signal = ClassifierSuccess(SuccessClassifier.load(out))
+    with Dataset(drawer) as ds:
+        states, truth = _truth_obs(ds)
+    p = signal({"state": states})
+    claimed = torch.nonzero((p >= signal.threshold) & torch.as_tensor(truth > 0.5)).flatten()
+    assert len(claimed) > 0
+    state = {"state": states[claimed[:1]]}
+    before = float(signal(state)[0])
+    # a teacher that always says the opposite of the truth rejects this (truly solved) claimed state
+    verified = VerifiedSuccess(signal, ScriptedClaimTeacher(mistake=1.0), VerifyConfig(budget=2, requery_after=5,
+                                                                                      retrain_steps=150), "open")
+    assert verified.name == "verified:success_classifier" and verified.threshold == signal.threshold
+    info = {"success": torch.tensor([True])}
+    assert verified.check(state, info, step=10) == "rejected"
+    assert verified.update() and not verified.update()  # changed once
+    after = float(verified(state)[0])
+    assert after < min(before, signal.threshold) - 0.1, (before, after)  # the wrapped classifier itself learned
+    assert verified.classifier is signal.classifier and signal.classifier.threshold == signal.threshold
+    assert verified.check(state, info, step=15) == "held"  # within requery_after of the rejection: no query
+    assert verified.check(state, info, step=16) == "rejected"  # asked again: the budget of 2 is spent now
+    assert verified.check(state, info, step=30) == "unverified"
+    assert verified.metrics() == {"claims_confirmed": 0.0, "claims_rejected": 2.0, "claims_held": 1.0,
+                                  "claims_unverified": 1.0, "classifier_retrains": 2.0}
+
+
+def test_claim_teachers_answer_from_ground_truth_or_a_person_and_refuse_what_they_cannot():
+    from robot_rl.rewards.success.verify import HumanClaimTeacher, ScriptedClaimTeacher, VerifyConfig
+
+    obs = {"state": torch.zeros(1, 3)}
+    teacher = ScriptedClaimTeacher()
+    assert teacher.confirm(obs, {"success": torch.tensor([True])}, "t")
+    assert not teacher.confirm(obs, {"success": np.array([False])}, "t")
+    with pytest.raises(SuccessError, match="no 'success'.*--claim-teacher human"):
+        teacher.confirm(obs, {}, "drawer-open")
+    answers = iter(["maybe", " Y "])
+    asked: list[str] = []
+    person = HumanClaimTeacher(ask=lambda q: (asked.append(q), next(answers))[1])
+    assert person.confirm(obs, {}, "drawer-open") and len(asked) == 2 and "'drawer-open' is done" in asked[0]
+    with pytest.raises(SuccessError, match="budget"):
+        VerifyConfig(budget=0)

@@ -271,6 +271,85 @@ def test_soft_reward_is_the_signal_probability_offline_and_online(runs, tmp_path
     assert {round(r / learner.scale, 4) for r, _ in stored} == {0.3 if soft else 0.0}
 
 
+def test_verified_claims_a_teacher_rejects_earn_nothing_and_end_no_attempt(runs, tmp_path, monkeypatch):
+    """A signal that claims every step, checked by the scripted teacher (ground truth) for 20 claims per direction:
+    the rejected steps are stored unrewarded and non-terminal and the attempt goes on; the 21st claim stands."""
+    from robot_rl.rewards.success.verify import ScriptedClaimTeacher, VerifiedSuccess, VerifyConfig
+
+    signals = tuple(VerifiedSuccess(ConstantSuccess(1.0), ScriptedClaimTeacher(), VerifyConfig(budget=20,
+                                                                                               requery_after=0), t)
+                    for t in ("open", "close"))
+    stored: list[tuple[float, bool]] = []
+    add = reset_free_module._add
+
+    def recording_add(learner, obs, action, next_obs, claimed, success):
+        add(learner, obs, action, next_obs, claimed, success)
+        if learner.signal is signals[0]:
+            stored.append((float(learner.replay.data["rewards"][learner.replay.pos - 1]), claimed))
+
+    monkeypatch.setattr(reset_free_module, "_add", recording_add)
+    out = tmp_path / "verified"
+    res = _run(runs, out, signals=signals, steps=60, attempt_time_limit=30)
+    events = read_events(out)
+    asked = [e for e in events if e["type"] == "verify" and e["direction"] == "forward"]
+    assert len(asked) == 20 and all(e["answer"] is False and e["truth"] is False for e in asked)
+    first = _attempts(out)[0]
+    assert first["direction"] == "forward" and first["length"] == 21 and first["ended_by"] == "claim"
+    scale = 30.0  # the offline episodes' length
+    assert stored[:20] == [(0.0, False)] * 20 and stored[20] == (scale, True)
+    m = res.summary["metrics"]
+    assert m["forward/claims_rejected"] == 20 and m["forward/claims_confirmed"] == 0
+    assert m["forward/claims_unverified"] >= 1 and m["forward/classifier_retrains"] == 0  # a constant: no retraining
+    back = [e for e in events if e["type"] == "verify" and e["direction"] == "backward"]
+    assert back and all(e["answer"] == e["truth"] for e in back)  # the teacher answers from ground truth
+
+
+class _Retrained:
+    """A verified signal whose classifier "retrains" at its first rejection: before, p = 0.9 everywhere (every step
+    a claim); after, p = 0.2 (no claim). The teacher rejects every claim."""
+
+    name, threshold = "retrained", 0.5
+
+    def __init__(self) -> None:
+        self.p, self.changed = 0.9, False
+
+    def __call__(self, obs):
+        return torch.full((obs["state"].shape[0],), self.p)
+
+    def check(self, obs, info, step):
+        self.p, self.changed = 0.2, True
+        return "rejected"
+
+    def update(self):
+        changed, self.changed = self.changed, False
+        return changed
+
+
+def test_a_retrained_success_signal_relabels_offline_and_replay_rows_but_keeps_the_teachers_answers(runs, tmp_path):
+    backend = MetaWorldPairBackend("drawer", seed=0)
+    cfg = ResetFreeConfig(**{**TINY, "steps": 40, "attempt_time_limit": 20})
+    signal = _Retrained()
+    try:
+        learner = reset_free_module._make_learner(runs / "drawer-open-v3", backend, 0, signal, cfg)
+        n = len(learner.offline)
+        assert learner.offline.data["terminals"][:n].all()  # p = 0.9: every offline row a success
+        assert torch.allclose(learner.offline.data["rewards"][:n], torch.full((n,), learner.scale))
+        for _ in range(3):  # three stored claims the old classifier made, unanswered
+            reset_free_module._add(learner, {"state": torch.zeros(1, 39)}, torch.zeros(1, 4),
+                                   {"state": torch.zeros(1, 39)}, True, 1.0)
+        learner.answers[1] = True  # a teacher confirmed row 1
+        run = reset_free_module._Run((learner, learner), backend, cfg, tmp_path / "r", None)
+        verdict = run.verify(0, {"state": torch.zeros(1, 39)}, {}, 0.9, None)
+        run.close()
+    finally:
+        backend.close()
+    assert verdict == "rejected" and learner.answers == {1: True, 3: False}  # row 3: the step being verified
+    assert not learner.offline.data["terminals"][:n].any()
+    assert learner.offline.data["rewards"][:n].abs().max() == 0
+    assert learner.replay.data["terminals"][:3].tolist() == [False, True, False]
+    assert learner.replay.data["rewards"][:3].tolist() == [0.0, learner.scale, 0.0]
+
+
 def test_critic_warmup_moves_critics_not_the_actor(runs, tmp_path):
     out = tmp_path / "cw"
     res = _run(runs, out, steps=5, warmup_steps=10, critic_warmup_updates=20, attempt_time_limit=5)

@@ -158,13 +158,17 @@ def plot_calibration(path: Path, held_out: tuple[np.ndarray, np.ndarray],
 
 def fit_classifier(config: SuccessConfig, state_dim: int, camera: str | None, states: np.ndarray,
                    frames: np.ndarray | None, labels: np.ndarray, weights: np.ndarray, device: str | torch.device,
-                   progress: Progress | None = None) -> tuple[SuccessClassifier, dict[str, float]]:
+                   progress: Progress | None = None, model: SuccessClassifier | None = None,
+                   ) -> tuple[SuccessClassifier, dict[str, float]]:
     """Train with BCE: each member draws its own minibatch from a class-balanced distribution (each class holds half
-    the sampling mass, examples within a class in proportion to their ``weights``); frames get random shifts."""
+    the sampling mass, examples within a class in proportion to their ``weights``); frames get random shifts.
+    ``model``: train that classifier on from where it is (its input normalization and threshold kept) instead of a
+    new one."""
     dev = resolve_device(device)
-    mean = states.astype(np.float64).mean(0)
-    std = np.maximum(states.astype(np.float64).std(0), 1e-3)
-    model = SuccessClassifier(config, state_dim, camera, mean, std).to(dev)
+    if model is None:
+        mean = states.astype(np.float64).mean(0)
+        std = np.maximum(states.astype(np.float64).std(0), 1e-3)
+        model = SuccessClassifier(config, state_dim, camera, mean, std).to(dev)
     y = torch.as_tensor(labels, dtype=torch.float32, device=dev)
     w = torch.as_tensor(weights, dtype=torch.float64, device=dev)
     pos = y > 0.5
