@@ -19,7 +19,7 @@ from robot_rl.cli.label_cmd import add_labeler_flags, labeler_from_args
 from robot_rl.cli.outputs import check_output
 from robot_rl.cli.progress import Progress
 from robot_rl.cli.robot_learning import load_spec
-from robot_rl.core import EnvSpec
+from robot_rl.core import EnvSpec, SuccessSignal
 from robot_rl.rewards.signals import signal_help
 from robot_rl.rewards.sources import source_help
 
@@ -99,6 +99,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     g.add_argument("--soft-reward", action="store_true",
                    help="reward each step with the success signal's probability (times the success reward) instead "
                         "of 1[p >= threshold]; attempts still end on claims")
+    g.add_argument("--verify-claims", type=int, default=0, metavar="N",
+                   help="a teacher checks up to N success claims per direction: a rejected claim earns nothing, the "
+                        "attempt goes on, and a state classifier retrains on the answer (default 0: off)")
+    g.add_argument("--claim-teacher", choices=("scripted", "human"), default=None,
+                   help="who answers --verify-claims: scripted (simulator ground truth) or human (a yes/no prompt "
+                        "here; default with --robot)")
     g = p.add_argument_group("reset-free on a robot (--reset-free --robot), over DDS with ROS 2's wire conventions")
     g.add_argument("--robot", action="store_true",
                    help="act on the robot behind ROS 2 topics (JointState in, commands out, through the safety "
@@ -245,6 +251,24 @@ def open_robot(args: argparse.Namespace) -> RobotLink:
                      args.namespace, tuple(j for j in args.joints.split(",") if j))
 
 
+def verified_signals(signals: tuple[SuccessSignal, SuccessSignal], names: tuple[str, ...], args: argparse.Namespace,
+                     console: Console) -> tuple[SuccessSignal, SuccessSignal]:
+    """``--verify-claims N``: both success signals wrapped in ``VerifiedSuccess`` with the ``--claim-teacher``;
+    without it, ``signals`` as they are."""
+    from robot_rl.rewards.success.verify import VerifiedSuccess, VerifyConfig, make_claim_teacher
+
+    if not args.verify_claims:
+        return signals
+    kind = args.claim_teacher or ("human" if args.robot else "scripted")
+    if kind == "scripted" and args.robot:
+        raise ValueError("--claim-teacher scripted reads simulator ground truth, which a robot does not have; use "
+                         "--claim-teacher human")
+    config = VerifyConfig(budget=args.verify_claims, seed=args.seed)
+    console.print(f"claims verified: up to {args.verify_claims} per direction, answered by '{kind}'")
+    return (VerifiedSuccess(signals[0], make_claim_teacher(kind, seed=args.seed), config, names[0]),
+            VerifiedSuccess(signals[1], make_claim_teacher(kind, seed=args.seed + 1), config, names[1]))
+
+
 def run_reset_free(args: argparse.Namespace) -> int:
     from robot_rl.apps.robot_reset_free import robot_backend
     from robot_rl.envs.reset_free import make_pair_backend
@@ -299,6 +323,7 @@ def run_reset_free(args: argparse.Namespace) -> int:
         specs = (args.forward_success or args.success, args.backward_success or args.success)
         signals = (resolve_success_signal(specs[0], "forward", backend.specs[0], args.threshold),
                    resolve_success_signal(specs[1], "backward", backend.specs[1], args.threshold))
+        signals = verified_signals(signals, backend.names, args, console)
         console.print(f"reset-free fine-tuning on {backend.names[0]} / {backend.names[1]}; success signals "
                       f"'{signals[0].name}' / '{signals[1].name}'; -> {out}")
         columns = (TextColumn("[bold]reset-free"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),

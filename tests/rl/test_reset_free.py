@@ -204,6 +204,31 @@ def test_cli_reset_free_end_to_end(runs, tmp_path, capsys):
     assert "--checkpoint RUN_DIR is required" in capsys.readouterr().err
 
 
+def test_cli_verify_claims_asks_the_scripted_teacher_and_refuses_it_on_a_robot(runs, tmp_path, capsys):
+    import argparse
+
+    from rich.console import Console
+
+    from robot_rl.cli.finetune_cmd import verified_signals
+
+    out = tmp_path / "cli-verify"
+    assert main(["finetune", "--reset-free", "--forward", str(runs / "drawer-open-v3"), "--backward",
+                 str(runs / "drawer-close-v3"), "--task-pair", "drawer", "--steps", "40", "--warmup", "30",
+                 "--eval-episodes", "0", "--attempt-steps", "20", "--critic-warmup", "0", "--success", "constant:1.0",
+                 "--verify-claims", "5", "--out", str(out)]) == 0
+    assert "claims verified: up to 5 per direction, answered by 'scripted'" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["signals"] == ["verified:constant", "verified:constant"]
+    asked = [e for e in read_events(out) if e["type"] == "verify"]
+    assert 0 < len(asked) <= 10 and all(e["answer"] == e["truth"] for e in asked)
+    robot = argparse.Namespace(verify_claims=5, claim_teacher="scripted", robot=True, seed=0)
+    with pytest.raises(ValueError, match="ground truth, which a robot does not have"):
+        verified_signals((ConstantSuccess(1.0), ConstantSuccess(1.0)), ("a", "b"), robot, Console())
+    person = verified_signals((ConstantSuccess(1.0), ConstantSuccess(1.0)), ("a", "b"),
+                              argparse.Namespace(verify_claims=5, claim_teacher=None, robot=True, seed=0), Console())
+    assert [s.teacher.name for s in person] == ["human", "human"]  # type: ignore[attr-defined]
+
+
 class HomeRecorder(MetaWorldPairBackend):
     """The drawer pair, noting where the hand is when each attempt after a move home begins."""
 
