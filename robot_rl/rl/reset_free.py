@@ -11,6 +11,11 @@ with ``p`` the direction's :class:`SuccessSignal` on the state after the step; t
 ``scale`` defaults to the task's episode length (the project's reward normalization, episode length / return
 range, with returns in {0, 1}).
 
+A signal with a teacher (``robot_rl.rewards.success.verify.VerifiedSuccess``: it has ``check`` and ``update``) has
+each claim checked: a rejected claim (or one held back shortly after a rejection) is stored unrewarded and not
+terminal, and the attempt goes on; when the signal's classifier retrained on the answers, the direction's offline
+and replay rows are relabeled with it (rows a teacher answered keep the answer). Each answer is a ``verify`` event.
+
 Ground truth (``info["success"]`` of the backend, where it has one) is recorded beside every step and attempt
 and used only to measure: the claimed successes (by the signal) and the true ones are counted apart, a claim
 that ground truth contradicts is a *false claim*, and a backend without ground truth reports "n/a", never the

@@ -1,5 +1,6 @@
 """Success classifier, P(task achieved | observation): the network and the success signals (``classifier.py``), its
-training examples (``examples.py``), its training (``training.py``) and per-frame success labels (``labels.py``).
+training examples (``examples.py``), its training (``training.py``), per-frame success labels (``labels.py``) and
+teacher-verified claims online (``verify.py``).
 The names below are the package's public face."""
 
 # Two lines from classifier.py rather than one wrapped list:
@@ -10,3 +11,4 @@ from robot_rl.rewards.success.classifier import ClassifierSuccess, ConstantSucce
 from robot_rl.rewards.success.examples import collect_examples  # noqa: F401
 from robot_rl.rewards.success.labels import SuccessError  # noqa: F401
 from robot_rl.rewards.success.training import train_success  # noqa: F401
+from robot_rl.rewards.success.verify import VerifiedSuccess, VerifyConfig  # noqa: F401
