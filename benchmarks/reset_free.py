@@ -16,7 +16,7 @@ on fixed layouts; "after" the same evaluation after fine-tuning.
     nice python benchmarks/reset_free.py --seeds 0 --steps 2000   # one quick seed
     nice python benchmarks/reset_free.py --classifier-labels final  # the first run's final-frame classifier
 
-Writes runs under --root, results-<classifier>-n<steps>.json there, and prints the markdown table (paste into
+Writes runs under --root, results-<tags>-n<steps>.json there, and prints the markdown table (paste into
 benchmarks/reset_free.md).
 """
 
@@ -163,7 +163,7 @@ def main() -> None:
                        "sources": {k: {"positives": v.get("positives"), "negatives": v.get("negatives")}
                                    for k, v in m.get("sources", {}).items()}}
                    for t, m in classifier_metrics.items()}
-    (args.root / f"results{clf_tag}{thr_tag}{home_tag}-n{args.steps}.json").write_text(json.dumps(
+    (args.root / f"results{clf_tag}{thr_tag}{verify_tag}{home_tag}-n{args.steps}.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "classifiers": classifiers,
          "label_jobs": label_jobs, "total_seconds": time.time() - start}, indent=1))
     print(f"\n{len(args.seeds)} seeds; {args.episodes}-episode suboptimal datasets; {args.pretrain_steps} offline "
@@ -178,6 +178,7 @@ def main() -> None:
               f"{'n/a' if acc is None else f'{acc:.1%}'}, recall {'n/a' if rec is None else f'{rec:.1%}'}, "
               f"threshold {c['threshold']:.2f}, sources {c['sources']}")
     print(table(results))
+    print(queries_line(results))
 
 
 def _row(s: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +189,21 @@ def _row(s: dict[str, Any]) -> dict[str, Any]:
             "true_fwd": m["forward/true_rate_from_unsolved"], "claimed_fwd": m["forward/claimed_rate"],
             "false_claims": (m["forward/false_claims"] or 0) + (m["backward/false_claims"] or 0),
             "acc_fwd": m["forward/signal_step_accuracy"], "acc_bwd": m["backward/signal_step_accuracy"],
-            "recall_fwd": m.get("forward/signal_step_recall"), "recall_bwd": m.get("backward/signal_step_recall")}
+            "recall_fwd": m.get("forward/signal_step_recall"), "recall_bwd": m.get("backward/signal_step_recall"),
+            "queries": {d: {k: int(m.get(f"{d}/claims_{k}", 0)) for k in ("confirmed", "rejected")}
+                        for d in ("forward", "backward")}}
+
+
+def queries_line(results: list[dict[str, Any]]) -> str:
+    """The claim teacher's answers per run (``--verify-claims``), or "" when none was asked."""
+    parts = []
+    for r in results:
+        q = r["queries"]
+        if any(sum(v.values()) for v in q.values()):
+            parts.append(f"s{r['seed']} {r['variant']}: forward {q['forward']['confirmed']}/"
+                         f"{q['forward']['rejected']}, backward {q['backward']['confirmed']}/"
+                         f"{q['backward']['rejected']}")
+    return "teacher queries (confirmed/rejected): " + "; ".join(parts) if parts else ""
 
 
 def table(results: list[dict[str, Any]]) -> str:
