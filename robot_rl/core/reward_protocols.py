@@ -75,6 +75,22 @@ class RewardLearner(Protocol):
         ...
 
 
+class CheckedSuccessSignal(SuccessSignal, Protocol):
+    """A success signal whose claims a teacher checks (``robot_rl.rewards.success.verify.VerifiedSuccess``); the
+    reset-free loop asks ``check`` at each claim and relabels its data when ``update`` says the signal changed."""
+
+    def check(self, obs: dict[str, torch.Tensor], info: dict[str, Any], step: int) -> str:
+        """The verdict on a claim at post-step ``obs``: ``"confirmed"`` or ``"unverified"`` (the claim stands),
+        ``"rejected"`` or ``"held"`` (it does not)."""
+        ...
+
+    def update(self) -> bool:
+        """True once after the signal changed (a classifier retrained on the answers)."""
+        ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+
 def camera_input(source: object) -> tuple[str, int] | None:
     """``(camera, square size)`` of the frames ``source`` reads online, or None when it reads states only."""
     value = getattr(source, "camera_input", None)

@@ -43,12 +43,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 
-from robot_rl.core import EnvSpec, RobotEnv, SuccessSignal
+from robot_rl.core import CheckedSuccessSignal, EnvSpec, RobotEnv, SuccessSignal
 from robot_rl.core.env import Obs
 from robot_rl.data import Dataset, TransitionSampler
 from robot_rl.nn.checkpoint import save_checkpoint
@@ -423,19 +423,19 @@ class _Run:
         return finished
 
     def verify(self, direction: int, obs: Obs, info: dict[str, Any], p: float, gt: bool | None) -> str | None:
-        """A verified signal's verdict on a claim (``VerifiedSuccess.check``; None: a signal without a teacher);
+        """A checked signal's verdict on a claim (``CheckedSuccessSignal.check``; None: a signal without a teacher);
         after a retrained classifier, the direction's data is relabeled."""
         learner = self.learners[direction]
-        check = getattr(learner.signal, "check", None)
-        if check is None:
+        if not callable(getattr(learner.signal, "check", None)):
             return None
+        signal = cast(CheckedSuccessSignal, learner.signal)
         row = learner.replay.pos  # where this step's transition goes
-        verdict = str(check(obs, info, self.steps + 1))
+        verdict = str(signal.check(obs, info, self.steps + 1))
         if verdict in ("confirmed", "rejected"):
             learner.answers[row] = verdict == "confirmed"
             self.event({"type": "verify", "direction": DIRECTIONS[direction], "step": self.steps + 1, "p": p,
                         "answer": verdict == "confirmed", "truth": gt})
-        if learner.signal.update():  # type: ignore[attr-defined]
+        if signal.update():
             _relabel_success(learner, self.cfg)
         return verdict
 
