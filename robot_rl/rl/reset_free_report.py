@@ -123,6 +123,12 @@ def write_report(run_dir: Path, title: str, facts: dict[str, Any] | None = None)
            else "") + ".",
         "",
     ]
+    if any(f"{d}/claims_confirmed" in m for d in DIRECTIONS):  # a teacher checked the claims (--verify-claims)
+        lines += ["Claims a teacher checked: " + "; ".join(
+            f"{d} {_fmt(m.get(f'{d}/claims_confirmed'))} confirmed, {_fmt(m.get(f'{d}/claims_rejected'))} rejected "
+            f"({_fmt(m.get(f'{d}/claims_held'))} more held back after a rejection, "
+            f"{_fmt(m.get(f'{d}/claims_unverified'))} past the budget stood unchecked; "
+            f"{_fmt(m.get(f'{d}/classifier_retrains'))} classifier retrains)" for d in DIRECTIONS) + ".", ""]
     before, after = s.get("eval_before"), s.get("eval_after")
     if before:
         lines += ["Success rate with resets (evaluation episodes, deterministic policy):", "",

@@ -325,6 +325,7 @@ def test_verified_claims_a_teacher_rejects_earn_nothing_and_end_no_attempt(runs,
     m = res.summary["metrics"]
     assert m["forward/claims_rejected"] == 20 and m["forward/claims_confirmed"] == 0
     assert m["forward/claims_unverified"] >= 1 and m["forward/classifier_retrains"] == 0  # a constant: no retraining
+    assert "Claims a teacher checked: forward 0 confirmed, 20 rejected" in write_report(out, "verified").read_text()
     back = [e for e in events if e["type"] == "verify" and e["direction"] == "backward"]
     assert back and all(e["answer"] == e["truth"] for e in back)  # the teacher answers from ground truth
 
