@@ -274,12 +274,20 @@ def offline_probability(signal: SuccessSignal, loaded: LoadedAgent, chunk: int =
         return np.concatenate(parts)
     mean = np.asarray(loaded.normalizer.mean, np.float32)
     std = np.asarray(loaded.normalizer.std, np.float32)
-    states = loaded.offline.arrays["next_obs"] * std + mean
-    out = []
-    for i in range(0, len(states), chunk):
-        p = signal({"state": torch.from_numpy(states[i:i + chunk])})
-        out.append(p.detach().float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return _state_probability(signal, torch.from_numpy(loaded.offline.arrays["next_obs"] * std + mean), chunk).numpy()
+
+
+def _state_probability(signal: SuccessSignal, states: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """float32 ``[N]`` on the CPU: the signal's success probability of raw ``states [N, D]``, ``chunk`` rows a call."""
+    out = [signal({"state": states[i:i + chunk]}).detach().float().cpu() for i in range(0, len(states), chunk)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _success_columns(prob: Any, threshold: float, scale: float, soft: bool) -> tuple[Any, Any]:
+    """``(rewards, terminals)`` of success probabilities ``prob`` (a numpy array or a tensor): terminal where
+    ``p >= threshold``; reward ``scale * 1[p >= threshold]``, or ``scale * p`` with ``soft``."""
+    success = prob >= threshold
+    return (prob if soft else success) * scale, success
 
 
 def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: int, signal: SuccessSignal,
@@ -296,9 +304,8 @@ def _make_learner(checkpoint_dir: Path, backend: ResetFreeBackend, direction: in
     n = len(loaded.offline.arrays["rewards"])
     if len(prob) != n:
         raise ValueError(f"{loaded.train_cfg.dataset}: {len(prob)} success labels for {n} transitions")
-    success = prob >= signal.threshold
-    arrays = {**loaded.offline.arrays, "rewards": ((prob if cfg.soft_reward else success) * scale).astype(np.float32),
-              "terminals": success}
+    rewards, terminals = _success_columns(prob, signal.threshold, scale, cfg.soft_reward)
+    arrays = {**loaded.offline.arrays, "rewards": rewards.astype(np.float32), "terminals": terminals}
     device = loaded.device
     seed = cfg.seed * 2 + direction
     sampler = TransitionSampler(arrays, device, seed=seed)
@@ -392,13 +399,14 @@ class _Run:
             p = self.probability(learner.signal, next_obs)
             gt = bool(info["success"][0]) if "success" in info else None
             verdict = self.verify(direction, next_obs, info, p, gt) if p >= learner.signal.threshold else None
-            claimed = p >= learner.signal.threshold and verdict not in ("rejected", "held")
+            refused = verdict in ("rejected", "held")  # a teacher said no, or shortly after a no
+            claimed = p >= learner.signal.threshold and not refused
             if gt is not None:
                 st.has_ground_truth = True
                 gt_ever |= gt
                 st.confusion[("t" if claimed == gt else "f") + ("p" if claimed else "n")] += 1
             _add(learner, obs, action, next_obs, claimed,
-                 0.0 if verdict in ("rejected", "held") else p if self.cfg.soft_reward else float(claimed))
+                 0.0 if refused else p if self.cfg.soft_reward else float(claimed))
             self.steps += 1
             length += 1
             st.steps += 1
@@ -570,23 +578,21 @@ def _relabel_success(learner: _Learner, cfg: ResetFreeConfig) -> None:
     """The success signal changed (a retrained classifier): recompute terminals, and success rewards where the
     success signal gives them, of the offline rows and of the replay's (rows a teacher answered keep the answer)."""
     loaded, replay, signal = learner.loaded, learner.replay, learner.signal
-    mean = torch.as_tensor(loaded.normalizer.mean, dtype=torch.float32, device=loaded.device)
-    std = torch.as_tensor(loaded.normalizer.std, dtype=torch.float32, device=loaded.device)
-    parts = [(learner.offline.data, torch.as_tensor(offline_probability(signal, loaded), device=loaded.device))]
+    parts = [(learner.offline.data, torch.from_numpy(offline_probability(signal, loaded)))]
     if replay.size:
+        mean = torch.as_tensor(loaded.normalizer.mean, dtype=torch.float32, device=loaded.device)
+        std = torch.as_tensor(loaded.normalizer.std, dtype=torch.float32, device=loaded.device)
         with torch.no_grad():
-            states = replay.data["next_obs"][:replay.size] * std + mean
-            prob = torch.cat([signal({"state": states[i:i + 4096]}).float().to(loaded.device)
-                              for i in range(0, replay.size, 4096)])
+            prob = _state_probability(signal, replay.data["next_obs"][:replay.size] * std + mean)
         for row, answer in learner.answers.items():
             if row < replay.size:  # the row of the step being verified is stored after this, with its answer
                 prob[row] = 1.0 if answer else 0.0
         parts.append((replay.data, prob))
     for data, prob in parts:
-        success = prob >= signal.threshold
-        data["terminals"][:len(prob)] = success
+        rewards, terminals = _success_columns(prob.to(loaded.device), signal.threshold, learner.scale, cfg.soft_reward)
+        data["terminals"][:len(prob)] = terminals
         if learner.reward is None:
-            data["rewards"][:len(prob)] = (prob if cfg.soft_reward else success.float()) * learner.scale
+            data["rewards"][:len(prob)] = rewards
 
 
 def _update(learner: _Learner, st: DirectionStats, cfg: ResetFreeConfig) -> None:

@@ -35,6 +35,7 @@ from robot_rl.data import Dataset
 from robot_rl.rewards.success.classifier import SuccessClassifier
 from robot_rl.rewards.success.examples import collect_examples
 from robot_rl.rewards.success.labels import SuccessError
+from robot_rl.rewards.success.training import _gather, fit_classifier
 
 VERDICTS = ("confirmed", "rejected", "held", "unverified")
 """What ``VerifiedSuccess.check`` can say; the first and the last let the claim stand."""
@@ -155,8 +156,6 @@ class VerifiedSuccess:
         return {**counts, "classifier_retrains": float(self.retrains)}
 
     def _retrain(self) -> None:
-        from robot_rl.rewards.success.training import fit_classifier
-
         model = self.classifier
         if model is None or not self._states:
             return
@@ -181,7 +180,7 @@ class VerifiedSuccess:
                 ex, _ = collect_examples(ds, model.config, prov.get("labels_from", "dataset"),
                                          prov.get("success_store"))
                 episodes = {n: ds.load_episode(n) for n in dict.fromkeys(ex.episodes)}
-            states = np.stack([episodes[n].states[k] for n, k in zip(ex.episodes, ex.steps, strict=True)])
-            self._base = (states.astype(np.float32), np.asarray(ex.labels, np.float32),
+                states, _ = _gather(ds, None, list(zip(ex.episodes, ex.steps, strict=True)), episodes, None)
+            self._base = (states, np.asarray(ex.labels, np.float32),
                           np.asarray(ex.weights, np.float32))
         return self._base
