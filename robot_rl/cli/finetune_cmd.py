@@ -257,6 +257,9 @@ def verified_signals(signals: tuple[SuccessSignal, SuccessSignal], names: tuple[
     without it, ``signals`` as they are."""
     from robot_rl.rewards.success.verify import VerifiedSuccess, VerifyConfig, make_claim_teacher
 
+    if args.verify_claims < 0:
+        raise ValueError(f"--verify-claims N: the claims a teacher checks per direction, >= 0 (0: off); got "
+                         f"{args.verify_claims}")
     if not args.verify_claims:
         return signals
     kind = args.claim_teacher or ("human" if args.robot else "scripted")

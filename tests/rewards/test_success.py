@@ -298,5 +298,24 @@ def test_claim_teachers_answer_from_ground_truth_or_a_person_and_refuse_what_the
     asked: list[str] = []
     person = HumanClaimTeacher(ask=lambda q: (asked.append(q), next(answers))[1])
     assert person.confirm(obs, {}, "drawer-open") and len(asked) == 2 and "'drawer-open' is done" in asked[0]
+    def closed(question: str) -> str:
+        raise EOFError
+
+    with pytest.raises(SuccessError, match="the input closed while asking whether 'drawer-open' is done"):
+        HumanClaimTeacher(ask=closed).confirm(obs, {}, "drawer-open")
     with pytest.raises(SuccessError, match="budget"):
         VerifyConfig(budget=0)
+
+
+def test_verified_success_refuses_a_classifier_whose_dataset_is_gone_before_the_run(drawer, tmp_path):
+    from robot_rl.rewards.success.verify import ScriptedClaimTeacher, VerifiedSuccess, VerifyConfig
+
+    moved = tmp_path / "moved.h5"
+    shutil.copy(drawer, moved)
+    train_success(str(moved), tmp_path / "clf", SuccessConfig(obs="state", **FAST), labels_from="ground_truth")
+    moved.unlink()
+    signal = ClassifierSuccess(tmp_path / "clf")
+    with pytest.raises(SuccessError, match=r"needs the dataset the classifier was trained on \(.*moved.h5\), which "
+                                           "is not there"):
+        VerifiedSuccess(signal, ScriptedClaimTeacher(), VerifyConfig(), "open")
+    VerifiedSuccess(signal, ScriptedClaimTeacher(), VerifyConfig(retrain_steps=0), "open")  # no retraining: fine

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +89,11 @@ class HumanClaimTeacher:
     def confirm(self, obs: dict[str, torch.Tensor], info: dict[str, Any], task: str) -> bool:
         prompt = f"The policy says '{task}' is done. Is it? [y/n] "
         while True:
-            answer = self.ask(prompt).strip().lower()
+            try:
+                answer = self.ask(prompt).strip().lower()
+            except EOFError as e:
+                raise SuccessError(f"claim teacher: the input closed while asking whether '{task}' is done; run with "
+                                   "a terminal to answer at (in simulation: --claim-teacher scripted)") from e
             if answer in ("y", "yes", "n", "no"):
                 return answer.startswith("y")
             prompt = "Please answer y or n: "
@@ -120,6 +125,8 @@ class VerifiedSuccess:
             classifier if isinstance(classifier, SuccessClassifier) and classifier.config.obs == "state"
             and config.retrain_steps > 0 else None)
         self._base: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.classifier is not None:  # read now: a missing dataset fails before the run, not at its first "no"
+            self._base_examples(self.classifier)
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.signal(obs)
@@ -173,9 +180,10 @@ class VerifiedSuccess:
         """The classifier's offline examples (its dataset and label stores, from its provenance), read once."""
         if self._base is None:
             prov = model.provenance
-            if not prov.get("dataset"):
-                raise SuccessError(f"{model.source_path}: the classifier's provenance names no dataset, so it cannot "
-                                   "be retrained on the teacher's answers (set retrain_steps=0)")
+            if not prov.get("dataset") or not os.path.exists(prov["dataset"]):
+                raise SuccessError(f"{model.source_path}: retraining on the teacher's answers needs the dataset the "
+                                   f"classifier was trained on ({prov.get('dataset') or 'not recorded'}), which is not "
+                                   "there; put it back at that path")
             with Dataset(prov["dataset"]) as ds:
                 ex, _ = collect_examples(ds, model.config, prov.get("labels_from", "dataset"),
                                          prov.get("success_store"))
