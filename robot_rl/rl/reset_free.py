@@ -250,7 +250,10 @@ class _Learner:
     ends attempts and marks terminal steps."""
     new_transitions: int = 0
     answers: dict[int, bool] = field(default_factory=dict)
-    """Replay rows whose success a teacher answered (verified claims): relabels keep the answer."""
+    """Replay rows whose success a teacher answered (verified claims): relabels keep the answer. A row the ring
+    buffer overwrites loses its answer (unless the answer is for the new transition)."""
+    answered_row: int | None = None
+    """The replay row of the transition being verified now (answered, not stored yet)."""
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counted: int = 0
 
@@ -441,6 +444,7 @@ class _Run:
         verdict = str(signal.check(obs, info, self.steps + 1))
         if verdict in ("confirmed", "rejected"):
             learner.answers[row] = verdict == "confirmed"
+            learner.answered_row = row
             self.event({"type": "verify", "direction": DIRECTIONS[direction], "step": self.steps + 1, "p": p,
                         "answer": verdict == "confirmed", "truth": gt})
         if signal.update():
@@ -554,6 +558,9 @@ def _add(learner: _Learner, obs: Obs, action: torch.Tensor, next_obs: Obs, claim
     else:
         nan = torch.full((1,), float("nan"))
         reward = learner.reward(obs, action, next_obs, nan).to(device).float() * learner.loaded.offline.reward_scale
+    if learner.answered_row != learner.replay.pos:  # the ring wrapped onto an answered row: the answer was for
+        learner.answers.pop(learner.replay.pos, None)  # the transition that this one overwrites
+    learner.answered_row = None
     learner.replay.add({
         "obs": norm(obs["state"].to(device).float()), "actions": action.to(device),
         "rewards": reward,

@@ -376,6 +376,30 @@ def test_a_retrained_success_signal_relabels_offline_and_replay_rows_but_keeps_t
     assert learner.replay.data["rewards"][:3].tolist() == [0.0, learner.scale, 0.0]
 
 
+def test_an_answer_goes_with_its_row_when_the_replay_ring_overwrites_it(runs, tmp_path):
+    backend = MetaWorldPairBackend("drawer", seed=0)
+    cfg = ResetFreeConfig(**{**TINY, "steps": 40, "attempt_time_limit": 20, "capacity": 4})
+    signal = _Retrained()
+    state = {"state": torch.zeros(1, 39)}
+    try:
+        learner = reset_free_module._make_learner(runs / "drawer-open-v3", backend, 0, signal, cfg)
+        for _ in range(4):
+            reset_free_module._add(learner, state, torch.zeros(1, 4), state, True, 1.0)
+        learner.answers[1] = True  # a teacher confirmed row 1's transition
+        run = reset_free_module._Run((learner, learner), backend, cfg, tmp_path / "r", None)
+        assert run.verify(0, state, {}, 0.9, None) == "rejected"  # the next step goes to row 0 (wrapped)
+        run.close()
+        reset_free_module._add(learner, state, torch.zeros(1, 4), state, True, 1.0)  # row 0: the answered step
+        assert learner.answers == {0: False, 1: True}
+        reset_free_module._add(learner, state, torch.zeros(1, 4), state, True, 1.0)  # row 1: a new, unanswered step
+        assert learner.answers == {0: False}
+        signal.p, signal.changed = 0.9, True  # the classifier changes its mind: relabel
+        reset_free_module._relabel_success(learner, cfg)
+    finally:
+        backend.close()
+    assert learner.replay.data["terminals"][:4].tolist() == [False, True, True, True]
+
+
 def test_critic_warmup_moves_critics_not_the_actor(runs, tmp_path):
     out = tmp_path / "cw"
     res = _run(runs, out, steps=5, warmup_steps=10, critic_warmup_updates=20, attempt_time_limit=5)
