@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def main() -> None:
                         str(args.episodes), "--num-envs", "4", "--seed", "0", "--out", str(data)]) == 0
     pairs = [(t, s) for t in args.tasks for s in args.seeds]
     runs = [(t, s, v) for t, s in pairs for v in args.variants]
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:  # spawn: see reward_quality.py
         offline = dict(zip(pairs, pool.map(_offline, *zip(*pairs, strict=True), [args] * len(pairs)), strict=True))
         results = list(pool.map(_finetune, *zip(*runs, strict=True), [args] * len(runs)))
     for r in results:

@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,9 @@ def main() -> None:
                         str(args.episodes), "--num-envs", "4", "--seed", "0", "--out", str(data)]) == 0
     work = [(t, s) for t in args.tasks for s in args.seeds]
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+        # spawn, not fork: the parent has made an env (collect), and an mjx task's JAX threads make a forked child
+        # deadlock (seen: both workers stopped after training, at the evaluation's env)
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_one, *zip(*work, strict=True), [args] * len(work)))
     else:
         results = [_one(t, s, args) for t, s in work]
