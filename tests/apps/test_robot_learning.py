@@ -54,7 +54,9 @@ def test_actor_and_learner_over_dds_survive_kills_and_record_interventions(offli
         # kill -9 the learner: the actor keeps acting on the last weights, its batches wait on its disk
         assert procs.stop("learner", signal.SIGKILL) == -signal.SIGKILL
         before = read_json(run / "status.json")
-        version = read_json(actor_status)["weights_version"]
+        steps = read_json(actor_status)["steps"]
+        wait_for("the actor acting on past the kill", lambda: read_json(actor_status)["steps"] >= steps + 1, 30, procs)
+        version = read_json(actor_status)["weights_version"]  # read after weights already in flight have landed
         steps = read_json(actor_status)["steps"]
         wait_for("the actor acting on without a learner", lambda: read_json(actor_status)["steps"] >= steps + STEPS,
                  30, procs)
