@@ -30,6 +30,8 @@ def weights_report(run: Path, near: float) -> None:
     from robot_rl.rl.finetune import load_iql_for_finetuning
 
     payload, _ = load_checkpoint(run)
+    if payload["algo"] != "iql":
+        raise SystemExit(f"{run}: an IQL run is needed (its critics give the weights); this one is {payload['algo']}")
     with Dataset(payload["config"]["dataset"]) as ds:
         spec = ds.spec
         behaviour = np.array([str(ds.episode_attrs(n).get("behaviour", "?")) for n in ds.episode_names])
@@ -43,10 +45,12 @@ def weights_report(run: Path, near: float) -> None:
     iql = loaded.train_cfg.iql
     w = np.minimum(np.exp(iql.temperature * adv), iql.weight_clip)
     state = off.arrays["obs"] * np.asarray(loaded.normalizer.std) + np.asarray(loaded.normalizer.mean)
-    sl = {s.name: slice(s.start, s.stop) for s in spec.state_slices}
-    dist = np.linalg.norm(state[:, sl["hand_pos"]] - state[:, sl["obj_pos"]], axis=1)
+    try:
+        dist = np.linalg.norm(state[:, spec.state_slice("hand_pos")] - state[:, spec.state_slice("obj_pos")], axis=1)
+        expert = task_expert(spec.name)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"{run}: {str(e).strip(chr(39))}") from None
     rows = behaviour[off.episode_index]
-    expert = task_expert(spec.name)
     ea = np.stack([np.asarray(expert(s.astype(np.float32)), np.float32) for s in state])
     da = off.arrays["actions"]
     cos = (ea * da).sum(1) / (np.linalg.norm(ea, axis=1) * np.linalg.norm(da, axis=1) + 1e-6)
