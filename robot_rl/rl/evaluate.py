@@ -33,16 +33,18 @@ class EvalResult:
 def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000, gif: Path | None = None,
              camera: str | None = None, image_size: int = 128,
              on_episode: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Run ``episodes`` episodes (spread over the env's batch); the first episode of env 0 goes to ``gif``.
+    """Run ``episodes`` episodes; the first one goes to ``gif``.
 
+    Episode ``k`` starts from ``env.reset(seed=...)`` with seed ``seed + k`` whatever the batch size: the episodes
+    run in rounds of ``num_envs``, each round reset with ``seed + round * num_envs`` (env ``i`` gets ``+ i``), and
+    only each env's first episode of a round counts. So 20 episodes on 1 env and on 4 envs see the same 20 layouts
+    (on backends that seed env ``i`` with ``seed + i``), and episodes that end early are not over-counted.
     Frames are rendered from stored sim states after the episode, so evaluation itself runs at full speed.
     ``on_episode(done, episodes)`` is called as episodes finish (progress bars).
     """
+    if episodes < 1:
+        raise ValueError(f"evaluate: episodes must be >= 1, got {episodes}")
     n = env.num_envs
-    obs, info = env.reset(seed=seed)
-    returns = np.zeros(n)
-    lengths = np.zeros(n, dtype=np.int64)
-    ever_success = np.zeros(n, dtype=bool)
     done_returns: list[float] = []
     done_lengths: list[int] = []
     done_success: list[bool] = []
@@ -54,29 +56,35 @@ def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000,
             camera = default_camera(env.spec)
         except ValueError:  # a backend with no camera to render (Isaac Lab here): no GIF
             recording = False
-    while len(done_returns) < episodes:
-        if recording and "sim_state" in info:
-            gif_states.append(info["sim_state"][0].cpu().numpy())
-        res = env.step(policy(obs))
-        returns += res.reward.cpu().numpy()
-        lengths += 1
-        if "success" in res.info:
-            ever_success |= res.info["success"].cpu().numpy()
-        else:
-            has_success = False
-        done = (res.terminated | res.truncated).cpu().numpy()
-        for i in np.flatnonzero(done):
-            if i == 0 and recording:
+    for first in range(0, episodes, n):
+        obs, info = env.reset(seed=seed + first)
+        counted = min(n, episodes - first)  # the last round's extra envs step along, uncounted
+        returns = np.zeros(counted)
+        lengths = np.zeros(counted, dtype=np.int64)
+        success = np.zeros(counted, dtype=bool)
+        running = np.ones(counted, dtype=bool)
+        while running.any():
+            if recording and "sim_state" in info:
+                gif_states.append(info["sim_state"][0].cpu().numpy())
+            res = env.step(policy(obs))
+            returns += np.where(running, res.reward.cpu().numpy()[:counted], 0.0)
+            lengths += running
+            if "success" in res.info:
+                success |= running & res.info["success"].cpu().numpy()[:counted]
+            else:
+                has_success = False
+            ended = running & (res.terminated | res.truncated).cpu().numpy()[:counted]
+            if recording and ended[0]:
                 recording = False
                 _write_gif(env, np.stack(gif_states), gif, camera, image_size)  # type: ignore[arg-type]
-            if len(done_returns) < episodes:
+            running &= ~ended
+            for i in np.flatnonzero(ended):
                 done_returns.append(float(returns[i]))
                 done_lengths.append(int(lengths[i]))
-                done_success.append(bool(ever_success[i]))
+                done_success.append(bool(success[i]))
                 if on_episode is not None:
                     on_episode(len(done_returns), episodes)
-            returns[i], lengths[i], ever_success[i] = 0.0, 0, False
-        obs, info = res.obs, res.info
+            obs, info = res.obs, res.info
     r = np.array(done_returns)
     return EvalResult(episodes, float(np.mean(done_success)) if has_success else float("nan"),
                       float(r.mean()), float(r.std()), float(np.mean(done_lengths)))

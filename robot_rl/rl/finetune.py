@@ -73,6 +73,7 @@ class FinetuneConfig:
     """Log (and check for divergence) every this many env steps."""
     eval_every: int = bounded(5000, ge=0)
     eval_episodes: int = bounded(10, ge=0)
+    """Episodes of each periodic evaluation (0: none); episode ``k`` is seeded ``10000 + k``, as in ``eval``."""
     seed: int = bounded(0, ge=0)
     threads: int = bounded(0, ge=0)
     """torch CPU threads of the learner (0: 1 when it runs on CUDA, where more only spin — on the H200 16 threads
@@ -302,7 +303,7 @@ def finetune(checkpoint_dir: Path, env: RobotEnv, reward: RewardSource, cfg: Fin
             update_and_relabel(learner, env_steps, (replay.data, replay.size),
                                (offline_sampler.data, len(offline_sampler)), normalizer, offline.reward_scale, refresh)
             log_due = env_steps >= next_log or env_steps >= cfg.env_steps
-            eval_due = log_due and (env_steps >= next_eval or env_steps >= cfg.env_steps)
+            eval_due = log_due and cfg.eval_episodes > 0 and (env_steps >= next_eval or env_steps >= cfg.env_steps)
             if overlap and env_steps < cfg.env_steps and not eval_due:
                 # act now with the policy before this step's updates, and let the envs step during them
                 agent.actor.eval()
