@@ -100,18 +100,22 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
         finally:
             env.close()
         metrics = res.as_metrics()
-        (Path(run_dir) / eval_name).write_text(json.dumps({"task": task, **metrics}, indent=1))
+        low, high = res.success_interval()
+        ci = {} if low != low else {"eval/success_ci95_low": low, "eval/success_ci95_high": high}
+        (Path(run_dir) / eval_name).write_text(json.dumps({"task": task, **metrics, "eval/episodes": episodes, **ci},
+                                                          indent=1))
+        interval = f" (95% CI {low:.0%}-{high:.0%})" if ci else ""
+        summary = (f"{task}: success {res.success_rate:.0%}{interval}, return {res.return_mean:.1f} ± "
+                   f"{res.return_std:.1f} over {episodes} episodes")
         if not own:  # another task's numbers belong neither in the run's curves nor in its report
-            console.print(f"{task}: success {res.success_rate:.0%}, return {res.return_mean:.1f} ± "
-                          f"{res.return_std:.1f} over {episodes} episodes; wrote {Path(run_dir) / eval_name} and "
-                          f"{Path(run_dir) / gif_name} (the run was trained on {policy.spec.name})")
+            console.print(f"{summary}; wrote {Path(run_dir) / eval_name} and {Path(run_dir) / gif_name} (the run was "
+                          f"trained on {policy.spec.name})")
             return metrics
         step = int(payload["step"])
         logger = MetricsLogger(run_dir, tensorboard=False)
         logger.log(step, metrics)
         logger.close()
-        console.print(f"{task}: success {res.success_rate:.0%}, return {res.return_mean:.1f} ± {res.return_std:.1f} "
-                      f"over {episodes} episodes")
+        console.print(summary)
     elif episodes > 0:
         console.print(f"no sim backend for '{task}': skipping evaluation")
     plot_curves(run_dir)

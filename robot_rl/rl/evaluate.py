@@ -24,6 +24,16 @@ class EvalResult:
     return_std: float
     length_mean: float
 
+    def success_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Wilson score interval of the success rate (NaN, NaN where the backend cannot tell success): with 20
+        episodes a 15% policy's interval is 5-36%, so compare policies on enough episodes."""
+        if self.success_rate != self.success_rate:
+            return float("nan"), float("nan")
+        from scipy.stats import binomtest
+
+        ci = binomtest(round(self.success_rate * self.episodes), self.episodes).proportion_ci(confidence, "wilson")
+        return float(ci.low), float(ci.high)
+
     def as_metrics(self, prefix: str = "eval/") -> dict[str, float]:
         return {f"{prefix}success_rate": self.success_rate, f"{prefix}return_mean": self.return_mean,
                 f"{prefix}return_std": self.return_std, f"{prefix}length_mean": self.length_mean}

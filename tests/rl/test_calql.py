@@ -280,6 +280,9 @@ def test_train_algo_calql_through_the_cli_resumes_bit_identical_evaluates_and_fi
     assert all(k in trained[-1] for k in ("critic_loss", "cql_gap", "calibrated_frac", "actor_loss", "temperature"))
     evaluated = json.loads((out / "eval.json").read_text())  # the trained policy ran an episode in the sim task
     assert evaluated and (out / "report.md").exists()
+    assert evaluated["eval/episodes"] == 1  # with the success rate's 95% interval, which one episode leaves wide
+    assert evaluated["eval/success_ci95_low"] <= evaluated["eval/success_rate"] <= evaluated["eval/success_ci95_high"]
+    assert evaluated["eval/success_ci95_high"] - evaluated["eval/success_ci95_low"] > 0.7
     policy = load_policy(out)
     assert isinstance(policy.actor, TanhGaussianActor)
     assert policy({"state": torch.zeros(2, 39)}).shape == (2, 4)

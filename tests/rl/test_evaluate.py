@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robot_rl.envs import make_env
-from robot_rl.rl.evaluate import evaluate
+from robot_rl.rl.evaluate import EvalResult, evaluate
 
 
 class _Linear:
@@ -63,3 +63,17 @@ def test_no_episodes_is_an_error() -> None:
             evaluate(lambda obs: torch.zeros(1, 3), env, 0)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(("successes", "episodes"), [(0, 20), (3, 20), (13, 100), (100, 100)])
+def test_the_success_interval_is_wilsons(successes: int, episodes: int) -> None:
+    z = 1.959963984540054  # the normal's 97.5% quantile
+    p, n = successes / episodes, episodes
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    res = EvalResult(episodes, p, 0.0, 0.0, 100.0)
+    assert res.success_interval() == pytest.approx((max(centre - half, 0.0), min(centre + half, 1.0)), abs=1e-9)
+
+
+def test_no_interval_without_success() -> None:
+    assert all(np.isnan(EvalResult(10, float("nan"), 0.0, 0.0, 100.0).success_interval()))
