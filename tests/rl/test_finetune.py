@@ -71,6 +71,10 @@ def test_finetune_and_eval_cli(offline_run, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out), "--episodes", "2", "--num-envs", "2"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= result["eval/success_rate"] <= 1.0
+    # fine-tuning's last periodic evaluation (one env) saw the same layouts as `eval` on two envs: the same returns
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    periodic = [r for r in rows if "eval/return_mean" in r and "critic_loss" in r]
+    assert periodic and periodic[-1]["eval/return_mean"] == pytest.approx(result["eval/return_mean"], rel=1e-4)
     assert (out / "episode.gif").stat().st_size > 1000
     assert main(["eval", "--checkpoint", str(out), "--task", "gym/Hopper-v5", "--episodes", "1"]) == 2
     assert "does not fit" in capsys.readouterr().err
