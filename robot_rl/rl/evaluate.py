@@ -48,7 +48,9 @@ def evaluate(policy: PolicyFn, env: RobotEnv, episodes: int, seed: int = 10_000,
     Episode ``k`` starts from ``env.reset(seed=...)`` with seed ``seed + k`` whatever the batch size: the episodes
     run in rounds of ``num_envs``, each round reset with ``seed + round * num_envs`` (env ``i`` gets ``+ i``), and
     only each env's first episode of a round counts. So 20 episodes on 1 env and on 4 envs see the same 20 layouts
-    (on backends that seed env ``i`` with ``seed + i``), and episodes that end early are not over-counted.
+    (on backends that seed env ``i`` with ``seed + i``), and episodes that end early are not over-counted. Same
+    layouts are not always same trajectories: on MJX the batch size changes float rounding, which contacts can
+    amplify (``benchmarks/reward_quality.md``, push).
     Frames are rendered from stored sim states after the episode, so evaluation itself runs at full speed.
     ``on_episode(done, episodes)`` is called as episodes finish (progress bars).
     """
