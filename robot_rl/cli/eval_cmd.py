@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def evaluate_run(run_dir: Path, task: str | None, episodes: int, console: Consol
             env.close()
         metrics = res.as_metrics()
         low, high = res.success_interval()
-        ci = {} if low != low else {"eval/success_ci95_low": low, "eval/success_ci95_high": high}
+        ci = {} if math.isnan(low) else {"eval/success_ci95_low": low, "eval/success_ci95_high": high}
         (Path(run_dir) / eval_name).write_text(json.dumps({"task": task, **metrics, "eval/episodes": episodes, **ci},
                                                           indent=1))
         interval = f" (95% CI {low:.0%}-{high:.0%})" if ci else ""

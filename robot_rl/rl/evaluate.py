@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ class EvalResult:
     def success_interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """Wilson score interval of the success rate (NaN, NaN where the backend cannot tell success): with 20
         episodes a 15% policy's interval is 5-36%, so compare policies on enough episodes."""
-        if self.success_rate != self.success_rate:
-            return float("nan"), float("nan")
+        if math.isnan(self.success_rate):
+            return math.nan, math.nan
         from scipy.stats import binomtest
 
         ci = binomtest(round(self.success_rate * self.episodes), self.episodes).proportion_ci(confidence, "wilson")

@@ -21,7 +21,7 @@ class _Linear:
         return torch.tanh(obs["state"] @ self.w)
 
 
-def _run(num_envs: int, episodes: int) -> tuple[list[float], float]:
+def _run(num_envs: int, episodes: int) -> tuple[list[float], int]:
     env = make_env("gym/Hopper-v5", num_envs=num_envs)
     try:
         policy = _Linear(env.spec.observations["state"].shape[0], env.spec.action.dim)
@@ -73,6 +73,17 @@ def test_the_success_interval_is_wilsons(successes: int, episodes: int) -> None:
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     res = EvalResult(episodes, p, 0.0, 0.0, 100.0)
     assert res.success_interval() == pytest.approx((max(centre - half, 0.0), min(centre + half, 1.0)), abs=1e-9)
+
+
+@pytest.mark.parametrize(("successes", "episodes", "low", "high"), [
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+    (29, 29, 0.8830, 1.0)])
+def test_the_success_interval_matches_newcombes_published_wilson_intervals(successes: int, episodes: int, low: float,
+                                                                          high: float) -> None:
+    """Newcombe (1998), Statistics in Medicine 17:857-872, worked examples, method 3 (score interval without
+    continuity correction): values published to four decimals."""
+    res = EvalResult(episodes, successes / episodes, 0.0, 0.0, 100.0)
+    assert res.success_interval() == pytest.approx((low, high), abs=6e-5)
 
 
 def test_no_interval_without_success() -> None:
